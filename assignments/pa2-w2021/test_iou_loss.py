@@ -1,0 +1,125 @@
+"""D.2: compute_iou_loss(pred, gt, SMOOTH=1e-6), the soft IoU loss.
+
+Compared with the reference on inputs drawn by hypothesis. The handout does not say whether
+IoU is taken over the whole batch or per image and averaged: the assignment lists the
+accepted readings, and the check says which one it found."""
+import pytest
+import torch
+from hypothesis import assume, given, strategies as st
+
+pytestmark = pytest.mark.grade(part="D.2")
+
+NAMES = ("compute_iou_loss", "compute_IoU_loss")  # v1.0 of the notebook used the second
+LOGITS = st.sampled_from([-30.0, -4.0, -1.0, -0.25, 0.0, 0.5, 2.0, 30.0])
+
+
+@st.composite
+def batches(draw, max_side=4):
+    """(pred logits [B, 2, H, W] as nested lists, gt mask [B, H, W] as nested lists)."""
+    b, h, w = draw(st.integers(1, 3)), draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
+    fill = draw(st.sampled_from(["mixed", "all background", "all foreground"]))
+    bit = {"mixed": st.integers(0, 1), "all background": st.just(0), "all foreground": st.just(1)}[fill]
+    gt = [[[draw(bit) for _ in range(w)] for _ in range(h)] for _ in range(b)]
+    pred = [[[[draw(LOGITS) for _ in range(w)] for _ in range(h)] for _ in range(2)] for _ in range(b)]
+    return pred, gt
+
+
+def as_tensors(pred, gt):
+    return torch.tensor(pred, dtype=torch.float32), torch.tensor(gt, dtype=torch.long)
+
+
+def paste(pred, gt, name):
+    return (f"pred = torch.tensor({pred})\ngt = torch.tensor({gt})\n{name}(pred, gt)")
+
+
+def variants(reference):
+    return {"whole batch": reference.compute_iou_loss,
+            "per image": reference.compute_iou_loss_per_image}
+
+
+@pytest.fixture
+def loss_name(submission):
+    name = submission.first_defining_name(*NAMES)
+    if name is None:
+        submission.require(NAMES[0])  # raises with the reason (does not parse, not defined, ...)
+    return name
+
+
+def student_loss(submission, name, pred, gt, grad=False):
+    pred_t, gt_t = as_tensors(pred, gt)
+    result = submission.call(name, pred_t, gt_t, grad_wrt=[0] if grad else [])
+    out = result["output"]
+    assert hasattr(out, "shape"), (
+        f"{name} returned {out!r}, not a tensor. Try:\n{paste(pred, gt, name)}")
+    assert out.numel() == 1, (
+        f"{name} returned a tensor of shape {list(out.shape)}; the loss must be a single number. "
+        f"Try:\n{paste(pred, gt, name)}")
+    return (out.reshape(()).item(), result["grads"][0]) if grad else out.reshape(()).item()
+
+
+# Two images with different foreground sizes: the two readings of IoU differ here.
+PROBE_PRED = [[[[0.0, 1.0], [2.0, -1.0]], [[1.0, 0.0], [-1.0, 3.0]]],
+              [[[0.0, 0.0], [0.5, 0.0]], [[2.0, -2.0], [0.0, 1.0]]]]
+PROBE_GT = [[[1, 1], [0, 1]], [[0, 0], [1, 0]]]
+
+
+@pytest.mark.grade(kind="loss", points=2)
+@given(case=batches())
+def test_matches_reference(submission, reference, assignment, loss_name, feedback, case):
+    """Loss values match the reference on generated logits and masks"""
+    accepted = {k: v for k, v in variants(reference).items()
+                if k in assignment.data["iou"]["accepted_variants"]}
+    probe = student_loss(submission, loss_name, PROBE_PRED, PROBE_GT)
+    expected = {k: fn(*as_tensors(PROBE_PRED, PROBE_GT)).item() for k, fn in accepted.items()}
+    found = [k for k, v in expected.items() if abs(v - probe) <= 1e-4]
+    assert found, (f"{loss_name} gives {probe:.6f} here; expected "
+                   + " or ".join(f"{v:.6f} (IoU {k})" for k, v in expected.items())
+                   + f". Try:\n{paste(PROBE_PRED, PROBE_GT, loss_name)}")
+    pred, gt = case
+    pred_t, gt_t = as_tensors(pred, gt)
+    union = (torch.softmax(pred_t, 1)[:, 1] + gt_t - torch.softmax(pred_t, 1)[:, 1] * gt_t).sum()
+    assume(union.item() > 1e-2)  # where the union is ~0, SMOOTH alone decides the value
+    got = student_loss(submission, loss_name, pred, gt)
+    want = accepted[found[0]](pred_t, gt_t).item()
+    assert abs(got - want) <= 1e-4 + 1e-4 * abs(want), (
+        f"{loss_name} gives {got:.6f}, the reference {want:.6f} (IoU {found[0]}). "
+        f"Try:\n{paste(pred, gt, loss_name)}")
+    feedback(f"IoU is taken {'over the ' if found[0] == 'whole batch' else ''}{found[0]}.")
+
+
+@st.composite
+def masks_with_foreground(draw):
+    _, gt = draw(batches())
+    assume(any(v for img in gt for row in img for v in row))
+    return gt
+
+
+@pytest.mark.grade(kind="loss", points=1)
+@given(gt=masks_with_foreground(), case=batches())
+def test_loss_properties(submission, loss_name, gt, case):
+    """Loss is finite, in [0, 1], ~0 for a confident match and ~1 for a confident opposite"""
+    sign = [[[1.0 if v else -1.0 for v in row] for row in img] for img in gt]
+    match = [[[[-20 * s for s in row] for row in img], [[20 * s for s in row] for row in img]]
+             for img in sign]
+    opposite = [[img[1], img[0]] for img in match]
+    low = student_loss(submission, loss_name, match, gt)
+    assert low < 0.01, (f"a prediction that confidently matches the mask gives loss {low:.4f}; "
+                        f"expected close to 0 (is it 1 - IoU, on the foreground channel 1, after a "
+                        f"softmax?). Try:\n{paste(match, gt, loss_name)}")
+    high = student_loss(submission, loss_name, opposite, gt)
+    assert high > 0.99, (f"a prediction confidently opposite to the mask gives loss {high:.4f}; "
+                         f"expected close to 1. Try:\n{paste(opposite, gt, loss_name)}")
+    pred, gt2 = case
+    value = student_loss(submission, loss_name, pred, gt2)
+    assert 0.0 <= value <= 1.0 + 1e-6, (f"the loss is {value:.4f}, outside [0, 1] (a missing "
+                                         f"softmax?). Try:\n{paste(pred, gt2, loss_name)}")
+
+
+@pytest.mark.grade(kind="loss", points=1)
+def test_gradient_reaches_pred(submission, loss_name):
+    """Gradients flow from the loss back to the logits"""
+    _, grad = student_loss(submission, loss_name, PROBE_PRED, PROBE_GT, grad=True)
+    assert grad is not None, (f"{loss_name}'s result is not connected to pred (no gradient "
+                              "reaches it): avoid .detach(), .item(), argmax or numpy inside.")
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0, (
+        f"the gradient of {loss_name} with respect to pred is zero or not finite.")

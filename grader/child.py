@@ -1,0 +1,388 @@
+"""The sandboxed child: holds the student's objects and answers the parent's requests.
+
+It runs in a process forked from a warm server that has already imported torch. Before any
+student code runs it closes stdin, captures output, drops privileges and sets its limits
+(see `confine`). It only answers requests; it never decides a grade. Every reply is built with
+`grader.wire` (JSON and raw bytes), which the parent reads without unpickling.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import ctypes
+import importlib
+import io
+import linecache
+import os
+import re
+import resource
+import signal
+import sys
+import traceback
+
+import torch
+from torch import nn
+
+from . import layers, wire
+
+NOBODY = 65534
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+MS_REC, MS_PRIVATE = 0x4000, 0x40000
+
+
+class _CappedWriter(io.TextIOBase):
+    """sys.stdout/sys.stderr for student code: keeps the first `cap` bytes, drops the rest."""
+
+    def __init__(self, fd: int, cap: int):
+        self._fd, self._left = fd, cap
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        if self._left > 0:
+            data = text.encode("utf-8", "replace")[:self._left]
+            self._left -= len(data)
+            try:
+                os.write(self._fd, data)
+            except OSError:
+                self._left = 0
+        return len(text)
+
+
+def confine(config: dict) -> list[str]:
+    """Isolate this process before student code runs; returns what could be put in place."""
+    done = []
+    workdir = config["workdir"]
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    log = os.open(os.path.join(workdir, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    sys.stdin = open(os.devnull)
+    sys.stdout = _CappedWriter(1, config["output_bytes"])
+    sys.stderr = _CappedWriter(2, config["output_bytes"])
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over-long C-level writes fail, not kill
+    os.chdir(workdir)
+    os.environ.update(HOME=workdir, TMPDIR=workdir)
+    if os.geteuid() == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(CLONE_NEWNET | CLONE_NEWNS) == 0:
+            done.append("no network")
+            libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+            for path in config.get("hidden_paths", []):
+                if os.path.isdir(path) and libc.mount(b"tmpfs", path.encode(), b"tmpfs", 0,
+                                                      b"size=1k,mode=000") == 0:
+                    done.append(f"hidden {os.path.basename(path)}")
+        os.chown(workdir, NOBODY, NOBODY)
+        os.chown(os.path.join(workdir, "output.log"), NOBODY, NOBODY)
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+        done.append("unprivileged user")
+    mapped = _mapped_bytes()
+    resource.setrlimit(resource.RLIMIT_AS, (mapped + config["memory_bytes"],) * 2)
+    resource.setrlimit(resource.RLIMIT_CPU, (config["cpu_seconds"], config["cpu_seconds"] + 5))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (config["file_bytes"],) * 2)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    done.append(f"memory limit {config['memory_bytes'] // 2**20} MiB above {mapped // 2**20} MiB mapped")
+    torch.set_num_threads(config["threads"])
+    return done
+
+
+def _mapped_bytes() -> int:
+    # The CUDA build of torch maps GBs of address space before any work: the limit on
+    # address space has to be counted from what is already mapped.
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class _OptimizerReached(BaseException):
+    """Stops a student's function when it builds its optimizer (BaseException: a student's
+    `except Exception` cannot swallow it)."""
+
+    def __init__(self, params):
+        super().__init__()
+        self.params = params
+
+
+class AttrDict(dict):
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name)
+
+    def __setattr__(self, name, value):
+        self[name] = value
+
+
+class Child:
+    def __init__(self, conn, statements: list[dict]):
+        self.conn = conn
+        self.ns: dict = {"__name__": "__student__", "__builtins__": __builtins__}
+        self.versions: dict[str, list] = {}  # every definition of each top-level function
+        self.objects: dict[str, object] = {}
+        self.pristine: dict[str, object] = {}
+        self.statements = statements
+
+    # -- protocol ---------------------------------------------------------------------
+    def send(self, payload):
+        self.conn.send_bytes(wire.encode(payload))
+
+    def serve(self):
+        while True:
+            try:
+                request = wire.decode(self.conn.recv_bytes())
+            except EOFError:
+                return
+            op = request.pop("op")
+            handler = getattr(self, "op_" + op, None)
+            try:
+                if handler is None:
+                    raise ValueError(f"unknown request {op!r}")
+                result = handler(**request)
+                self.send({"ok": True, "result": result})
+            except BaseException as exc:  # SystemExit and KeyboardInterrupt from students too
+                self.send({"ok": False, "error": describe_exception(exc)})
+
+    # -- loading ----------------------------------------------------------------------
+    def op_boot(self, skip: list[int]):
+        """Run the harvested statements in order; report what failed, keep going."""
+        problems = []
+        for i, st in enumerate(self.statements):
+            if i in skip:
+                continue
+            self.send({"progress": i})
+            try:
+                code = _compile(st["source"], st["cell"], st["lineno"])
+                exec(code, self.ns)
+            except BaseException as exc:
+                problems.append({"index": i, "error": describe_exception(exc)})
+                continue
+            tree = ast.parse(st["source"])
+            for node in tree.body:
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    self.versions.setdefault(node.name, []).append(self.ns.get(node.name))
+        return {"problems": problems, "names": sorted(k for k in self.ns if not k.startswith("__"))}
+
+    # -- values -------------------------------------------------------------------------
+    def value(self, spec):
+        """Decode an argument: {"$handle": h}, {"$attrdict": {...}}, tensors, plain JSON."""
+        if isinstance(spec, dict):
+            if set(spec) == {"$handle"}:
+                return self.objects[spec["$handle"]]
+            if set(spec) == {"$attrdict"}:
+                return AttrDict({k: self.value(v) for k, v in spec["$attrdict"].items()})
+            return {k: self.value(v) for k, v in spec.items()}
+        if isinstance(spec, list):
+            return [self.value(v) for v in spec]
+        return spec
+
+    def lookup(self, name: str, source_pattern: str | None = None):
+        if source_pattern is None:
+            if name not in self.ns:
+                raise NameError(f"name '{name}' is not defined")
+            return self.ns[name]
+        for fn in reversed(self.versions.get(name, [])):
+            code = getattr(fn, "__code__", None)
+            if code is not None and re.search(source_pattern, _source_of(fn)):
+                return fn
+        raise NameError(f"no definition of '{name}' matching {source_pattern!r}")
+
+    # -- requests -------------------------------------------------------------------------
+    def op_construct(self, name, args, kwargs, seed, handle):
+        torch.manual_seed(seed)
+        obj = self.lookup(name)(*self.value(args), **self.value(kwargs))
+        self.objects[handle] = obj
+        return {"type": type(obj).__name__, "is_module": isinstance(obj, nn.Module)}
+
+    def op_build_trusted(self, factory, kwargs, handle, seed=0):
+        """Build an object from a library factory named by the parent (e.g. a torchvision
+        model); the pristine copy is cached so each later request gets a fresh deep copy."""
+        if factory not in self.pristine:
+            module_name, attr = factory.split(":")
+            torch.manual_seed(seed)
+            self.pristine[factory] = getattr(importlib.import_module(module_name), attr)(**kwargs)
+        self.objects[handle] = copy.deepcopy(self.pristine[factory])
+        return {"type": type(self.objects[handle]).__name__}
+
+    def op_forward(self, handle, inputs, mode, trace=False, keep_values=False, grad=False,
+                   seed=0, output_key=None):
+        module = self.objects[handle]
+        module.train(mode == "train")
+        torch.manual_seed(seed)
+        with torch.set_grad_enabled(grad):
+            if trace:
+                out, records = layers.trace(module, tuple(inputs), keep_values)
+            else:
+                out, records = module(*inputs), None
+        if output_key is not None and isinstance(out, dict):
+            out = out[output_key]
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"forward returned {type(out).__name__}, not a tensor")
+        return {"output": out.detach(), "layers": records}
+
+    def op_parameters(self, handle):
+        module = self.objects[handle]
+        named = [{"name": n, "shape": list(p.shape), "requires_grad": bool(p.requires_grad)}
+                 for n, p in module.named_parameters()]
+        return {"named": named, "count": sum(p.numel() for p in module.parameters())}
+
+    def op_load_layers(self, handle, probe, states):
+        """Copy the reference's layer states onto the student's layers, matched by the order
+        forward() first calls them, and by shape."""
+        module = self.objects[handle]
+        was_training = module.training
+        module.eval()  # the probe must not move BatchNorm's running statistics
+        order = layers.ordered_layers(module, (probe,))
+        module.train(was_training)
+        problems = []
+        if len(order) != len(states):
+            problems.append(f"{len(order)} parametrised layers are used in forward, "
+                            f"the reference uses {len(states)}")
+        with torch.no_grad():
+            for i, (mod, state) in enumerate(zip(order, states)):
+                for name, tensor in state.items():
+                    own = getattr(mod, name, None)
+                    if not isinstance(own, torch.Tensor):
+                        problems.append(f"layer {i + 1} ({type(mod).__name__}) has no {name}")
+                    elif own.shape != tensor.shape:
+                        problems.append(f"layer {i + 1} ({type(mod).__name__}) {name} has shape "
+                                        f"{list(own.shape)}, the reference {list(tensor.shape)}")
+                    else:
+                        own.copy_(tensor)
+        return {"problems": problems, "count": len(order)}
+
+    def op_call(self, name, args, kwargs, grad_wrt=(), source_pattern=None):
+        fn = self.lookup(name, source_pattern)
+        args = self.value(args)
+        for i in grad_wrt:
+            args[i] = args[i].detach().clone().requires_grad_(True)
+        with torch.set_grad_enabled(bool(grad_wrt)):
+            out = fn(*args, **self.value(kwargs))
+        result = {"output": out.detach() if isinstance(out, torch.Tensor) else _plain(out),
+                  "grads": []}
+        if grad_wrt:
+            if not isinstance(out, torch.Tensor) or not out.requires_grad:
+                result["grads"] = [None for _ in grad_wrt]
+            else:
+                grads = torch.autograd.grad(out.sum(), [args[i] for i in grad_wrt],
+                                            allow_unused=True)
+                result["grads"] = [g.detach() if g is not None else None for g in grads]
+        return result
+
+    def op_run_region(self, statements, bindings, keep):
+        """Run module-level student code (a driver-cell region) with some names bound, then
+        keep the named results as handles."""
+        scope = dict(self.ns)
+        scope.update({k: self.value(v) for k, v in bindings.items()})
+        for st in statements:
+            exec(_compile(st["source"], st["cell"], st["lineno"]), scope)
+        for name, handle in keep.items():
+            if name not in scope:
+                raise NameError(f"the region did not leave a '{name}'")
+            self.objects[handle] = scope[name]
+        return {}
+
+    def op_describe(self, handle, path):
+        module = self.objects[handle].get_submodule(path)
+        return {"type": type(module).__name__, "config": layers.layer_config(module)}
+
+    def op_set_submodule(self, handle, path, factory, args, kwargs, trainable_prefixes=None):
+        """Trusted model surgery the parent asks for (e.g. the correct head for a check that
+        grades another region in isolation)."""
+        model = self.objects[handle]
+        module_name, attr = factory.split(":")
+        model.set_submodule(path, getattr(importlib.import_module(module_name), attr)(*args, **kwargs))
+        if trainable_prefixes is not None:
+            for name, p in model.named_parameters():
+                p.requires_grad_(any(name.startswith(pre) for pre in trainable_prefixes))
+        return {}
+
+    def op_call_until_optimizer(self, name, args, model_handle, source_pattern=None):
+        """Call a student function for real and stop it when it builds a torch optimizer;
+        report which of the model's parameters it handed over."""
+        fn = self.lookup(name, source_pattern)
+        model = self.objects[model_handle]
+        names = {id(p): n for n, p in model.named_parameters()}
+        original = torch.optim.Optimizer.__init__
+
+        def intercept(opt, params, *a, **k):
+            raise _OptimizerReached(params)
+
+        torch.optim.Optimizer.__init__ = intercept
+        try:
+            fn(*self.value(args))
+        except _OptimizerReached as reached:
+            return {"reached": True, "params": _describe_params(reached.params, names)}
+        finally:
+            torch.optim.Optimizer.__init__ = original
+        return {"reached": False, "params": []}
+
+
+def _describe_params(params, names) -> list[dict]:
+    out = []
+    items = [params] if isinstance(params, torch.Tensor) else list(params)
+    for item in items:
+        group = item["params"] if isinstance(item, dict) else [item]
+        group = [group] if isinstance(group, torch.Tensor) else list(group)
+        for p in group:
+            if isinstance(p, tuple) and len(p) == 2:  # named parameters handed over
+                p = p[1]
+            shape = list(p.shape) if isinstance(p, torch.Tensor) else None
+            out.append({"name": names.get(id(p)), "shape": shape})
+    return out
+
+
+def _compile(source: str, cell: int, lineno: int):
+    """Compile one statement under the name `<cell N>` with its real line numbers, and tell
+    linecache its text, so tracebacks and inspect.getsource point into the notebook."""
+    filename = f"<cell {cell + 1}>"
+    tree = ast.parse(source)
+    ast.increment_lineno(tree, lineno - 1)
+    entry = linecache.cache.get(filename)
+    lines = list(entry[2]) if entry else []
+    new = source.splitlines(keepends=True)
+    lines.extend("\n" for _ in range(lineno - 1 + len(new) - len(lines)))
+    lines[lineno - 1:lineno - 1 + len(new)] = [ln if ln.endswith("\n") else ln + "\n" for ln in new]
+    linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+    return compile(tree, filename, "exec")
+
+
+def _source_of(fn) -> str:
+    try:
+        import inspect
+        return inspect.getsource(fn)
+    except (OSError, TypeError):
+        return " ".join(fn.__code__.co_names + fn.__code__.co_varnames)
+
+
+def _plain(value):
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    return repr(value)[:200]
+
+
+def describe_exception(exc: BaseException) -> dict:
+    """Type, message and the innermost line of student code (a `<cell N>` frame)."""
+    where = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename.startswith("<cell"):
+            where = f"{frame.filename.strip('<>')}, line {frame.lineno}"
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, SystemExit):
+        message = f"the code called exit({exc.code!r})"
+    return {"type": type(exc).__name__, "message": message[:500], "where": where}
+
+
+def main(conn, config: dict, statements: list[dict]):
+    """Entry point of the child process (a multiprocessing target)."""
+    isolation = confine(config)
+    child = Child(conn, statements)
+    child.send({"hello": isolation})
+    child.serve()

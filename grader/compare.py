@@ -1,0 +1,114 @@
+"""Compare a student's network with a reference, and say where they first differ.
+
+Everything here is by behaviour: layers are matched by the order forward() calls them, and
+values by running both networks on the same input with the same weights.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import layers
+from .proxy import Remote
+
+# What a layer description compares; padding and stride show up through the shapes.
+_COMPARED = ("in_channels", "out_channels", "kernel_size", "num_features", "in_features",
+             "out_features")
+
+
+def describe_layer(rec: dict | None) -> str:
+    if rec is None:
+        return "nothing"
+    c = rec["config"]
+    if "in_channels" in c:
+        k = c.get("kernel_size")
+        k = k[0] if isinstance(k, list) and len(set(k)) == 1 else k
+        inner = f"{c['in_channels']}->{c['out_channels']}, kernel {k}"
+        if c.get("stride") and set(c["stride"]) != {1}:
+            s = c["stride"]
+            inner += f", stride {s[0] if len(set(s)) == 1 else s}"
+    elif "num_features" in c:
+        inner = str(c["num_features"])
+    elif "in_features" in c:
+        inner = f"{c['in_features']}->{c['out_features']}"
+    else:
+        inner = ""
+    return f"{rec['type']}({inner}) -> output {shape_text(rec['out_shape'])}"
+
+
+def shape_text(shape) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]" if shape is not None else "?"
+
+
+def first_layer_difference(student: list[dict], reference: list[dict]) -> str | None:
+    """None when both call the same kinds of parametrised layers with the same shapes."""
+    for i in range(max(len(student), len(reference))):
+        s = student[i] if i < len(student) else None
+        r = reference[i] if i < len(reference) else None
+        if s is None or r is None or _signature(s) != _signature(r):
+            return (f"parametrised layer {i + 1} in forward order: expected "
+                    f"{describe_layer(r)}, found {describe_layer(s)}")
+    return None
+
+
+def _signature(rec: dict) -> tuple:
+    return (rec["type"], tuple(rec["out_shape"] or ()),
+            tuple((k, str(rec["config"].get(k))) for k in _COMPARED if k in rec["config"]))
+
+
+@dataclass
+class Equivalence:
+    matches: bool
+    message: str  # why not, for a student; empty when it matches
+    max_difference: float = 0.0
+
+
+def compare_with_weights(student: Remote, reference: nn.Module, x: torch.Tensor,
+                         atol: float = 1e-4, rtol: float = 1e-4) -> Equivalence:
+    """Load `reference`'s weights into the student's model (by forward order and shape), then
+    compare outputs in eval mode and train mode."""
+    problems = student.load_layers_from(reference, x)
+    if problems:
+        return Equivalence(False, "the reference's weights do not fit your layers: "
+                           + "; ".join(problems[:3]), float("inf"))
+    # eval first: train-mode BatchNorm would move the running statistics just loaded.
+    for mode in ("eval", "train"):
+        reference.train(mode == "train")
+        with torch.no_grad():
+            expected, ref_trace = layers.trace(reference, (x,), keep_values=True)
+        got = student.forward(x, mode=mode, trace=True, keep_values=True)
+        if got.output.shape != expected.shape:
+            return Equivalence(False, f"in {mode} mode the output has shape "
+                               f"{shape_text(list(got.output.shape))}, expected "
+                               f"{shape_text(list(expected.shape))}", float("inf"))
+        diff = (got.output.float() - expected).abs().max().item()
+        if not torch.allclose(got.output.float(), expected, atol=atol, rtol=rtol):
+            where = locate_value_difference(got.layers, ref_trace, atol, rtol)
+            return Equivalence(False, f"with the reference's weights loaded, your output "
+                               f"differs from the reference's in {mode} mode (largest "
+                               f"difference {diff:.3g}). {where}", diff)
+    return Equivalence(True, "", 0.0)
+
+
+def locate_value_difference(student: list[dict], reference: list[dict], atol, rtol) -> str:
+    for i, (s, r) in enumerate(zip(student, reference)):
+        if not _close(s["in_value"], r["in_value"], atol, rtol):
+            if i == 0:
+                return (f"The input to the first layer, {describe_layer(r)}, already differs: "
+                        "check what forward does before it.")
+            return (f"Layers 1-{i} agree; the input to layer {i + 1}, {describe_layer(r)}, "
+                    f"differs: check the operations between layer {i} "
+                    f"({describe_layer(reference[i - 1])}) and layer {i + 1} (their order, "
+                    "activations, pooling or upsampling, and skip connections).")
+        if not _close(s["out_value"], r["out_value"], atol, rtol):
+            return (f"Layer {i + 1}, {describe_layer(r)}, gets the same input but gives a "
+                    "different output: check its settings (stride, padding, dilation).")
+    return "Every layer agrees: the difference comes after the last parametrised layer."
+
+
+def _close(a, b, atol, rtol) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=atol, rtol=rtol)

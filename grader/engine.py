@@ -1,0 +1,138 @@
+"""The grading pipeline: an ordered list of small stages, each with one job.
+
+    load -> harvest -> regions -> sandbox -> checks
+
+Each stage reads and fills one GradingContext. A stage that finds the submission unusable
+raises SubmissionError; everything else a student gets wrong ends up as failed checks.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import harvest as harvest_mod
+from .assignment import Assignment
+from .errors import SubmissionError
+from .load import LoadedSubmission, load_submission
+from .proxy import Submission
+from .regions import RegionNotFound, extract_region
+from .results import GradingResult
+from .sandbox import Limits, Sandbox
+
+
+@dataclass
+class Options:
+    device: str = "cpu"
+    limits: Limits = field(default_factory=Limits)
+    select: object = None  # predicate on a check's markers, e.g. to skip training checks
+    pytest_args: tuple = ()
+
+
+@dataclass
+class GradingContext:
+    path: Path
+    assignment: Assignment
+    options: Options
+    loaded: LoadedSubmission | None = None
+    harvest: harvest_mod.Harvest | None = None
+    regions: dict = field(default_factory=dict)
+    region_errors: dict = field(default_factory=dict)
+    sandbox: Sandbox | None = None
+    result: GradingResult | None = None
+
+
+def load_stage(ctx: GradingContext) -> None:
+    ctx.loaded = load_submission(ctx.path)
+
+
+def harvest_stage(ctx: GradingContext) -> None:
+    pure = harvest_mod.PURE_CALLS | frozenset(ctx.assignment.pure_calls)
+    ctx.harvest = harvest_mod.harvest(ctx.loaded, pure)
+    if not ctx.harvest.statements and not ctx.harvest.broken_cells:
+        raise SubmissionError(f"{ctx.path}: the submission has no code")
+    ctx.result.notes.extend(ctx.harvest.diagnostics())
+
+
+def region_stage(ctx: GradingContext) -> None:
+    for name, spec in ctx.assignment.regions.items():
+        try:
+            ctx.regions[name] = extract_region(ctx.loaded.cells, spec)
+        except RegionNotFound as exc:
+            ctx.region_errors[name] = str(exc)
+
+
+def sandbox_stage(ctx: GradingContext) -> None:
+    limits = ctx.options.limits
+    for key, value in ctx.assignment.limits.items():
+        if hasattr(limits, key):
+            setattr(limits, key, type(getattr(limits, key))(value))
+    hidden = [str(p) for p in (ctx.assignment.reference_folder, ctx.assignment.folder) if p]
+    ctx.sandbox = Sandbox([st.to_wire() for st in ctx.harvest.statements], limits, hidden)
+
+
+def check_stage(ctx: GradingContext) -> None:
+    import pytest
+
+    from .plugin import GradingPlugin
+
+    submission = Submission(ctx.harvest, ctx.sandbox, ctx.regions, ctx.region_errors)
+    plugin = GradingPlugin(submission, ctx.assignment.load_reference(), ctx.assignment,
+                           ctx.options.device, ctx.options.select)
+    folder = str(ctx.assignment.folder)
+    args = [folder, "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib",
+            "--rootdir", folder, "--confcutdir", folder, "-o", "addopts=", "-o", "python_files=test_*.py",
+            "--no-header", "-W", "ignore",
+            *ctx.options.pytest_args]
+    with _quiet_stdout():
+        pytest.main(args, plugins=[plugin])
+    if plugin.collection_errors:
+        raise RuntimeError("the assignment's checks could not be loaded:\n"
+                           + "\n".join(plugin.collection_errors))
+    ctx.result.checks = plugin.results
+    boot = ctx.sandbox.boot
+    if boot is not None:
+        for index, reason in sorted(boot.fatal.items()):
+            st = ctx.harvest.statements[index]
+            ctx.result.notes.append(f"cell {st.cell + 1}, line {st.lineno} skipped: {reason}")
+        for problem in boot.problems:
+            st = ctx.harvest.statements[problem["index"]]
+            from .sandbox import format_error
+            ctx.result.notes.append(f"cell {st.cell + 1}, line {st.lineno} raised "
+                                    f"{format_error(problem['error'])}")
+
+
+STAGES = [load_stage, harvest_stage, region_stage, sandbox_stage, check_stage]
+
+
+def grade(path: str | Path, assignment: Assignment, options: Options | None = None) -> GradingResult:
+    started = time.perf_counter()
+    ctx = GradingContext(Path(path), assignment, options or Options())
+    ctx.result = GradingResult(submission=str(path), assignment=assignment.name,
+                               device=ctx.options.device)
+    try:
+        for stage in STAGES:
+            stage(ctx)
+    except SubmissionError as exc:
+        ctx.result.error = str(exc)
+    finally:
+        if ctx.sandbox is not None:
+            ctx.sandbox.close()
+        ctx.result.execution_time = time.perf_counter() - started
+    return ctx.result
+
+
+class _quiet_stdout:
+    """pytest prints its own progress; the grader prints its own report instead."""
+
+    def __enter__(self):
+        import io
+        import sys
+        self._saved = sys.stdout
+        sys.stdout = io.StringIO()
+
+    def __exit__(self, *exc):
+        import sys
+        captured = sys.stdout.getvalue()
+        sys.stdout = self._saved
+        self.captured = captured

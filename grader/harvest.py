@@ -1,0 +1,156 @@
+"""Stage 2, harvest: keep what defines things, drop what does work.
+
+A notebook is never run top to bottom: training loops, downloads, magics and shell lines
+would take minutes or reach the network. From each cell we keep, in notebook order:
+imports, `def`, `class`, assignments of inert values (literals, names, a few pure
+constructors), and `if`/`try` blocks made only of those. Everything else at module level is
+dropped. A cell that does not parse costs only what it defines; the reason is kept so that a
+check that needs one of those names can say exactly why it is missing.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+from .load import Cell, LoadedSubmission
+
+# Calls that only build values. Assignments whose value calls anything else (a download, a
+# training run, a model built from the hub) are dropped.
+PURE_CALLS = frozenset({
+    "dict", "list", "tuple", "set", "frozenset", "str", "int", "float", "bool", "range",
+    "len", "min", "max", "abs", "round", "sorted", "zip", "enumerate", "getattr",
+    "torch.device", "torch.cuda.is_available", "os.path.join", "os.environ.get",
+    "math.sqrt", "math.ceil", "math.floor", "np.array", "numpy.array",
+})
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One kept top-level statement, with where it came from."""
+
+    cell: int  # notebook cell index (0-based)
+    lineno: int  # first line within the cell (1-based)
+    source: str
+    defines: tuple[str, ...]  # top-level names it binds
+
+    def to_wire(self) -> dict:
+        return {"cell": self.cell, "lineno": self.lineno, "source": self.source}
+
+
+@dataclass
+class Harvest:
+    statements: list[Statement] = field(default_factory=list)
+    # Per dropped unparsable cell: the reason, and the names it would probably have defined.
+    broken_cells: list[tuple[Cell, str, tuple[str, ...]]] = field(default_factory=list)
+    dropped: int = 0  # number of top-level statements not kept (calls, loops, ...)
+    cells: tuple[Cell, ...] = ()
+
+    def defined_names(self) -> set[str]:
+        return {name for st in self.statements for name in st.defines}
+
+    def why_missing(self, name: str) -> str:
+        """A one-line explanation for a name the checks need but the harvest does not have."""
+        for cell, reason, names in reversed(self.broken_cells):
+            if name in names:
+                return f"`{name}` is in {cell.label}, which does not parse: {reason}"
+        return f"`{name}` is not defined anywhere in the submission"
+
+    def diagnostics(self) -> list[str]:
+        return [f"{cell.label} skipped: {reason}" for cell, reason, _ in self.broken_cells]
+
+
+def harvest(submission: LoadedSubmission, pure_calls: frozenset[str] = PURE_CALLS) -> Harvest:
+    result = Harvest(cells=submission.cells)
+    for cell in submission.cells:
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError as exc:
+            result.broken_cells.append((cell, describe_syntax_error(exc), _guess_definitions(cell.source)))
+            continue
+        lines = cell.source.splitlines(keepends=True)
+        for node in tree.body:
+            if not _keep(node, pure_calls):
+                result.dropped += 1
+                continue
+            # Decorators start above `def`; include them.
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            source = "".join(lines[first - 1:node.end_lineno])
+            result.statements.append(Statement(cell.index, first, source, _bound_names(node)))
+    return result
+
+
+def describe_syntax_error(exc: SyntaxError) -> str:
+    return f"line {exc.lineno}: SyntaxError: {exc.msg}"
+
+
+def _keep(node: ast.stmt, pure_calls: frozenset[str]) -> bool:
+    if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef,
+                         ast.ClassDef)):
+        return True
+    if isinstance(node, ast.Assign):
+        return all(isinstance(t, (ast.Name, ast.Tuple)) for t in node.targets) and \
+            _inert(node.value, pure_calls)
+    if isinstance(node, ast.AnnAssign):
+        return isinstance(node.target, ast.Name) and (
+            node.value is None or _inert(node.value, pure_calls))
+    if isinstance(node, ast.If):
+        if _is_main_guard(node.test):
+            return False
+        return _inert(node.test, pure_calls) and all(
+            _keep(n, pure_calls) for n in node.body + node.orelse)
+    if isinstance(node, ast.Try):
+        blocks = node.body + node.orelse + node.finalbody + [
+            n for h in node.handlers for n in h.body]
+        return all(_keep(n, pure_calls) or isinstance(n, ast.Pass) for n in blocks)
+    return False
+
+
+def _inert(expr: ast.expr, pure_calls: frozenset[str]) -> bool:
+    """True when evaluating `expr` cannot do real work: no calls but the pure ones."""
+    for sub in ast.walk(expr):
+        if isinstance(sub, ast.Call) and dotted_name(sub.func) not in pure_calls:
+            return False
+        if isinstance(sub, (ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr, ast.Lambda)):
+            return False
+    return True
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    return isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and \
+        test.left.id == "__name__"
+
+
+def dotted_name(node: ast.expr) -> str:
+    """`torch.cuda.empty_cache` for the call target of `torch.cuda.empty_cache()`, else ''."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return ""
+
+
+def _bound_names(node: ast.stmt) -> tuple[str, ...]:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return (node.name,)
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return tuple((a.asname or a.name).split(".")[0] for a in node.names)
+    names = []
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+            names.append(sub.id)
+        elif isinstance(sub, (ast.FunctionDef, ast.ClassDef)):
+            names.append(sub.name)
+    return tuple(names)
+
+
+_DEFINITION = re.compile(r"^(?:class|def|async\s+def)\s+([A-Za-z_]\w*)|^([A-Za-z_]\w*)\s*=[^=]",
+                         re.MULTILINE)
+
+
+def _guess_definitions(source: str) -> tuple[str, ...]:
+    """Names an unparsable cell was probably defining, for the 'why is X missing' message."""
+    return tuple(a or b for a, b in _DEFINITION.findall(source))

@@ -1,0 +1,144 @@
+"""Stage 4, check: run an assignment's checks, which are plain pytest tests.
+
+An instructor writes a check as a test function with a marker and fixtures:
+
+    @pytest.mark.grade(part="A.1", kind="shape", points=1)
+    @given(batch=st.integers(1, 4))
+    def test_output_shape(submission, reference, batch):
+        "Output shape"
+        ...
+
+Fixtures: `submission` (the proxy on the sandboxed student code), `reference` (the reference
+solution module, or None), `assignment`, `device`. Hypothesis runs derandomized, so a grading
+is the same on every run and machine. Any exception becomes a failed check with a message
+(a failing student is data, not a crash); the grader's own errors are marked as such.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+
+from .errors import StudentCodeError
+from .results import CheckResult
+
+settings.register_profile(
+    "grading", derandomize=True, database=None, deadline=None, max_examples=12,
+    suppress_health_check=list(HealthCheck), print_blob=False,
+    phases=(Phase.explicit, Phase.generate, Phase.shrink))
+
+MAX_MESSAGE = 1500
+NOTES = pytest.StashKey[list]()
+
+
+class GradingPlugin:
+    def __init__(self, submission, reference, assignment, device: str, select=None):
+        self._submission = submission
+        self._reference = reference
+        self._assignment = assignment
+        self._device = device
+        self._select = select  # optional predicate on the merged marker kwargs
+        self.results: list[CheckResult] = []
+        self._started: dict[str, float] = {}
+        self.collection_errors: list[str] = []
+
+    # -- fixtures ---------------------------------------------------------------------
+    @pytest.fixture(scope="session")
+    def submission(self):
+        return self._submission
+
+    @pytest.fixture(scope="session")
+    def reference(self):
+        return self._reference
+
+    @pytest.fixture(scope="session")
+    def assignment(self):
+        return self._assignment
+
+    @pytest.fixture(scope="session")
+    def device(self):
+        return self._device
+
+    @pytest.fixture
+    def feedback(self, request):
+        """Call feedback("...") to tell the student something even when the check passes."""
+        notes = request.node.stash.setdefault(NOTES, [])
+        return notes.append
+
+    # -- hooks ------------------------------------------------------------------------
+    def pytest_configure(self, config):
+        config.addinivalue_line("markers", "grade(part, kind, points, visibility): a graded check")
+        settings.load_profile("grading")
+
+    def pytest_collection_modifyitems(self, items):
+        kept = [item for item in items if self._select is None or self._select(grade_marks(item))]
+        # Report part by part, in the assignment's order; file order within a part.
+        order = {part.id: i for i, part in enumerate(getattr(self._assignment, "parts", []))}
+        kept.sort(key=lambda item: order.get(grade_marks(item).get("part"), len(order)))
+        items[:] = kept
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.collection_errors.append(f"{report.nodeid}: {report.longreprtext[-2000:]}")
+
+    def pytest_runtest_setup(self, item):
+        self._started[item.nodeid] = time.perf_counter()
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        if report.when == "call" or (report.when == "setup" and report.failed):
+            marks = grade_marks(item)
+            passed = report.passed
+            message = "" if passed else failure_message(call.excinfo)
+            notes = item.stash.get(NOTES, [])
+            message = "\n".join(notes + ([message] if message else []))
+            points = float(marks.get("points", 1))
+            self.results.append(CheckResult(
+                name=check_name(item), part=str(marks.get("part", "")),
+                kind=str(marks.get("kind", "")), max_score=points,
+                score=points if passed else 0.0, passed=passed, output=message,
+                visibility=str(marks.get("visibility", "visible")),
+                number=str(len(self.results) + 1),
+                seconds=time.perf_counter() - self._started.get(item.nodeid, time.perf_counter()),
+            ))
+
+
+def grade_marks(item) -> dict:
+    """The `grade` markers of a test merged: a parametrize mark's part and the function's
+    kind and points combine; the closest marker wins."""
+    merged: dict = {}
+    for mark in reversed(list(item.iter_markers("grade"))):
+        merged.update(mark.kwargs)
+    return merged
+
+
+def check_name(item) -> str:
+    doc = (item.function.__doc__ or "").strip().splitlines()
+    title = doc[0] if doc else item.originalname.removeprefix("test_").replace("_", " ")
+    marks = grade_marks(item)
+    subject = marks.get("subject")
+    prefix = f"{marks.get('part', '')} {subject}".strip() if subject else str(marks.get("part", ""))
+    return f"{prefix}: {title}" if prefix else title
+
+
+def failure_message(excinfo) -> str:
+    if excinfo is None:
+        return "failed"
+    exc = excinfo.value
+    if isinstance(exc, StudentCodeError):
+        text = str(exc)
+    elif isinstance(exc, AssertionError):
+        text = str(exc).split("\nassert ")[0].strip() or "assertion failed"
+    elif isinstance(exc, pytest.skip.Exception):
+        text = f"skipped: {exc}"
+    else:
+        text = f"the check itself failed ({type(exc).__name__}: {exc}); please report this"
+    notes = [n for n in getattr(exc, "__notes__", []) if n.startswith("Falsifying")]
+    if notes:
+        text += "\nSmallest failing input: " + notes[0].split(":", 1)[1].strip()
+    if len(text) > MAX_MESSAGE:
+        text = text[:MAX_MESSAGE] + " ..."
+    return text

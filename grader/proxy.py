@@ -1,0 +1,182 @@
+"""What a check sees of the submission: a proxy whose every method is one sandbox request.
+
+Checks run in the trusted parent. They build the student's objects in the child, ask for
+outputs, layer traces and parameter lists, and decide themselves. Every failure of the
+student's code arrives as a StudentCodeError with a one-line reason.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import layers
+from .errors import StudentCodeError, StudentCrash, StudentTimeout
+from .harvest import Harvest, Statement
+from .sandbox import Sandbox
+
+
+@dataclass
+class ForwardResult:
+    output: torch.Tensor
+    layers: list | None  # one record per parametrised layer call, in forward order
+
+
+class Remote:
+    """A handle on an object that lives in the child."""
+
+    def __init__(self, submission: "Submission", handle: str, label: str):
+        self._submission = submission
+        self.handle = handle
+        self.label = label  # how feedback names it, e.g. "UNet(3, 8, 24, 1)"
+
+    def ref(self) -> dict:
+        return {"$handle": self.handle}
+
+    def _ask(self, op, **payload):
+        return self._submission.ask(op, handle=self.handle, **payload)
+
+    def forward(self, *inputs, mode="train", trace=False, keep_values=False, grad=False,
+                output_key=None) -> ForwardResult:
+        result = self._ask("forward", inputs=list(inputs), mode=mode, trace=trace,
+                           keep_values=keep_values, grad=grad, output_key=output_key)
+        return ForwardResult(result["output"], result["layers"])
+
+    def parameters(self) -> list[dict]:
+        return self._ask("parameters")["named"]
+
+    def parameter_count(self) -> int:
+        return self._ask("parameters")["count"]
+
+    def load_layers_from(self, reference: nn.Module, probe: torch.Tensor) -> list[str]:
+        """Copy `reference`'s layer states onto this model by forward order; returns the
+        problems (an empty list when every layer matched in type and shape)."""
+        order = layers.ordered_layers(reference.eval(), (probe,))
+        states = [layers.layer_state(m) for m in order]
+        return self._ask("load_layers", probe=probe, states=states)["problems"]
+
+    def describe(self, path: str) -> dict:
+        return self._ask("describe", path=path)
+
+    def set_submodule(self, path: str, factory: str, *args, trainable_prefixes=None, **kwargs):
+        self._ask("set_submodule", path=path, factory=factory, args=list(args), kwargs=kwargs,
+                  trainable_prefixes=trainable_prefixes)
+
+
+class Submission:
+    def __init__(self, harvest: Harvest, sandbox: Sandbox, regions: dict[str, list[Statement]],
+                 region_errors: dict[str, str]):
+        self.harvest = harvest
+        self.sandbox = sandbox
+        self.regions = regions
+        self.region_errors = region_errors
+        self._ids = itertools.count(1)
+        # A construction or call that hung or killed the child fails at once afterwards, so
+        # a hostile class costs one time limit, not one per hypothesis example.
+        self._fatal: dict[tuple, StudentCodeError] = {}
+
+    # -- names ------------------------------------------------------------------------
+    def defines(self, name: str) -> bool:
+        self._boot()
+        return name in self.sandbox.boot.names
+
+    def require(self, *names: str) -> None:
+        for name in names:
+            if not self.defines(name):
+                raise StudentCodeError(self.why_missing(name))
+
+    def why_missing(self, name: str) -> str:
+        boot = self.sandbox.boot
+        for index, st in enumerate(self.harvest.statements):
+            if name not in st.defines:
+                continue
+            where = f"cell {st.cell + 1}, line {st.lineno}"
+            if boot and index in boot.fatal:
+                return f"`{name}` was skipped: running its definition ({where}) {boot.fatal[index]}"
+            for problem in boot.problems if boot else []:
+                if problem["index"] == index:
+                    from .sandbox import format_error
+                    return f"`{name}` could not be defined ({where}): {format_error(problem['error'])}"
+        return self.harvest.why_missing(name)
+
+    def first_defining_name(self, *names: str) -> str | None:
+        """The first of several accepted names the submission defines (e.g. a renamed
+        function from an older edition)."""
+        return next((n for n in names if self.defines(n)), None)
+
+    # -- requests ---------------------------------------------------------------------
+    def _boot(self):
+        if self.sandbox.boot is None:
+            try:
+                self.sandbox.ensure_started()
+            except StudentCodeError as exc:
+                raise StudentCrash(f"the submission could not be loaded: {exc}")
+
+    def ask(self, op: str, timeout: float | None = None, _memo: tuple | None = None, **payload):
+        if _memo and _memo in self._fatal:
+            raise type(self._fatal[_memo])(f"{self._fatal[_memo]} (as in an earlier check)")
+        try:
+            return self.sandbox.request(op, timeout, **payload)
+        except (StudentTimeout, StudentCrash) as exc:
+            if _memo:
+                self._fatal[_memo] = exc
+            raise
+
+    def build(self, name: str, *args, seed: int = 0, timeout: float | None = None,
+              **kwargs) -> Remote:
+        self.require(name)
+        handle = f"h{next(self._ids)}"
+        label = f"{name}({', '.join(map(repr, args))})"
+        try:
+            self.ask("construct", timeout, _memo=("construct", name), name=name,
+                     args=list(args), kwargs=kwargs, seed=seed, handle=handle)
+        except StudentCodeError as exc:
+            raise StudentCodeError(f"{label} failed: {exc}")
+        return Remote(self, handle, label)
+
+    def build_trusted(self, factory: str, timeout: float | None = None, **kwargs) -> Remote:
+        """An object built from a library factory (e.g. a torchvision model) inside the child,
+        for student code to act on. Cached there: each call gets a fresh deep copy."""
+        handle = f"h{next(self._ids)}"
+        self.ask("build_trusted", timeout, factory=factory, kwargs=kwargs, handle=handle)
+        return Remote(self, handle, factory.split(":")[-1])
+
+    def call(self, name: str, *args, grad_wrt=(), source_pattern=None, timeout=None,
+             **kwargs) -> dict:
+        self.require(name)
+        return self.ask("call", timeout, _memo=("call", name), name=name,
+                        args=[_arg(a) for a in args],
+                        kwargs={k: _arg(v) for k, v in kwargs.items()},
+                        grad_wrt=list(grad_wrt), source_pattern=source_pattern)
+
+    def run_region(self, region: str, bindings: dict, keep: list[str],
+                   timeout: float | None = None) -> dict[str, Remote]:
+        if region not in self.regions:
+            raise StudentCodeError(self.region_errors.get(region, f"region {region} not found"))
+        self._boot()
+        handles = {name: f"h{next(self._ids)}" for name in keep}
+        statements = [st.to_wire() for st in self.regions[region]]
+        self.ask("run_region", timeout, _memo=("region", region), statements=statements,
+                 bindings={k: _arg(v) for k, v in bindings.items()}, keep=handles)
+        return {name: Remote(self, h, name) for name, h in handles.items()}
+
+    def call_until_optimizer(self, name: str, args: list, model: Remote,
+                             source_pattern: str | None = None,
+                             timeout: float | None = None) -> dict:
+        self.require(name)
+        return self.ask("call_until_optimizer", timeout, _memo=("optimizer", name), name=name,
+                        args=[_arg(a) for a in args], model_handle=model.handle,
+                        source_pattern=source_pattern)
+
+
+def attrdict(values: dict) -> dict:
+    """An argument that arrives in the child as an AttrDict (the notebooks' `args`)."""
+    return {"$attrdict": values}
+
+
+def _arg(value):
+    if isinstance(value, Remote):
+        return value.ref()
+    return value

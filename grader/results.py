@@ -1,0 +1,54 @@
+"""One model of a grading's results; every output format is rendered from it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CheckResult:
+    name: str
+    part: str
+    kind: str
+    max_score: float
+    score: float
+    passed: bool
+    output: str = ""
+    visibility: str = "visible"
+    number: str = ""
+    seconds: float = 0.0
+
+    @property
+    def status(self) -> str:
+        return "passed" if self.passed else "failed"
+
+
+@dataclass
+class GradingResult:
+    submission: str
+    assignment: str
+    checks: list[CheckResult] = field(default_factory=list)
+    execution_time: float = 0.0
+    notes: list[str] = field(default_factory=list)  # about the whole submission (skipped cells)
+    error: str | None = None  # set when the submission could not be graded at all
+    device: str = "cpu"
+
+    @property
+    def score(self) -> float:
+        return sum(c.score for c in self.checks)
+
+    @property
+    def max_score(self) -> float:
+        return sum(c.max_score for c in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        if self.error is not None:
+            return 2
+        return 0 if all(c.passed for c in self.checks) else 1
+
+    def parts(self) -> dict[str, tuple[float, float]]:
+        totals: dict[str, tuple[float, float]] = {}
+        for c in self.checks:
+            got, out_of = totals.get(c.part, (0.0, 0.0))
+            totals[c.part] = (got + c.score, out_of + c.max_score)
+        return totals
