@@ -7,7 +7,10 @@ import sys
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="grade", description="Grade a PyTorch assignment notebook.")
-    p.add_argument("path", help="the submission: a .ipynb notebook or a .py file")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="submissions: .ipynb or .py files, folders, or glob patterns")
+    p.add_argument("--out", metavar="DIR", help="batch mode: write DIR/<name>.json per submission "
+                   "and DIR/gradebook.csv; re-running skips submissions already graded")
     p.add_argument("--assignment", help="assignment edition (default: the only one installed)")
     p.add_argument("--json", metavar="FILE", help="write Gradescope's results.json here")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -33,13 +36,13 @@ def main(argv=None) -> int:
     from .report import terminal, write_json
     from .results import GradingResult
 
+    if args.out or len(args.paths) > 1:
+        return batch_main(args)
+    args.path = args.paths[0]
     result = None
     try:
         assignment = load_assignment(args.assignment)
-        options = Options(device=resolve_device(args.device))
-        if args.timeout:
-            options.limits.request_seconds = args.timeout
-        result = grade(args.path, assignment, options)
+        result = grade(args.path, assignment, make_options(args))
     except SubmissionError as exc:
         result = GradingResult(submission=args.path, assignment=args.assignment or "?",
                                error=str(exc))
@@ -54,6 +57,42 @@ def main(argv=None) -> int:
     else:
         terminal(result)
     return result.exit_code
+
+
+def make_options(args):
+    from .engine import Options
+    options = Options(device=resolve_device(args.device))
+    if args.timeout:
+        options.limits.request_seconds = args.timeout
+    return options
+
+
+def batch_main(args) -> int:
+    from pathlib import Path
+
+    from .assignment import load_assignment
+    from .batch import expand_paths, grade_many
+    from .errors import SubmissionError
+
+    try:
+        assignment = load_assignment(args.assignment)
+        paths = expand_paths(args.paths)
+        if not paths:
+            raise SubmissionError("no submissions found in " + " ".join(args.paths))
+    except SubmissionError as exc:
+        print(f"grade: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out or "results")
+
+    def report(name, result, skipped):
+        if not args.quiet:
+            state = "up to date" if skipped else f"{result.execution_time:.1f} s"
+            print(f"{name}: {result.score:g} / {result.max_score:g}"
+                  f"{' (error: ' + result.error + ')' if result.error else ''} [{state}]", flush=True)
+
+    rows = grade_many(paths, assignment, make_options(args), out, on_result=report)
+    print(f"Graded {len(rows)} submissions into {out}/ (gradebook: {out / 'gradebook.csv'})")
+    return 0
 
 
 def resolve_device(choice: str) -> str:
