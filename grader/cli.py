@@ -1,8 +1,17 @@
-"""`grade PATH`: grade one submission and print the table; see --help."""
+"""`grade PATH`: grade one submission and print the table; see --help.
+
+`grade PATH...` or `grade --out DIR ...` grades a batch. Other verbs (`grade merge ...`) are
+listed in SUBCOMMANDS, each implemented by a `main(argv) -> int` in its own module.
+"""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+SUBCOMMANDS = {
+    # verb: "module:function" taking the remaining argv and returning an exit status
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        module_name, function = SUBCOMMANDS[argv[0]].split(":")
+        return getattr(importlib.import_module(module_name), function)(argv[1:])
     # Start the warm sandbox server first: it imports torch in its own process while this
     # one imports torch, pytest and hypothesis.
     from .sandbox import warm_up
