@@ -24,7 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write Gradescope's results.json here")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where training checks run (default: auto = CUDA when present)")
-    p.add_argument("--timeout", type=float, help="wall-time limit per request, seconds")
+    p.add_argument("--timeout", type=float,
+                   help="wall-time limit, in seconds, for loading the notebook and for each request "
+                        "to the student's code (default: the assignment's, 20 s)")
     p.add_argument("--quiet", action="store_true", help="print only the score line")
     return p
 
@@ -76,7 +78,7 @@ def make_options(args):
     from .engine import Options
     options = Options(device=resolve_device(args.device))
     if args.timeout:
-        options.limits.request_seconds = args.timeout
+        options.limit_overrides.update(request_seconds=args.timeout, boot_seconds=args.timeout)
     return options
 
 

@@ -24,7 +24,8 @@ from .sandbox import Limits, Sandbox
 @dataclass
 class Options:
     device: str = "cpu"
-    limits: Limits = field(default_factory=Limits)
+    # Limits given on the command line; they win over the assignment's [limits].
+    limit_overrides: dict = field(default_factory=dict)
     select: object = None  # predicate on a check's markers, e.g. to skip training checks
     pytest_args: tuple = ()
 
@@ -63,10 +64,11 @@ def region_stage(ctx: GradingContext) -> None:
 
 
 def sandbox_stage(ctx: GradingContext) -> None:
-    limits = ctx.options.limits
-    for key, value in ctx.assignment.limits.items():
-        if hasattr(limits, key):
-            setattr(limits, key, type(getattr(limits, key))(value))
+    limits = Limits()
+    for key, value in (ctx.assignment.limits | ctx.options.limit_overrides).items():
+        if not hasattr(limits, key):
+            raise ValueError(f"unknown limit {key!r}")
+        setattr(limits, key, type(getattr(limits, key))(value))
     hidden = [str(p) for p in (ctx.assignment.reference_folder, ctx.assignment.folder) if p]
     ctx.sandbox = Sandbox([st.to_wire() for st in ctx.harvest.statements], limits, hidden)
 
