@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float,
                    help="wall-time limit, in seconds, for loading the notebook and for each request "
                         "to the student's code (default: the assignment's, 20 s)")
+    p.add_argument("--part", action="append", metavar="ID",
+                   help="grade only this part (repeatable), e.g. --part A.1 --part D.2")
     p.add_argument("--quiet", action="store_true", help="print only the score line")
     return p
 
@@ -77,6 +79,9 @@ def main(argv=None) -> int:
 def make_options(args):
     from .engine import Options
     options = Options(device=resolve_device(args.device))
+    if args.part:
+        wanted = set(args.part)
+        options.select = lambda marks: marks.get("part") in wanted
     if args.timeout:
         options.limit_overrides.update(request_seconds=args.timeout, boot_seconds=args.timeout)
     return options
