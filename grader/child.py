@@ -82,11 +82,14 @@ def confine(config: dict) -> list[str]:
         os.setuid(NOBODY)
         done.append("unprivileged user")
     mapped = _mapped_bytes()
-    resource.setrlimit(resource.RLIMIT_AS, (mapped + config["memory_bytes"],) * 2)
+    if config["memory_bytes"] > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (mapped + config["memory_bytes"],) * 2)
+        done.append(f"memory limit {config['memory_bytes'] // 2**20} MiB above {mapped // 2**20} MiB mapped")
+    else:
+        done.append("no memory limit (CUDA maps more address space than any useful limit)")
     resource.setrlimit(resource.RLIMIT_CPU, (config["cpu_seconds"], config["cpu_seconds"] + 5))
     resource.setrlimit(resource.RLIMIT_FSIZE, (config["file_bytes"],) * 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    done.append(f"memory limit {config['memory_bytes'] // 2**20} MiB above {mapped // 2**20} MiB mapped")
     torch.set_num_threads(config["threads"])
     return done
 
@@ -303,6 +306,18 @@ class Child:
             for name, p in model.named_parameters():
                 p.requires_grad_(any(name.startswith(pre) for pre in trainable_prefixes))
         return {}
+
+    def op_train(self, handle, inputs, targets, loss, steps, batch_size, lr, seed=0,
+                 device="cpu", output_key=None, loss_source_pattern=None):
+        """A short training run of one of the child's models (see grader.training). `loss` is
+        "cross_entropy" or the name of a student function loss(output, target)."""
+        from .training import run_training
+        if loss == "cross_entropy":
+            loss_fn = nn.CrossEntropyLoss()
+        else:
+            loss_fn = self.lookup(loss, loss_source_pattern)
+        return run_training(self.objects[handle], inputs, targets, loss_fn, steps, batch_size,
+                            lr, seed, device, output_key)
 
     def op_call_until_optimizer(self, name, args, model_handle, source_pattern=None):
         """Call a student function for real and stop it when it builds a torch optimizer;

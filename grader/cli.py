@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float,
                    help="wall-time limit, in seconds, for loading the notebook and for each request "
                         "to the student's code (default: the assignment's, 20 s)")
+    p.add_argument("--no-train", action="store_true", help="skip the training checks")
+    p.add_argument("--html", metavar="FILE",
+                   help="write a self-contained feedback page (checks, messages, pictures)")
     p.add_argument("--part", action="append", metavar="ID",
                    help="grade only this part (repeatable), e.g. --part A.1 --part D.2")
     p.add_argument("--quiet", action="store_true", help="print only the score line")
@@ -69,6 +72,9 @@ def main(argv=None) -> int:
     finally:
         if args.json and result is not None:
             write_json(result, args.json)
+        if args.html and result is not None:
+            from .report import write_html
+            write_html(result, args.html)
     if args.quiet:
         print(f"Score: {result.score:g} / {result.max_score:g}")
     else:
@@ -79,9 +85,11 @@ def main(argv=None) -> int:
 def make_options(args):
     from .engine import Options
     options = Options(device=resolve_device(args.device))
-    if args.part:
-        wanted = set(args.part)
-        options.select = lambda marks: marks.get("part") in wanted
+    wanted = set(args.part or [])
+    skip_training = args.no_train
+    if wanted or skip_training:
+        options.select = lambda marks: ((not wanted or marks.get("part") in wanted)
+                                        and not (skip_training and marks.get("kind") == "training"))
     if args.timeout:
         options.limit_overrides.update(request_seconds=args.timeout, boot_seconds=args.timeout)
     return options

@@ -69,6 +69,10 @@ def sandbox_stage(ctx: GradingContext) -> None:
         if not hasattr(limits, key):
             raise ValueError(f"unknown limit {key!r}")
         setattr(limits, key, type(getattr(limits, key))(value))
+    if ctx.options.device == "cuda":
+        # The CUDA driver reserves tens of GB of address space: RLIMIT_AS cannot bound it.
+        limits.memory_bytes = 0
+        ctx.result.notes.append("training on CUDA: the sandbox has no address-space limit")
     hidden = [str(p) for p in (ctx.assignment.reference_folder, ctx.assignment.folder) if p]
     ctx.sandbox = Sandbox([st.to_wire() for st in ctx.harvest.statements], limits, hidden)
 

@@ -30,6 +30,18 @@ settings.register_profile(
 
 MAX_MESSAGE = 1500
 NOTES = pytest.StashKey[list]()
+IMAGES = pytest.StashKey[list]()
+
+
+class Feedback:
+    def __init__(self, notes: list, images: list):
+        self._notes, self._images = notes, images
+
+    def __call__(self, text: str) -> None:
+        self._notes.append(text)
+
+    def image(self, title: str, png: bytes) -> None:
+        self._images.append((title, png))
 
 
 class GradingPlugin:
@@ -62,9 +74,10 @@ class GradingPlugin:
 
     @pytest.fixture
     def feedback(self, request):
-        """Call feedback("...") to tell the student something even when the check passes."""
-        notes = request.node.stash.setdefault(NOTES, [])
-        return notes.append
+        """feedback("...") tells the student something even when the check passes;
+        feedback.image(title, png_bytes) adds a picture to the HTML page."""
+        return Feedback(request.node.stash.setdefault(NOTES, []),
+                        request.node.stash.setdefault(IMAGES, []))
 
     # -- hooks ------------------------------------------------------------------------
     def pytest_configure(self, config):
@@ -103,6 +116,7 @@ class GradingPlugin:
                 visibility=str(marks.get("visibility", "visible")),
                 number=str(len(self.results) + 1),
                 seconds=time.perf_counter() - self._started.get(item.nodeid, time.perf_counter()),
+                images=list(item.stash.get(IMAGES, [])),
             ))
 
 

@@ -57,6 +57,15 @@ class Remote:
         states = [layers.layer_state(m) for m in order]
         return self._ask("load_layers", probe=probe, states=states)["problems"]
 
+    def train(self, inputs, targets, loss="cross_entropy", steps=40, batch_size=16, lr=1e-3,
+              seed=0, device="cpu", output_key=None, timeout=None) -> dict:
+        """A short training run in the child (grader.training.run_training): losses, which
+        parameters changed, and predictions on the first few inputs."""
+        return self._submission.ask("train", timeout, handle=self.handle, inputs=inputs,
+                                    targets=targets, loss=loss, steps=steps,
+                                    batch_size=batch_size, lr=lr, seed=seed, device=device,
+                                    output_key=output_key)
+
     def describe(self, path: str) -> dict:
         return self._ask("describe", path=path)
 

@@ -71,6 +71,11 @@ def atomic_write(path: str | Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are for others to read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -79,3 +84,51 @@ def atomic_write(path: str | Path, text: str) -> None:
 
 def fmt(x: float) -> str:
     return f"{x:g}"
+
+
+def to_html(result: GradingResult) -> str:
+    """A self-contained page (pictures inlined as data URIs) a student can open offline."""
+    import base64
+    import html
+
+    def esc(text) -> str:
+        return html.escape(str(text))
+
+    rows = []
+    for c in result.checks:
+        pictures = "".join(
+            f'<figure><img alt="{esc(title)}" src="data:image/png;base64,'
+            f'{base64.b64encode(png).decode()}"><figcaption>{esc(title)}</figcaption></figure>'
+            for title, png in c.images)
+        message = f"<pre>{esc(c.output)}</pre>" if c.output else ""
+        rows.append(
+            f'<section class="check {c.status}"><h3><span class="badge">{c.status}</span> '
+            f'{esc(c.number)}. {esc(c.name)} <small>{esc(c.kind)} &middot; '
+            f'{fmt(c.score)}/{fmt(c.max_score)}</small></h3>{message}{pictures}</section>')
+    parts = "".join(f"<li>{esc(p)}: {fmt(got)} / {fmt(out)}</li>" for p, (got, out) in result.parts().items())
+    notes = "".join(f"<li>{esc(n)}</li>" for n in result.notes)
+    error = f'<p class="error">Cannot grade: {esc(result.error)}</p>' if result.error else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Feedback: {esc(result.submission)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
+.score {{ font-size: 1.6rem; font-weight: bold; }}
+.check {{ border-left: 6px solid #999; padding: .2rem 1rem; margin: 1rem 0; background: #fafafa; }}
+.check.passed {{ border-color: #2a9d4b; }} .check.failed {{ border-color: #d1372b; }}
+.badge {{ font-size: .75rem; text-transform: uppercase; padding: .1rem .4rem; border-radius: .3rem; color: white; }}
+.passed .badge {{ background: #2a9d4b; }} .failed .badge {{ background: #d1372b; }}
+small {{ color: #666; font-weight: normal; }} pre {{ white-space: pre-wrap; background: #fff; padding: .5rem; }}
+figure {{ margin: .5rem 0; }} img {{ max-width: 100%; border: 1px solid #ddd; }} .error {{ color: #d1372b; }}
+</style></head><body>
+<h1>Feedback for {esc(result.submission)}</h1>
+<p>{esc(result.assignment)} &middot; device {esc(result.device)} &middot; graded in {result.execution_time:.1f} s</p>
+<p class="score">Score: {fmt(result.score)} / {fmt(result.max_score)}</p>{error}
+<ul>{parts}</ul>{f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""}
+<h2>Checks</h2>
+{''.join(rows)}
+</body></html>
+"""
+
+
+def write_html(result: GradingResult, path: str | Path) -> None:
+    atomic_write(path, to_html(result))

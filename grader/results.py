@@ -16,6 +16,7 @@ class CheckResult:
     visibility: str = "visible"
     number: str = ""
     seconds: float = 0.0
+    images: list = field(default_factory=list)  # (title, PNG bytes): for the HTML page only
 
     @property
     def status(self) -> str:

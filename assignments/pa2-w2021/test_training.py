@@ -1,0 +1,138 @@
+"""Short training runs: a network can have the right shapes and still not learn (a detached
+output, a layer never used, a frozen layer that should train).
+
+Each colourization model trains from a fixed seed on a small offline set; the reference
+trains on the same data with the same seed and loop, and sets the bar. On the CPU the runs
+are smaller than on a GPU; the verdicts use the same relative criteria on both.
+"""
+import numpy as np
+import pytest
+import torch
+
+from grader.assignment import import_sibling
+from grader.pictures import prediction_grid
+from grader.training import run_training
+
+pa2 = import_sibling(__file__, "pa2")
+data = import_sibling(__file__, "data")
+
+pytestmark = pytest.mark.grade(kind="training")
+
+BUDGET = {  # per device: training set size, steps, batch size
+    "cpu": {"n": 64, "steps": 30, "batch_size": 16},
+    "cuda": {"n": 512, "steps": 200, "batch_size": 64},
+}
+SETTING = (3, 8, 24, 1)  # kernel, num_filters, num_colours, num_in_channels
+LR = 0.01
+# Pass: the average of the last TAIL losses is below (1 - drop) times the first loss, and,
+# where a reference run exists, within FACTOR of the reference's. Colourization must drop by
+# a tenth; fine-tuning a head on a random-weight (offline) backbone plateaus sooner, and there
+# the check guards that gradients reach the head at all, so a 2% drop is asked.
+FACTOR = 1.25
+TAIL = 3
+
+
+def tail(losses):
+    return float(np.mean(losses[-TAIL:]))
+
+
+def curve_text(losses):
+    picks = sorted(set([0, len(losses) // 4, len(losses) // 2, 3 * len(losses) // 4, len(losses) - 1]))
+    return ", ".join(f"step {i + 1}: {losses[i]:.3f}" for i in picks if i < len(losses))
+
+
+def judge_curve(got, ref_losses=None, what="the loss", drop=0.1):
+    losses = got["losses"]
+    assert losses and all(np.isfinite(losses)), (
+        f"{what} became NaN or infinite during training ({curve_text(losses)}).")
+    assert tail(losses) < (1 - drop) * losses[0], (
+        f"{what} did not fall during training ({curve_text(losses)}): is the output connected "
+        "to the parameters, and does every layer take part in forward?")
+    if ref_losses is not None:
+        bar = FACTOR * tail(ref_losses)
+        assert tail(losses) <= bar, (
+            f"{what} fell too little: it ends at {tail(losses):.3f}, the reference at "
+            f"{tail(ref_losses):.3f} on the same data and seed (pass: at most {bar:.3f}). "
+            f"Yours: {curve_text(losses)}. Reference: {curve_text(ref_losses)}.")
+
+
+@pytest.mark.parametrize("name", pa2.colour_model_params())
+@pytest.mark.grade(points=1)
+def test_colourization_learns(submission, reference, device, feedback, name):
+    """Short training run: every layer learns and the loss falls like the reference's"""
+    budget = BUDGET[device]
+    grey, labels, colours = data.colourization_set(budget["n"])
+    run = dict(steps=budget["steps"], batch_size=budget["batch_size"], lr=LR, seed=0, device=device)
+    torch.manual_seed(0)
+    ref = run_training(getattr(reference, name)(*SETTING), grey, labels,
+                       torch.nn.CrossEntropyLoss(), **run)
+    got = submission.build(name, *SETTING).train(grey, labels, timeout=120, **run)
+    feedback(f"Trained {run['steps']} steps on {device} in {got['seconds']:.1f} s.")
+    feedback.image(f"{name}: greyscale input, your colourization, the reference's, the truth",
+                   prediction_grid({
+                       "input": [g[0].numpy() for g in grey[:4]],
+                       "yours": [colours[p.long().numpy()] for p in got["predictions"]],
+                       "reference": [colours[p.long().numpy()] for p in ref["predictions"]],
+                       "truth": [colours[t.numpy()] for t in labels[:4]],
+                   }, {"yours": got["losses"], "reference": ref["losses"]}, cmap="gray"))
+    never = [n for n in got["unchanged"] if got["requires_grad"].get(n)]
+    assert not never, (f"{', '.join(never[:4])} never changed during training: the layer "
+                       "holding it is not used in forward (or its output is not used).")
+    judge_curve(got, ref["losses"])
+
+
+# One fixed batch: with the backbone frozen, fitting the head is a smooth problem on fixed
+# features, so a correct set-up's loss falls steadily within a few steps.
+FINETUNE = {"cpu": {"n": 4, "size": 64, "steps": 8, "batch_size": 4, "lr": 0.01},
+            "cuda": {"n": 16, "size": 128, "steps": 20, "batch_size": 16, "lr": 0.01}}
+
+
+def segmentation_picture(title, images, got, masks, feedback):
+    feedback.image(title, prediction_grid({
+        "image": list(images[:4]),
+        "predicted mask": [p.float().numpy() for p in got["predictions"]],
+        "true mask": [m.float().numpy() for m in masks[:4]],
+    }, {"loss": got["losses"]}, cmap="gray"))
+
+
+@pytest.mark.grade(part="D.1", points=1)
+def test_finetune_trains_only_head(submission, assignment, device, feedback):
+    """Fine-tuning steps after the driver cell: frozen weights stay bit-identical, classifier.4 changes, the loss falls"""
+    spec = assignment.data["finetune"]
+    b = FINETUNE[device]
+    images, masks, raw = data.segmentation_set(b["n"], b["size"])
+    model = submission.build_trusted(spec["model_factory"], weights=None, weights_backbone=None,
+                                     aux_loss=True)
+    model = submission.run_region("driver", bindings={"model": model}, keep=["model"])["model"]
+    got = model.train(images, masks, loss="cross_entropy", steps=b["steps"],
+                      batch_size=b["batch_size"], lr=b["lr"], device=device, output_key="out",
+                      timeout=180)
+    segmentation_picture("DeepLabV3 after fine-tuning with your freezing (cross-entropy)",
+                         raw, got, masks, feedback)
+    head = spec["head"] + "."
+    ignored = tuple(spec["ignored_prefixes"])
+    moved = [n for n in got["changed"] if not n.startswith(head) and not n.startswith(ignored)]
+    assert not moved, (f"{', '.join(moved[:3])}{' and others' if len(moved) > 3 else ''} changed "
+                       "during fine-tuning: they should be frozen.")
+    still = [n for n in got["unchanged"] if n.startswith(head)]
+    assert not still, f"{', '.join(still)} did not change during fine-tuning: the new layer must train."
+    judge_curve(got, drop=0.02)
+
+
+@pytest.mark.grade(part="D.2", points=1)
+def test_finetune_with_iou_loss(submission, assignment, device, feedback):
+    """Fine-tuning the head with your compute_iou_loss: the loss falls"""
+    spec = assignment.data["finetune"]
+    name = submission.first_defining_name("compute_iou_loss", "compute_IoU_loss")
+    if name is None:
+        submission.require("compute_iou_loss")
+    b = FINETUNE[device]
+    images, masks, raw = data.segmentation_set(b["n"], b["size"])
+    model = submission.build_trusted(spec["model_factory"], weights=None, weights_backbone=None,
+                                     aux_loss=True)
+    model.set_submodule(spec["head"], "torch.nn:Conv2d", spec["head_in_channels"],
+                        spec["num_classes"], kernel_size=1, trainable_prefixes=[spec["head"] + "."])
+    got = model.train(images, masks, loss=name, steps=b["steps"], batch_size=b["batch_size"],
+                      lr=b["lr"], device=device, output_key="out", timeout=180)
+    segmentation_picture(f"DeepLabV3 head trained with your {name}", raw, got, masks, feedback)
+    judge_curve(got, what=f"{name}", drop=0.02)
