@@ -1,29 +1,37 @@
 # Two entry points (see README): `make example` grades the bundled example submission,
-# `make test` runs the grader's own tests. Both create the virtual environment first.
+# `make test` runs the grader's own tests. Both set up the virtual environment first.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+DEPS_STAMP := $(VENV)/.deps-installed
+PKG_STAMP := $(VENV)/.package-installed
+PACKAGE_FILES := setup.cfg pyproject.toml $(shell find grader assignments reference student_template -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
 .PHONY: example test benchmark clean
 
-$(STAMP): setup.cfg pyproject.toml requirements/pinned.txt requirements/dev.txt
+# Heavy, rarely changing: the venv, pinned torch, and the package's dependencies.
+$(DEPS_STAMP): setup.cfg requirements/pinned.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements/pinned.txt
 	$(BIN)/python -m pip install -q -r requirements/dev.txt
 	$(BIN)/python -m pip install -q .
-	touch $(STAMP)
+	touch $(DEPS_STAMP)
 
-example: $(STAMP)
-	$(BIN)/grade examples/submission.ipynb
-
-test: $(STAMP)
+# The package itself (a real, non-editable install), again whenever its files change.
+$(PKG_STAMP): $(DEPS_STAMP) $(PACKAGE_FILES)
 	$(BIN)/python -m pip install -q --no-deps --force-reinstall .
+	touch $(PKG_STAMP)
+
+example: $(PKG_STAMP)
+	$(BIN)/grade examples/submission.ipynb --html feedback.html
+
+test: $(PKG_STAMP)
 	$(BIN)/python -m pytest tests
 
-benchmark: $(STAMP)
+benchmark: $(PKG_STAMP)
 	$(BIN)/python benchmarks/bench_grade.py
+	$(BIN)/python benchmarks/bench_training.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
