@@ -11,6 +11,8 @@ import sys
 
 SUBCOMMANDS = {
     # verb: "module:function" taking the remaining argv and returning an exit status
+    "merge": "grader.batch:merge_main",
+    "gradescope-zip": "grader.gradescope:main",
 }
 
 
@@ -32,7 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a self-contained feedback page (checks, messages, pictures)")
     p.add_argument("--part", action="append", metavar="ID",
                    help="grade only this part (repeatable), e.g. --part A.1 --part D.2")
-    p.add_argument("--quiet", action="store_true", help="print only the score line")
+    p.add_argument("--quiet", action="store_true", help="print only the score line (batch: "
+                   "plain log lines instead of a progress bar)")
+    batch = p.add_argument_group("batch mode (see docs/batch.md)")
+    batch.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                       help="grade N submissions at a time (worker processes; default 1)")
+    batch.add_argument("--shard", metavar="I/N",
+                       help="grade only the I-th of N interleaved slices of the sorted submissions")
+    batch.add_argument("--junit", metavar="FILE",
+                       help="write a JUnit XML file: one test case per check per submission")
+    batch.add_argument("--submission-timeout", type=float, default=1800, metavar="SECONDS",
+                       help="stop grading a submission after this long in all (default 1800)")
     return p
 
 
@@ -41,23 +53,25 @@ def main(argv=None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         module_name, function = SUBCOMMANDS[argv[0]].split(":")
         return getattr(importlib.import_module(module_name), function)(argv[1:])
-    # Start the warm sandbox server first: it imports torch in its own process while this
-    # one imports torch, pytest and hypothesis.
-    from .sandbox import warm_up
-    warm_up()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return 2 if exc.code else 0
+    if args.out or len(args.paths) > 1 or args.shard or args.junit:
+        # Batch mode: a scheduler that never imports torch, and worker processes (grader.pool).
+        from .batch import run_batch
+        return run_batch(args)
+    # Start the warm sandbox server first: it imports torch in its own process while this
+    # one imports torch, pytest and hypothesis.
+    from .sandbox import warm_up
+    warm_up()
     from .assignment import load_assignment
     from .engine import Options, grade
     from .errors import SubmissionError
     from .report import terminal, write_json
     from .results import GradingResult
 
-    if args.out or len(args.paths) > 1:
-        return batch_main(args)
     args.path = args.paths[0]
     result = None
     try:
@@ -93,34 +107,6 @@ def make_options(args):
     if args.timeout:
         options.limit_overrides.update(request_seconds=args.timeout, boot_seconds=args.timeout)
     return options
-
-
-def batch_main(args) -> int:
-    from pathlib import Path
-
-    from .assignment import load_assignment
-    from .batch import expand_paths, grade_many
-    from .errors import SubmissionError
-
-    try:
-        assignment = load_assignment(args.assignment)
-        paths = expand_paths(args.paths)
-        if not paths:
-            raise SubmissionError("no submissions found in " + " ".join(args.paths))
-    except SubmissionError as exc:
-        print(f"grade: {exc}", file=sys.stderr)
-        return 2
-    out = Path(args.out or "results")
-
-    def report(name, result, skipped):
-        if not args.quiet:
-            state = "up to date" if skipped else f"{result.execution_time:.1f} s"
-            print(f"{name}: {result.score:g} / {result.max_score:g}"
-                  f"{' (error: ' + result.error + ')' if result.error else ''} [{state}]", flush=True)
-
-    rows = grade_many(paths, assignment, make_options(args), out, on_result=report)
-    print(f"Graded {len(rows)} submissions into {out}/ (gradebook: {out / 'gradebook.csv'})")
-    return 0
 
 
 def resolve_device(choice: str) -> str:

@@ -85,13 +85,8 @@ def check_stage(ctx: GradingContext) -> None:
     submission = Submission(ctx.harvest, ctx.sandbox, ctx.regions, ctx.region_errors)
     plugin = GradingPlugin(submission, ctx.assignment.load_reference(), ctx.assignment,
                            ctx.options.device, ctx.options.select)
-    folder = str(ctx.assignment.folder)
-    args = [folder, "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib",
-            "--rootdir", folder, "--confcutdir", folder, "-o", "addopts=", "-o", "python_files=test_*.py",
-            "--no-header", "-W", "ignore",
-            *ctx.options.pytest_args]
     with _quiet_stdout():
-        pytest.main(args, plugins=[plugin])
+        pytest.main(pytest_args(ctx.assignment, ctx.options), plugins=[plugin])
     if plugin.collection_errors:
         raise RuntimeError("the assignment's checks could not be loaded:\n"
                            + "\n".join(plugin.collection_errors))
@@ -106,6 +101,14 @@ def check_stage(ctx: GradingContext) -> None:
             from .sandbox import format_error
             ctx.result.notes.append(f"cell {st.cell + 1}, line {st.lineno} raised "
                                     f"{format_error(problem['error'])}")
+
+
+def pytest_args(assignment: Assignment, options: Options) -> list[str]:
+    """How the checks are run (also used to list them without grading, grader.batch)."""
+    folder = str(assignment.folder)
+    return [folder, "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib",
+            "--rootdir", folder, "--confcutdir", folder, "-o", "addopts=", "-o", "python_files=test_*.py",
+            "--no-header", "-W", "ignore", *options.pytest_args]
 
 
 STAGES = [load_stage, harvest_stage, region_stage, sandbox_stage, check_stage]

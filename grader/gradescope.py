@@ -1,0 +1,208 @@
+"""`grade gradescope-zip`: build the autograder zip that Gradescope's "Autograder" upload takes.
+
+    grade gradescope-zip --assignment pa2-w2021 --out autograder.zip [--grade-arg=--no-train]
+
+The zip holds, at its root:
+
+* `setup.sh`: run once by Gradescope (as root, on its Ubuntu image) when it builds the
+  autograder image: installs python3, makes a venv in /autograder/venv, installs the pinned
+  CPU build of torch and torchvision, then the bundled wheel of this package;
+* `run_autograder`: run for every submission: grades the first notebook (else the first .py
+  file) under /autograder/submission with `grade --json`, which writes Gradescope's
+  results.json schema (per-test visibility included) to /autograder/results/results.json;
+* the package as a wheel (`pip wheel --no-deps` of this source tree), with its data
+  packages: the assignments' checks, the reference solutions and the student templates;
+* `README.md`: the above, for whoever opens the zip.
+
+For tests, run_autograder reads AUTOGRADER_ROOT (default /autograder), GRADER_PYTHON (default
+/autograder/venv/bin/python) and GRADER_EXTRA_ARGS (appended to the baked-in grade arguments).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+TORCH = "2.14.1"
+TORCHVISION = "0.29.1"
+TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+# What the wheel is built from: the package metadata and the folders setup.cfg maps.
+SOURCE_ITEMS = ["setup.cfg", "pyproject.toml", "README.md", "grader", "assignments", "reference",
+                "student_template"]
+
+SETUP_SH = """\
+#!/usr/bin/env bash
+# Gradescope runs this once, as root, when it builds the autograder image.
+# It installs python3, a venv with the CPU build of torch, and this grader (the bundled wheel).
+set -euxo pipefail
+HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
+ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends python3 python3-pip python3-venv
+python3 -m venv "$ROOT/venv"
+"$ROOT/venv/bin/python" -m pip install --upgrade pip
+"$ROOT/venv/bin/python" -m pip install torch=={torch} torchvision=={torchvision} --index-url {index}
+"$ROOT/venv/bin/python" -m pip install "$HERE"/{wheel}
+"$ROOT/venv/bin/grade" --help > /dev/null
+"""
+
+RUN_AUTOGRADER = """\
+#!/usr/bin/env bash
+# Gradescope runs this for every submission (as root; the grader drops the student's code to an
+# unprivileged user in a sandbox). It grades the first .ipynb under submission/ (else the first
+# .py) and writes results/results.json in Gradescope's schema; each test carries its own
+# visibility, as the assignment's checks set it.
+#   AUTOGRADER_ROOT    the /autograder tree (default /autograder)
+#   GRADER_PYTHON      the python that has the grader installed (default $ROOT/venv/bin/python)
+#   GRADER_EXTRA_ARGS  more arguments for `grade`, after the built-in ones
+set -uo pipefail
+ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
+PYTHON="${{GRADER_PYTHON:-$ROOT/venv/bin/python}}"
+ASSIGNMENT={assignment}
+GRADE_ARGS=({grade_args})
+RESULTS="$ROOT/results/results.json"
+mkdir -p "$ROOT/results"
+
+fallback() {{  # results.json when the grader could not write one; $1: the reason (no quotes)
+  printf '{{"score": 0, "execution_time": 0, "output": "%s", "tests": []}}\\n' "$1" > "$RESULTS"
+}}
+
+first() {{ find "$ROOT/submission" -type f -name "$1" -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | LC_ALL=C sort | head -n 1; }}
+SUBMISSION="$(first '*.ipynb')"
+[ -n "$SUBMISSION" ] || SUBMISSION="$(first '*.py')"
+if [ -z "$SUBMISSION" ]; then
+  fallback "No notebook (.ipynb) or Python file (.py) was found in the submission."
+  exit 0
+fi
+echo "Grading $SUBMISSION"
+rm -f "$RESULTS"
+# Run from an empty folder, so that `python -m` imports the installed grader and nothing else.
+WORK="$(mktemp -d)"
+cd "$WORK"
+# shellcheck disable=SC2086
+"$PYTHON" -m grader.cli "$SUBMISSION" --assignment "$ASSIGNMENT" --json "$RESULTS" "${{GRADE_ARGS[@]}}" ${{GRADER_EXTRA_ARGS:-}}
+STATUS=$?
+cd / && rm -rf "$WORK"
+# 0: all checks passed, 1: some failed, 2: the submission could not be used (results.json
+# says why). Anything else, or no results file, is the grader's own failure.
+if [ ! -s "$RESULTS" ]; then
+  fallback "The autograder failed (exit status $STATUS) before writing results; please tell the course staff."
+fi
+exit 0
+"""
+
+README = """\
+# Autograder for {assignment}
+
+Built by `grade gradescope-zip` (pytorch-notebook-grader {version}). Upload this zip as a
+Gradescope programming assignment's autograder (Ubuntu base image).
+
+* `setup.sh`: installs python3, a venv in /autograder/venv with torch=={torch} and
+  torchvision=={torchvision} (CPU builds, from {index}) and the grader: `{wheel}`.
+* `run_autograder`: grades the first `.ipynb` in the submission (else the first `.py`) with
+  `grade SUBMISSION --assignment {assignment} --json /autograder/results/results.json {grade_args}`.
+  Scores, feedback and each test's visibility come from the assignment's checks.
+
+Try it locally: unpack into a folder ROOT/source, put a notebook in ROOT/submission/, then run
+`AUTOGRADER_ROOT=ROOT GRADER_PYTHON=python3 bash ROOT/source/run_autograder` with a python
+that has the wheel installed; the results are in ROOT/results/results.json.
+"""
+
+
+def source_root() -> Path:
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "setup.cfg").is_file():
+        raise SystemExit("grade gradescope-zip: run it from a source checkout of the grader "
+                         f"(no setup.cfg next to {Path(__file__).resolve().parent})")
+    return root
+
+
+def build_wheel(root: Path, target: Path) -> Path:
+    """`pip wheel --no-deps` of a clean copy of the source tree (so the build's scratch files
+    never land in the checkout), without network: the build uses the installed setuptools."""
+    with tempfile.TemporaryDirectory(prefix="grader-wheel-") as tmp:
+        copy = Path(tmp, "src")
+        copy.mkdir()
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
+        for item in SOURCE_ITEMS:
+            source = root / item
+            if source.is_dir():
+                shutil.copytree(source, copy / item, ignore=ignore)
+            elif source.is_file():
+                shutil.copy2(source, copy / item)
+        proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                               "--no-index", "-q", "-w", str(target), str(copy)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"grade gradescope-zip: building the wheel failed:\n{proc.stdout}{proc.stderr}")
+    wheels = sorted(target.glob("*.whl"))
+    if not wheels:
+        raise SystemExit("grade gradescope-zip: pip made no wheel")
+    return wheels[-1]
+
+
+def _add(archive: zipfile.ZipFile, name: str, data: bytes, executable: bool = False) -> None:
+    info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = ((0o755 if executable else 0o644) | 0o100000) << 16
+    archive.writestr(info, data)
+
+
+def build_zip(assignment: str, out: Path, grade_args: list[str], torch: str = TORCH,
+              torchvision: str = TORCHVISION, index: str = TORCH_INDEX) -> Path:
+    from . import __version__
+    root = source_root()
+    with tempfile.TemporaryDirectory(prefix="grader-zip-") as tmp:
+        wheel = build_wheel(root, Path(tmp))
+        quoted = " ".join(shlex.quote(a) for a in grade_args)
+        values = dict(assignment=shlex.quote(assignment), grade_args=quoted, wheel=wheel.name,
+                      torch=torch, torchvision=torchvision, index=index, version=__version__)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            _add(archive, "setup.sh", SETUP_SH.format(**values).encode(), executable=True)
+            _add(archive, "run_autograder", RUN_AUTOGRADER.format(**values).encode(), executable=True)
+            _add(archive, wheel.name, wheel.read_bytes())
+            _add(archive, "README.md", README.format(**dict(values, assignment=assignment)).encode())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    partial.write_bytes(buffer.getvalue())
+    partial.replace(out)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="grade gradescope-zip",
+                                description="Build Gradescope's autograder zip for an assignment.")
+    p.add_argument("--assignment", help="assignment edition (default: the only one installed)")
+    p.add_argument("--out", default="autograder.zip", help="the zip to write (default autograder.zip)")
+    p.add_argument("--grade-arg", action="append", default=[], metavar="ARG",
+                   help="an argument run_autograder passes to `grade` (repeatable), e.g. "
+                        "--grade-arg=--no-train or --grade-arg=--timeout=30")
+    p.add_argument("--torch", default=TORCH, help=f"torch version setup.sh installs (default {TORCH})")
+    p.add_argument("--torchvision", default=TORCHVISION,
+                   help=f"torchvision version setup.sh installs (default {TORCHVISION})")
+    p.add_argument("--index-url", default=TORCH_INDEX,
+                   help=f"where setup.sh gets torch (default: the CPU builds, {TORCH_INDEX})")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exc:
+        return 2 if exc.code else 0
+    from .assignment import load_assignment
+    from .errors import SubmissionError
+    try:
+        assignment = load_assignment(args.assignment)
+    except SubmissionError as exc:
+        print(f"grade gradescope-zip: {exc}", file=sys.stderr)
+        return 2
+    out = build_zip(assignment.name, Path(args.out), args.grade_arg, args.torch, args.torchvision,
+                    args.index_url)
+    print(f"Wrote {out} (assignment {assignment.name}): setup.sh, run_autograder, "
+          f"the grader's wheel, README.md")
+    return 0

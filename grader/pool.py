@@ -1,0 +1,347 @@
+"""Parallel batch grading: a pool of worker processes forked from the warm server.
+
+Who runs where:
+
+    grade DIR --out OUT --jobs N          the scheduler: never imports torch
+      +-- forkserver (torch, torchvision, grader.engine, pytest, hypothesis preloaded)
+            +-- worker 1 .. N             trusted graders, each runs grader.engine.grade
+            +-- sandbox child per worker  untrusted student code (forked by the same server)
+
+The scheduler starts the multiprocessing forkserver with everything a grading needs already
+imported, then starts each worker *through that server*: a worker is a fork of a process that
+has imported torch, so it begins in tens of milliseconds instead of seconds, and a worker that
+dies is replaced just as cheaply. A forkserver child would normally start a forkserver of its
+own the first time it starts a process (one more torch import per worker); a worker instead
+keeps using the server it came from (`_reuse_server`), so its sandbox children are its
+siblings and the whole batch imports torch exactly once.
+
+Workers talk to the scheduler over a pipe, in JSON: one task at a time (no prefetch, so a slow
+submission never holds others back), one results dict back. The scheduler writes every file;
+a worker writes nothing in the output folder but its log (`OUT/.logs/worker-<slot>.log`).
+
+What can go wrong, and what the scheduler does:
+
+* a worker dies (killed, out of memory, a bug): the submission is tried once more in a fresh
+  worker; a second death records an error result for it;
+* a worker takes longer than `submission_timeout` on one submission: it is stopped (its
+  sandbox child with it) and the submission gets an error result;
+* the forkserver dies (a student's code can signal its parent when the grader does not run as
+  root): the scheduler starts a new server, the workers that lost theirs exit, and their
+  submissions are graded again by fresh workers.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import multiprocessing
+import os
+import signal
+import sys
+import time
+import types
+from dataclasses import dataclass, field
+from multiprocessing import connection, forkserver
+from pathlib import Path
+
+# Imported once by the forkserver: a superset of grader.sandbox.PRELOAD (the sandbox children
+# need those) plus what a worker needs to grade. Keep it in step with sandbox.PRELOAD.
+SERVER_PRELOAD = ["torch", "torchvision", "grader.child", "grader.engine", "grader.plugin",
+                  "grader.batch", "grader.pool", "pytest", "hypothesis"]
+
+MAX_ATTEMPTS = 2  # a submission whose worker died is graded once more, then recorded as an error
+START_FAILURES_ALLOWED = 3  # workers dying before they are ready: the grader itself is broken
+
+
+@contextlib.contextmanager
+def _bare_main():
+    """multiprocessing would make the new process import this process's __main__ (the `grade`
+    script, pytest, a benchmark): show it a bare module while a process is being started."""
+    real = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = real
+
+
+def start_server() -> None:
+    """Start the forkserver with SERVER_PRELOAD (or start a new one if it died)."""
+    multiprocessing.set_forkserver_preload(SERVER_PRELOAD)
+    with _bare_main():
+        forkserver.ensure_running()
+
+
+# -- the worker ---------------------------------------------------------------------------------
+
+_server_lost = False
+
+
+def _reuse_server() -> None:
+    """Use the forkserver this worker was forked from for its own sandbox children.
+
+    A forkserver child inherits the server's socket address and holds an `alive` pipe end, but
+    not the server's pid, so multiprocessing would start a second server on first use. Patch
+    ensure_running (the module alias and the method) to keep the inherited one, and notice
+    when connecting to it fails: that means the server died and this worker must give up.
+    """
+    server = forkserver._forkserver
+    if server._forkserver_address is None or server._forkserver_alive_fd is None:
+        return  # not started by a forkserver: the normal behaviour is right
+
+    from multiprocessing import resource_tracker
+
+    def ensure_running():
+        resource_tracker.ensure_running()
+
+    real_connect = server.connect_to_new_process
+
+    def connect_to_new_process(fds):
+        global _server_lost
+        try:
+            return real_connect(fds)
+        except OSError:
+            _server_lost = True
+            raise
+
+    server.ensure_running = ensure_running
+    server.connect_to_new_process = connect_to_new_process
+    forkserver.ensure_running = ensure_running
+    forkserver.connect_to_new_process = connect_to_new_process
+
+
+def _stop_worker(signum, frame):
+    """SIGTERM from the scheduler (the submission took too long): take the sandbox child
+    along, then go."""
+    for child in multiprocessing.active_children():
+        with contextlib.suppress(Exception):
+            child.kill()
+    os._exit(128 + signum)
+
+
+def _send(conn, message: dict) -> None:
+    conn.send_bytes(json.dumps(message).encode())
+
+
+def worker_main(conn, setup: dict) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle
+    signal.signal(signal.SIGTERM, _stop_worker)
+    log = os.open(setup["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    _reuse_server()
+
+    import torch
+
+    from .assignment import load_assignment
+    from .batch import collect_checks, results_dict
+    from .engine import grade
+    from .results import GradingResult
+
+    torch.set_num_threads(setup["threads"])
+    assignment = load_assignment(setup["assignment"])
+    options = setup["make_options"]()
+    options.limit_overrides["threads"] = 1  # the sandbox child: one thread per job
+    assignment.load_reference()
+    catalog = collect_checks(assignment, options)
+    _send(conn, {"hello": os.getpid(), "catalog": catalog})
+    crash_on = os.environ.get("GRADER_BATCH_CRASH_ON")  # fault injection for the tests
+    while True:
+        try:
+            task = json.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        print(f"[{time.strftime('%H:%M:%S')}] grading {task['name']} ({task['path']})", flush=True)
+        if crash_on and crash_on == task["name"]:
+            os._exit(70)
+        try:
+            result = grade(task["path"], assignment, options)
+        except Exception as exc:  # the grader broke on this submission: record it, go on
+            result = GradingResult(submission=task["path"], assignment=assignment.name,
+                                   error=f"internal error in the grader: {type(exc).__name__}: {exc}")
+        if _server_lost:
+            _send(conn, {"id": task["id"], "server_lost": True})
+            return
+        _send(conn, {"id": task["id"], "result": results_dict(result, None)})
+
+
+# -- the scheduler ------------------------------------------------------------------------------
+
+@dataclass
+class Task:
+    id: int
+    name: str
+    path: str
+    attempts: int = 0
+    deaths: list = field(default_factory=list)
+
+
+@dataclass
+class _Worker:
+    slot: int
+    process: object
+    conn: object
+    ready: bool = False
+    task: Task | None = None
+    started: float = 0.0
+
+
+class PoolError(RuntimeError):
+    """The pool cannot grade at all (workers die before they are ready)."""
+
+
+def worker_threads(jobs: int) -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // max(1, jobs))
+
+
+def run_pool(tasks: list[Task], setup: dict, jobs: int, on_result, on_catalog=None,
+             submission_timeout: float | None = None, log_dir: Path | None = None) -> None:
+    """Grade `tasks` with `jobs` workers. `on_result(task, data)` receives each results dict
+    (Gradescope schema plus the `grader` block, error results included) as it arrives;
+    `on_catalog(checks)` the assignment's checks, once, as soon as a worker has listed them."""
+    if not tasks:
+        return
+    start_server()
+    ctx = multiprocessing.get_context("forkserver")
+    log_dir = Path(log_dir or ".")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    pending = collections.deque(tasks)
+    workers: list[_Worker] = []
+    start_failures = 0
+    catalog_sent = False
+
+    def spawn(slot: int) -> _Worker:
+        parent_conn, child_conn = ctx.Pipe(duplex=True)
+        config = dict(setup, log=str(log_dir / f"worker-{slot}.log"))
+        process = ctx.Process(target=worker_main, args=(child_conn, config), daemon=False,
+                              name=f"grader-worker-{slot}")
+        with _bare_main():
+            process.start()
+        child_conn.close()
+        return _Worker(slot, process, parent_conn)
+
+    def stop(worker: _Worker, grace: float = 5.0) -> None:
+        if worker.process.is_alive():
+            worker.process.terminate()
+            worker.process.join(grace)
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join(5)
+        worker.conn.close()
+
+    def log_tail(worker: _Worker) -> str:
+        try:
+            lines = Path(log_dir / f"worker-{worker.slot}.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-15:])
+
+    def lost(worker: _Worker, why: str, retry: bool) -> None:
+        """The worker is gone (or being replaced) while grading worker.task."""
+        task, worker.task = worker.task, None
+        if task is None:
+            return
+        task.attempts += 1
+        task.deaths.append(why)
+        if retry and task.attempts < MAX_ATTEMPTS:
+            pending.appendleft(task)
+        else:
+            on_result(task, error_results(task, "; ".join(dict.fromkeys(task.deaths)),
+                                          setup["assignment"]))
+
+    try:
+        for slot in range(min(jobs, len(pending))):
+            workers.append(spawn(slot))
+        while pending or any(w.task for w in workers):
+            for w in workers:
+                if w.ready and w.task is None and pending:
+                    w.task = pending.popleft()
+                    w.started = time.monotonic()
+                    try:
+                        _send(w.conn, {"id": w.task.id, "name": w.task.name, "path": w.task.path})
+                    except OSError:
+                        pass  # it died: its sentinel says so below
+            waitables = [w.conn for w in workers] + [w.process.sentinel for w in workers]
+            ready = set(connection.wait(waitables, timeout=1.0))
+            for index, w in enumerate(workers):
+                replace = False
+                if w.conn in ready:
+                    while True:
+                        try:
+                            if not w.conn.poll():
+                                break
+                            message = json.loads(w.conn.recv_bytes())
+                        except (EOFError, OSError, ValueError):
+                            break
+                        if "hello" in message:
+                            w.ready = True
+                            start_failures = 0
+                            if on_catalog and not catalog_sent:
+                                on_catalog(message.get("catalog") or [])
+                                catalog_sent = True
+                        elif message.get("server_lost"):
+                            start_server()  # a new server; this worker exits by itself
+                            lost(w, "the grader's process server died", retry=True)
+                            replace = True
+                        elif w.task is not None and message.get("id") == w.task.id:
+                            task, w.task = w.task, None
+                            on_result(task, message["result"])
+                if not replace and w.task is not None and submission_timeout and \
+                        time.monotonic() - w.started > submission_timeout:
+                    stop(w)
+                    lost(w, f"grading took longer than {submission_timeout:g} s and was stopped",
+                         retry=False)
+                    replace = True
+                if not replace and not w.process.is_alive():
+                    w.process.join(1)
+                    code = w.process.exitcode
+                    if not w.ready:
+                        start_failures += 1
+                        if start_failures > START_FAILURES_ALLOWED:
+                            raise PoolError("grading workers die before they are ready "
+                                            f"(exit status {code}); last log lines:\n{log_tail(w)}")
+                    lost(w, f"the grading process died ({describe_exit(code)})", retry=True)
+                    replace = True
+                if replace:
+                    stop(w, grace=1.0)
+                    if pending or any(x.task for x in workers):
+                        workers[index] = spawn(w.slot)
+                    else:
+                        workers[index] = None
+            workers = [w for w in workers if w is not None]
+            if (pending and not workers):
+                workers.append(spawn(0))
+    finally:
+        for w in workers:
+            with contextlib.suppress(OSError):
+                w.conn.send_bytes(b"null")
+        deadline = time.monotonic() + 10
+        for w in workers:
+            w.process.join(max(0.1, deadline - time.monotonic()))
+            stop(w, grace=1.0)
+
+
+def error_results(task: Task, reason: str, assignment: str) -> dict:
+    from .batch import results_dict
+    from .results import GradingResult
+    return results_dict(GradingResult(submission=task.path, assignment=assignment,
+                                      error=f"could not be graded: {reason}"), None)
+
+
+def describe_exit(code) -> str:
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}" + (" (probably out of memory)" if name == "SIGKILL" else "")
+    return f"exit status {code}"
