@@ -13,6 +13,8 @@ SUBCOMMANDS = {
     # verb: "module:function" taking the remaining argv and returning an exit status
     "merge": "grader.batch:merge_main",
     "gradescope-zip": "grader.gradescope:main",
+    "build-public": "grader.public:main",
+    "release": "grader.release:main",
 }
 
 
@@ -34,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a self-contained feedback page (checks, messages, pictures)")
     p.add_argument("--part", action="append", metavar="ID",
                    help="grade only this part (repeatable), e.g. --part A.1 --part D.2")
+    p.add_argument("--public-only", action="store_true",
+                   help="run only the public checks, as a student's installation does "
+                        "(automatic when no reference solution is installed)")
     p.add_argument("--quiet", action="store_true", help="print only the score line (batch: "
                    "plain log lines instead of a progress bar)")
     batch = p.add_argument_group("batch mode (see docs/batch.md)")
@@ -98,7 +103,8 @@ def main(argv=None) -> int:
 
 def make_options(args):
     from .engine import Options
-    options = Options(device=resolve_device(args.device))
+    options = Options(device=resolve_device(args.device),
+                      public_only=getattr(args, "public_only", False))
     wanted = set(args.part or [])
     skip_training = args.no_train
     if wanted or skip_training:

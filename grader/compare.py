@@ -5,6 +5,7 @@ values by running both networks on the same input with the same weights.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -93,8 +94,14 @@ def compare_with_weights(student: Remote, reference: nn.Module, x: torch.Tensor,
 
 
 def locate_value_difference(student: list[dict], reference: list[dict], atol, rtol) -> str:
+    return _locate(student, reference,
+                   lambda s, r, which: _close(s[which], r[which], atol, rtol))
+
+
+def _locate(student: list[dict], reference: list[dict], same) -> str:
+    """Where two traces first part: `same(s_rec, r_rec, "in_value" | "out_value")`."""
     for i, (s, r) in enumerate(zip(student, reference)):
-        if not _close(s["in_value"], r["in_value"], atol, rtol):
+        if not same(s, r, "in_value"):
             if i == 0:
                 return (f"The input to the first layer, {describe_layer(r)}, already differs: "
                         "check what forward does before it.")
@@ -102,7 +109,7 @@ def locate_value_difference(student: list[dict], reference: list[dict], atol, rt
                     f"differs: check the operations between layer {i} "
                     f"({describe_layer(reference[i - 1])}) and layer {i + 1} (their order, "
                     "activations, pooling or upsampling, and skip connections).")
-        if not _close(s["out_value"], r["out_value"], atol, rtol):
+        if not same(s, r, "out_value"):
             return (f"Layer {i + 1}, {describe_layer(r)}, gets the same input but gives a "
                     "different output: check its settings (stride, padding, dilation).")
     return "Every layer agrees: the difference comes after the last parametrised layer."
@@ -112,3 +119,101 @@ def _close(a, b, atol, rtol) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=atol, rtol=rtol)
+
+
+# -- comparing with stored expectations (public checks: no reference needed) ---------------
+SKETCH_SIZE = 8
+_MASK32 = 2 ** 32
+
+
+def sketch(tensor: torch.Tensor | None, size: int = SKETCH_SIZE) -> list[float] | None:
+    """A short fingerprint of a tensor's values that can be compared with a tolerance:
+    [root mean square, then `size` projections on fixed +-1/sqrt(n) directions].
+
+    Two tensors that agree element by element agree here within about the size of their
+    differences; tensors that differ differ here too (with overwhelming probability). The
+    directions come from integer arithmetic, so they are the same on every machine and every
+    torch version. Used to say which layer first differs without storing every activation."""
+    if tensor is None:
+        return None
+    x = tensor.detach().reshape(-1).to(torch.float64).cpu()
+    n = x.numel()
+    if n == 0:
+        return [0.0] * (size + 1)
+    index = torch.arange(n, dtype=torch.int64)
+    out = [float(x.pow(2).mean().sqrt())]
+    for j in range(size):
+        h = (index * 2654435761 + (j + 1) * 40503) % _MASK32
+        h = ((h ^ (h >> 16)) * 73244475) % _MASK32
+        h = h ^ (h >> 16)
+        signs = ((h & 1) * 2 - 1).to(torch.float64)
+        out.append(float((x * signs).sum()) / math.sqrt(n))
+    return [float(f"{v:.9g}") for v in out]
+
+
+def sketch_close(a: list[float] | None, b: list[float] | None, atol: float = 1e-4,
+                 rtol: float = 1e-4, slack: float = 10.0) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if len(a) != len(b):
+        return False
+    tolerance = slack * (atol + rtol * abs(b[0]))
+    return all(abs(x - y) <= tolerance for x, y in zip(a, b))
+
+
+def sketch_trace(records: list[dict]) -> list[dict]:
+    """A trace made with keep_values=True, with each value replaced by its sketch."""
+    out = []
+    for rec in records:
+        rec = {k: v for k, v in rec.items() if k not in ("in_value", "out_value", "path")}
+        out.append(rec)
+    for rec, full in zip(out, records):
+        rec["in_sketch"] = sketch(full.get("in_value"))
+        rec["out_sketch"] = sketch(full.get("out_value"))
+    return out
+
+
+def _same_as_stored(s: dict, r: dict, which: str) -> bool:
+    shape = "in_shape" if which == "in_value" else "out_shape"
+    value = s.get(which)
+    if value is None or list(value.shape) != list(r.get(shape) or []):
+        return value is None and r.get(shape) is None
+    return sketch_close(sketch(value), r["in_sketch" if which == "in_value" else "out_sketch"])
+
+
+def compare_with_stored(student: Remote, states: list[dict], x: torch.Tensor, variants: list[dict],
+                        atol: float = 1e-4, rtol: float = 1e-4) -> Equivalence:
+    """compare_with_weights without the reference: load stored per-layer `states` (forward
+    order) into the student's model, run it on `x` in eval then train mode, and compare with
+    stored outputs. `variants` lists every stored answer a correct solution may give:
+    [{"label": str, "eval": {"output": tensor, "layers": sketch_trace}, "train": {...}}]."""
+    problems = student.load_layer_states(states, x)
+    if problems:
+        return Equivalence(False, "the reference's weights do not fit your layers: "
+                           + "; ".join(problems[:3]), float("inf"))
+    got = {mode: student.forward(x, mode=mode, trace=True, keep_values=True)
+           for mode in ("eval", "train")}  # eval first: train mode moves running statistics
+    attempts = []
+    for variant in variants:
+        result = _compare_variant(got, variant, atol, rtol)
+        if result.matches:
+            return result
+        attempts.append((result.max_difference, len(attempts), result))
+    return min(attempts)[2]
+
+
+def _compare_variant(got: dict, variant: dict, atol, rtol) -> Equivalence:
+    for mode in ("eval", "train"):
+        expected = variant[mode]["output"]
+        output = got[mode].output
+        if output.shape != expected.shape:
+            return Equivalence(False, f"in {mode} mode the output has shape "
+                               f"{shape_text(list(output.shape))}, expected "
+                               f"{shape_text(list(expected.shape))}", float("inf"))
+        diff = (output.float() - expected).abs().max().item()
+        if not torch.allclose(output.float(), expected, atol=atol, rtol=rtol):
+            where = _locate(got[mode].layers, variant[mode]["layers"], _same_as_stored)
+            return Equivalence(False, f"with the reference's weights loaded, your output "
+                               f"differs from the reference's in {mode} mode (largest "
+                               f"difference {diff:.3g}). {where}", diff)
+    return Equivalence(True, "", 0.0)

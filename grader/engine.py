@@ -28,6 +28,9 @@ class Options:
     limit_overrides: dict = field(default_factory=dict)
     select: object = None  # predicate on a check's markers, e.g. to skip training checks
     pytest_args: tuple = ()
+    # Run only the public checks (grader.public), as on a student's machine. Automatic when
+    # the reference solution is not installed.
+    public_only: bool = False
 
 
 @dataclass
@@ -78,19 +81,8 @@ def sandbox_stage(ctx: GradingContext) -> None:
 
 
 def check_stage(ctx: GradingContext) -> None:
-    import pytest
-
-    from .plugin import GradingPlugin
-
     submission = Submission(ctx.harvest, ctx.sandbox, ctx.regions, ctx.region_errors)
-    plugin = GradingPlugin(submission, ctx.assignment.load_reference(), ctx.assignment,
-                           ctx.options.device, ctx.options.select)
-    with _quiet_stdout():
-        pytest.main(pytest_args(ctx.assignment, ctx.options), plugins=[plugin])
-    if plugin.collection_errors:
-        raise RuntimeError("the assignment's checks could not be loaded:\n"
-                           + "\n".join(plugin.collection_errors))
-    ctx.result.checks = plugin.results
+    run_checks(submission, ctx.assignment, ctx.options, ctx.result)
     boot = ctx.sandbox.boot
     if boot is not None:
         for index, reason in sorted(boot.fatal.items()):
@@ -103,15 +95,47 @@ def check_stage(ctx: GradingContext) -> None:
                                     f"{format_error(problem['error'])}")
 
 
-def pytest_args(assignment: Assignment, options: Options) -> list[str]:
-    """How the checks are run (also used to list them without grading, grader.batch)."""
+def pytest_args(assignment: Assignment, options: Options, targets: list | None = None) -> list[str]:
+    """How the checks are run (also used to list them without grading, grader.batch).
+    `targets`: the files or folders to collect (default: the whole assignment folder, or only
+    its public checks when those are all that can run: see grader.public)."""
+    from . import public
+
     folder = str(assignment.folder)
-    return [folder, "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib",
+    if targets is None:
+        targets = public.check_targets(assignment, public.public_only(assignment, options))
+    return [*map(str, targets), "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib",
             "--rootdir", folder, "--confcutdir", folder, "-o", "addopts=", "-o", "python_files=test_*.py",
             "--no-header", "-W", "ignore", *options.pytest_args]
 
 
 STAGES = [load_stage, harvest_stage, region_stage, sandbox_stage, check_stage]
+
+
+def run_checks(submission, assignment: Assignment, options: Options, result: GradingResult) -> None:
+    """Run the assignment's checks (pytest) on `submission` (a proxy: grader.proxy, or the
+    in-process one of grader.selfcheck) and put their results into `result`. Without the
+    reference solution only the public checks run, and the result says so."""
+    import pytest
+
+    from . import public
+    from .plugin import GradingPlugin
+
+    reference = None if options.public_only else assignment.load_reference()
+    public_only = reference is None
+    expectations = public.Expectations(assignment, reference)
+    plugin = GradingPlugin(submission, reference, assignment, options.device, options.select,
+                           expected=expectations.cases)
+    with _quiet_stdout():
+        pytest.main(pytest_args(assignment, options,
+                                public.check_targets(assignment, public_only)), plugins=[plugin])
+    if plugin.collection_errors:
+        raise RuntimeError("the assignment's checks could not be loaded:\n"
+                           + "\n".join(plugin.collection_errors))
+    result.checks = plugin.results
+    result.notes.extend(expectations.notes)
+    if public_only:
+        result.notes.insert(0, public.public_only_note(expectations, plugin.results))
 
 
 def grade(path: str | Path, assignment: Assignment, options: Options | None = None) -> GradingResult:

@@ -78,3 +78,29 @@ def ordered_layers(module: nn.Module, inputs: tuple) -> list[nn.Module]:
 def layer_state(module: nn.Module) -> dict:
     return {name: getattr(module, name).detach().clone() for name in STATE_NAMES
             if isinstance(getattr(module, name, None), torch.Tensor)}
+
+
+def load_layer_states(module: nn.Module, probe: torch.Tensor, states: list[dict]) -> tuple[list[str], int]:
+    """Copy per-layer states (weight, bias, running statistics) onto `module`'s parametrised
+    layers, matched by the order forward() first calls them on `probe`, and by shape.
+    Returns (problems, number of layers found); no problems means every layer matched."""
+    was_training = module.training
+    module.eval()  # the probe must not move BatchNorm's running statistics
+    order = ordered_layers(module, (probe,))
+    module.train(was_training)
+    problems = []
+    if len(order) != len(states):
+        problems.append(f"{len(order)} parametrised layers are used in forward, "
+                        f"the reference uses {len(states)}")
+    with torch.no_grad():
+        for i, (mod, state) in enumerate(zip(order, states)):
+            for name, tensor in state.items():
+                own = getattr(mod, name, None)
+                if not isinstance(own, torch.Tensor):
+                    problems.append(f"layer {i + 1} ({type(mod).__name__}) has no {name}")
+                elif own.shape != tensor.shape:
+                    problems.append(f"layer {i + 1} ({type(mod).__name__}) {name} has shape "
+                                    f"{list(own.shape)}, the reference {list(tensor.shape)}")
+                else:
+                    own.copy_(tensor)
+    return problems, len(order)

@@ -9,7 +9,8 @@ An instructor writes a check as a test function with a marker and fixtures:
         ...
 
 Fixtures: `submission` (the proxy on the sandboxed student code), `reference` (the reference
-solution module, or None), `assignment`, `device`. Hypothesis runs derandomized, so a grading
+solution module, or None), `expected` (the assignment's stored expectations, for public checks
+that must run without the reference: see grader.public), `assignment`, `device`. Hypothesis runs derandomized, so a grading
 is the same on every run and machine. Any exception becomes a failed check with a message
 (a failing student is data, not a crash); the grader's own errors are marked as such.
 """
@@ -45,8 +46,10 @@ class Feedback:
 
 
 class GradingPlugin:
-    def __init__(self, submission, reference, assignment, device: str, select=None):
+    def __init__(self, submission, reference, assignment, device: str, select=None,
+                 expected=None):
         self._submission = submission
+        self._expected = expected  # the stored expectations, or a callable that loads them
         self._reference = reference
         self._assignment = assignment
         self._device = device
@@ -63,6 +66,17 @@ class GradingPlugin:
     @pytest.fixture(scope="session")
     def reference(self):
         return self._reference
+
+    @pytest.fixture(scope="session")
+    def expected(self):
+        """What the public checks compare with (grader.public): computed from the reference
+        once, stored as data in the assignment's public/ folder."""
+        if self._expected is None:
+            raise RuntimeError("this check needs the assignment's stored expectations "
+                               "(public/expected.json), and none are installed")
+        if callable(self._expected):
+            self._expected = self._expected()
+        return self._expected
 
     @pytest.fixture(scope="session")
     def assignment(self):

@@ -54,7 +54,11 @@ class Remote:
         """Copy `reference`'s layer states onto this model by forward order; returns the
         problems (an empty list when every layer matched in type and shape)."""
         order = layers.ordered_layers(reference.eval(), (probe,))
-        states = [layers.layer_state(m) for m in order]
+        return self.load_layer_states([layers.layer_state(m) for m in order], probe)
+
+    def load_layer_states(self, states: list[dict], probe: torch.Tensor) -> list[str]:
+        """Copy stored per-layer states (a list of {"weight": ..., "bias": ...} in forward
+        order, as grader.layers.layer_state makes them) onto this model; returns the problems."""
         return self._ask("load_layers", probe=probe, states=states)["problems"]
 
     def train(self, inputs, targets, loss="cross_entropy", steps=40, batch_size=16, lr=1e-3,

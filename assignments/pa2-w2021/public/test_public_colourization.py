@@ -1,0 +1,47 @@
+"""Public checks of A.1 PoolUpsampleNet, B.1 ConvTransposeNet and C.1 UNet.
+
+They need no reference solution: everything they compare with was computed from it once and
+stored as data (`expected`: see public_cases.py and grader/public.py). Students run these same
+checks on the same data before submitting; the real grading runs them too."""
+import pytest
+
+from grader.compare import compare_with_stored, first_layer_difference
+
+MODELS = [pytest.param(name, marks=pytest.mark.grade(part=part, subject=name), id=part)
+          for name, part in (("PoolUpsampleNet", "A.1"), ("ConvTransposeNet", "B.1"),
+                             ("UNet", "C.1"))]
+
+pytestmark = pytest.mark.grade(visibility="visible")
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.grade(kind="layers", points=1)
+def test_layer_shapes(submission, expected, name):
+    """Conv, transposed conv and batch-norm layers, in forward order, with their output shapes"""
+    for case in expected["colour"][name]["settings"]:
+        got = submission.build(name, *case["hp"]).forward(case["input"], trace=True).layers
+        difference = first_layer_difference(got, case["layers"])
+        assert difference is None, f"{case['call']}: {difference}."
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.grade(kind="params", points=1)
+def test_parameter_count(submission, expected, name):
+    """Number of parameters"""
+    for case in expected["colour"][name]["settings"]:
+        got = submission.build(name, *case["hp"]).parameter_count()
+        want = case["parameters"]
+        assert got == want, (
+            f"{case['call']} has {got:,} parameters; expected {want:,} "
+            f"({got - want:+,}). Check the channel counts of each layer and that no layer is "
+            "missing or extra.")
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.grade(kind="equivalence", points=2)
+def test_same_function_as_reference(submission, expected, name):
+    """Same outputs as the reference with the reference's weights (train and eval mode)"""
+    for case in expected["colour"][name]["equivalence"]:
+        model = submission.build(name, *case["hp"])
+        result = compare_with_stored(model, case["states"], case["input"], case["variants"])
+        assert result.matches, f"{case['call']}: {result.message}"

@@ -1,0 +1,366 @@
+"""Public checks: the checks a student can run before the deadline, without the reference.
+
+An assignment keeps them in `assignments/<name>/public/`, as pytest files like any other
+check, with one difference: they never use the `reference` fixture. What they compare with was
+computed from the reference once, by the assignment's own `public_cases.py` (its `build(
+reference, assignment)` says WHAT to compute), and stored as data next to them:
+
+    public/expected.json   everything but tensors (sorted keys, fixed formatting)
+    public/tensors.pt      the tensors, a flat {key: tensor} written by torch.save and read
+                           back only with torch.load(weights_only=True)
+
+`grade build-public NAME` writes both (this module: HOW to run it and store the result). The
+same build twice gives the same bytes. The checks get the data through the `expected` fixture.
+
+The instructor's grading runs the public checks and the hidden ones (the other check files);
+a student's installation (`grade release`) has no reference and no hidden checks, and the
+engine then runs the public checks alone, on the same data, so the verdict of a public check
+is the same on both sides. The list of hidden checks (names and points, never their inputs)
+is stored too, so a student can be told what the real grading adds.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import io
+import json
+import math
+import sys
+from pathlib import Path
+
+PUBLIC_DIR = "public"
+EXPECTED_FILE = "expected.json"
+TENSOR_FILE = "tensors.pt"
+FORMAT = 1
+DEFAULT_CASES = "public_cases.py"
+
+
+# -- where things are -----------------------------------------------------------------------
+def public_folder(assignment) -> Path:
+    return assignment.folder / PUBLIC_DIR
+
+
+def has_public_checks(assignment) -> bool:
+    folder = public_folder(assignment)
+    return folder.is_dir() and any(folder.glob("test_*.py"))
+
+
+def cases_file(assignment) -> Path:
+    name = assignment.data.get("public", {}).get("cases", DEFAULT_CASES)
+    return assignment.folder / name
+
+
+def fingerprint(assignment) -> str | None:
+    """A digest of what the expectations are computed from: the reference module, and the
+    assignment's description and helper modules (not its check files). None without the
+    reference. Stored with the expectations, so stale ones are noticed."""
+    reference = assignment.reference_folder
+    if reference is None or not (reference / assignment.reference_module).is_file():
+        return None
+    files = [reference / assignment.reference_module]
+    files += sorted(p for p in assignment.folder.iterdir()
+                    if p.is_file() and p.suffix in (".py", ".toml")
+                    and not p.name.startswith("test_"))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+# -- computing -------------------------------------------------------------------------------
+def compute(assignment, reference, with_checks: bool = True) -> dict:
+    """Run the assignment's `build(reference, assignment)` deterministically (seeded, one
+    thread) and wrap its result; with_checks adds the lists of public and hidden checks."""
+    import torch
+
+    path = cases_file(assignment)
+    if not path.is_file():
+        raise FileNotFoundError(f"{assignment.name} has no {path.name} saying what its public "
+                                "checks compare with")
+    name = f"_grader_public_cases_{assignment.name.replace('-', '_')}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads, state = torch.get_num_threads(), torch.get_rng_state()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    try:
+        cases = module.build(reference, assignment)
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_rng_state(state)
+    data = {"format": FORMAT, "assignment": assignment.name,
+            "fingerprint": fingerprint(assignment), "cases": cases,
+            "generated_by": f"grade build-public {assignment.name}"}
+    if with_checks:
+        data["checks"] = {"public": list_checks(assignment, public=True),
+                          "hidden": list_checks(assignment, public=False)}
+    return data
+
+
+def list_checks(assignment, public: bool) -> list[dict]:
+    """Name, part, kind and points of the public or the hidden checks, in report order
+    (collected by pytest, nothing run)."""
+    import pytest
+
+    from .engine import Options, _quiet_stdout, pytest_args
+    from .plugin import GradingPlugin, check_name, grade_marks
+
+    class Collector:
+        items: list = []
+
+        def pytest_collection_finish(self, session):
+            self.items = list(session.items)
+
+    collector = Collector()
+    plugin = GradingPlugin(None, None, assignment, "cpu")
+    folder = public_folder(assignment)
+    if public:
+        if not has_public_checks(assignment):
+            return []
+        targets, extra = [folder], []
+    else:
+        targets, extra = [assignment.folder], [f"--ignore={folder}"]
+    with _quiet_stdout():
+        pytest.main(pytest_args(assignment, Options(), targets) + ["--collect-only", *extra],
+                    plugins=[plugin, collector])
+    if plugin.collection_errors:
+        raise RuntimeError("the assignment's checks could not be collected:\n"
+                           + "\n".join(plugin.collection_errors))
+    out = []
+    for item in collector.items:
+        marks = grade_marks(item)
+        points = float(marks.get("points", 1))
+        out.append({"name": check_name(item), "part": str(marks.get("part", "")),
+                    "kind": str(marks.get("kind", "")),
+                    "points": int(points) if points.is_integer() else points})
+    return out
+
+
+# -- storing ---------------------------------------------------------------------------------
+def serialize(data: dict) -> tuple[str, dict]:
+    """(JSON text, {key: tensor}): tensors become {"$tensor": key}, keyed by their path."""
+    import torch
+
+    tensors: dict = {}
+
+    def walk(value, path):
+        if isinstance(value, torch.Tensor):
+            key = "/".join(path)
+            tensors[key] = value.detach().to("cpu").contiguous().clone()
+            return {"$tensor": key}
+        if isinstance(value, dict):
+            return {str(k): walk(v, path + [str(k)]) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [walk(v, path + [str(i)]) for i, v in enumerate(value)]
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{'/'.join(path)}: {value} cannot be stored")
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        raise TypeError(f"{'/'.join(path)}: cannot store a {type(value).__name__}")
+
+    tree = walk(data, [])
+    text = json.dumps(tree, sort_keys=True, indent=1, ensure_ascii=True, allow_nan=False) + "\n"
+    return text, dict(sorted(tensors.items()))
+
+
+def tensor_bytes(tensors: dict) -> bytes:
+    import torch
+
+    # Saved to a buffer, not a path: torch names the archive inside after the file it
+    # writes, and a buffer always gets the same name.
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer)
+    return buffer.getvalue()
+
+
+def write(data: dict, folder: Path) -> list[Path]:
+    from .report import atomic_write
+
+    text, tensors = serialize(data)
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path, tensor_path = folder / EXPECTED_FILE, folder / TENSOR_FILE
+    raw = tensor_bytes(tensors)
+    tmp = tensor_path.with_name(f".{TENSOR_FILE}.tmp")
+    tmp.write_bytes(raw)
+    tmp.replace(tensor_path)
+    atomic_write(json_path, text)
+    return [json_path, tensor_path]
+
+
+def read(folder: Path) -> dict:
+    """The stored expectations with their tensors in place. Tensors are read with
+    torch.load(weights_only=True): plain tensors only, never arbitrary objects."""
+    import torch
+
+    json_path, tensor_path = folder / EXPECTED_FILE, folder / TENSOR_FILE
+    tree = json.loads(json_path.read_text(encoding="utf-8"))
+    if tree.get("format") != FORMAT:
+        raise ValueError(f"{json_path}: format {tree.get('format')!r}, this grader reads {FORMAT}")
+    tensors = torch.load(tensor_path, map_location="cpu", weights_only=True) \
+        if tensor_path.is_file() else {}
+    if not isinstance(tensors, dict) or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
+        raise ValueError(f"{tensor_path}: not a flat dictionary of tensors")
+    return resolve(tree, tensors)
+
+
+def resolve(tree, tensors: dict):
+    def walk(value):
+        if isinstance(value, dict):
+            if set(value) == {"$tensor"}:
+                key = value["$tensor"]
+                if key not in tensors:
+                    raise ValueError(f"stored expectations refer to a missing tensor {key!r}")
+                return tensors[key]
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(tree)
+
+
+def roundtrip(data: dict) -> dict:
+    """What reading the stored files would give (JSON types, tensors cloned)."""
+    text, tensors = serialize(data)
+    return resolve(json.loads(text), tensors)
+
+
+def build(assignment, out: Path | None = None) -> list[Path]:
+    reference = assignment.load_reference()
+    if reference is None:
+        raise RuntimeError(f"the reference solution of {assignment.name} is not installed: "
+                           "public expectations are computed from it")
+    return write(compute(assignment, reference), out or public_folder(assignment))
+
+
+def is_current(assignment) -> bool:
+    folder = public_folder(assignment)
+    try:
+        stored = json.loads((folder / EXPECTED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return stored.get("fingerprint") == fingerprint(assignment)
+
+
+# -- grading ---------------------------------------------------------------------------------
+class Expectations:
+    """The stored expectations, loaded when a check first asks. With the reference installed
+    and the stored files out of date (the reference or the cases changed since the last
+    `grade build-public`), they are computed afresh from the reference, with a note."""
+
+    def __init__(self, assignment, reference=None):
+        self.assignment = assignment
+        self.reference = reference
+        self.notes: list[str] = []
+        self._data: dict | None = None
+
+    def data(self) -> dict:
+        if self._data is None:
+            folder = public_folder(self.assignment)
+            stored = read(folder) if (folder / EXPECTED_FILE).is_file() else None
+            if self.reference is not None and (
+                    stored is None or stored.get("fingerprint") != fingerprint(self.assignment)):
+                self.notes.append(
+                    f"the public expectations in {folder} are out of date or missing: they were "
+                    "computed from the reference for this grading; run `grade build-public "
+                    f"{self.assignment.name}` to store them for students")
+                stored = roundtrip(compute(self.assignment, self.reference, with_checks=False))
+            if stored is None:
+                raise RuntimeError(f"no stored expectations in {folder}")
+            self._data = stored
+        return self._data
+
+    def cases(self) -> dict:
+        return self.data()["cases"]
+
+    def stored_checks(self) -> dict:
+        """{"public": [...], "hidden": [...]} from the stored files (empty when unreadable)."""
+        try:
+            tree = json.loads((public_folder(self.assignment) / EXPECTED_FILE).read_text())
+            return tree.get("checks") or {}
+        except (OSError, ValueError):
+            return {}
+
+
+def public_only(assignment, options) -> bool:
+    """Whether a grading with these options runs the public checks alone: asked for, or no
+    reference solution installed (a student's installation)."""
+    folder = assignment.reference_folder
+    return bool(getattr(options, "public_only", False)) or folder is None \
+        or not (folder / assignment.reference_module).is_file()
+
+
+def check_targets(assignment, public_only: bool) -> list[Path]:
+    from .errors import SubmissionError
+
+    if not public_only:
+        return [assignment.folder]
+    if not has_public_checks(assignment):
+        raise SubmissionError(f"the reference solution of {assignment.name} is not installed and "
+                              "the assignment has no public checks to run without it")
+    return [public_folder(assignment)]
+
+
+def public_only_note(expectations: Expectations, ran: list) -> str:
+    """What a student's run says: only public checks ran; which hidden ones the real grading
+    adds (names and points only)."""
+    points = sum(c.max_score for c in ran)
+    lines = [f"No reference solution is installed here, so only the public checks ran "
+             f"({len(ran)} checks, {_points(points)})."]
+    hidden = expectations.stored_checks().get("hidden")
+    if hidden:
+        total = sum(c["points"] for c in hidden)
+        lines.append(f"The real grading also runs {len(hidden)} hidden checks worth "
+                     f"{_points(total)} (their inputs are not published):")
+        lines += [f"  - {c['name']} ({c['kind']}, {_points(c['points'])})" for c in hidden]
+    elif hidden is not None:
+        lines.append("The real grading runs no other checks.")
+    return "\n".join(lines)
+
+
+def _points(x) -> str:
+    return f"{x:g} point{'' if x == 1 else 's'}"
+
+
+# -- command line ----------------------------------------------------------------------------
+def main(argv=None) -> int:
+    """`grade build-public NAME [--out DIR] [--check]`."""
+    p = argparse.ArgumentParser(prog="grade build-public",
+                                description="Compute an assignment's public expectations from "
+                                            "its reference solution and store them as data.")
+    p.add_argument("assignment", help="assignment edition, e.g. pa2-w2021")
+    p.add_argument("--out", metavar="DIR", help="write here instead of assignments/NAME/public/")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 when the stored files differ from a fresh build")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exc:
+        return 2 if exc.code else 0
+    from .assignment import load_assignment
+    from .errors import SubmissionError
+
+    try:
+        assignment = load_assignment(args.assignment)
+        reference = assignment.load_reference()
+        if reference is None:
+            raise SubmissionError(f"the reference solution of {assignment.name} is not installed")
+        data = compute(assignment, reference)
+    except (SubmissionError, FileNotFoundError) as exc:
+        print(f"grade build-public: {exc}", file=sys.stderr)
+        return 2
+    folder = Path(args.out) if args.out else public_folder(assignment)
+    if args.check:
+        text, tensors = serialize(data)
+        same = ((folder / EXPECTED_FILE).is_file() and (folder / TENSOR_FILE).is_file()
+                and (folder / EXPECTED_FILE).read_text() == text
+                and (folder / TENSOR_FILE).read_bytes() == tensor_bytes(tensors))
+        print(f"{folder}: {'up to date' if same else 'OUT OF DATE: run grade build-public ' + assignment.name}")
+        return 0 if same else 1
+    paths = write(data, folder)
+    checks = data["checks"]
+    print(f"Wrote {', '.join(str(p) for p in paths)}: {len(checks['public'])} public checks "
+          f"({_points(sum(c['points'] for c in checks['public']))}), {len(checks['hidden'])} "
+          f"hidden ({_points(sum(c['points'] for c in checks['hidden']))}).")
+    return 0

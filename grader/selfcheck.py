@@ -1,0 +1,202 @@
+"""`check()`: a student's self-check from inside the running notebook.
+
+    from grader import check
+    check()          # every public check
+    check("A.1")     # one part (several may be given)
+
+It judges the objects defined in the kernel right now (the classes and functions of the cells
+that have been run), with the same public checks, on the same stored data, and prints the same
+table and feedback as `grade a2-cnn.ipynb`. Nothing is sent to another process: an in-process
+proxy calls the sandbox child's request handlers (grader.child.Child, its `op_*` methods)
+directly on the kernel's namespace, so the checks' code is shared with the real grading.
+Requests and answers still go through grader.wire, so a check sees copies, as in the sandbox.
+
+Module-level regions (the D.1 driver cell) are read from the kernel's input history (`In`),
+the latest run of a matching cell first, or from the notebook file with
+`check(notebook="a2-cnn.ipynb")`.
+
+No time limits apply (it is the student's own kernel: interrupt it to stop), the kernel's
+random state is restored afterwards, and the kernel's own objects are not modified (checks
+build fresh ones).
+"""
+from __future__ import annotations
+
+import ast
+import itertools
+import re
+import sys
+import time
+
+from .child import Child, _compile, _source_of, describe_exception
+from .errors import StudentCodeError
+from .load import Cell
+from .proxy import Submission
+
+last_result = None  # the GradingResult of the latest check(), for scripts and tests
+
+
+def check(*parts: str, namespace: dict | None = None, notebook: str | None = None,
+          assignment: str | None = None, console=None) -> None:
+    """Run the public checks on what this kernel defines and print the feedback. Parts:
+    e.g. "A.1", "D.2" (default: all). The result is kept in grader.selfcheck.last_result."""
+    global last_result
+    if namespace is None:
+        namespace = sys._getframe(1).f_globals  # the notebook's (the caller's) globals
+    last_result = run(parts, namespace, notebook=notebook, assignment=assignment)
+    from .report import terminal
+    terminal(last_result, console=console)
+
+
+def run(parts=(), namespace: dict | None = None, notebook: str | None = None,
+        assignment: str | None = None):
+    """check() without printing: returns the GradingResult."""
+    from .assignment import load_assignment
+    from .engine import Options, run_checks
+    from .errors import SubmissionError
+    from .regions import RegionNotFound, extract_region
+    from .results import GradingResult
+
+    started = time.perf_counter()
+    namespace = namespace if namespace is not None else sys.modules["__main__"].__dict__
+    result = GradingResult(submission=notebook or "this kernel", assignment=assignment or "?",
+                           device="cpu")
+    # Student code run by the checks may seed or draw random numbers, or change torch's
+    # thread count: the kernel gets its own state back.
+    saved = _kernel_state()
+    try:
+        spec = load_assignment(assignment)
+        result.assignment = spec.name
+        cells, source = history_cells(namespace, notebook)
+        regions, region_errors = {}, {}
+        for name, region in spec.regions.items():
+            try:
+                regions[name] = extract_region(cells, region)
+            except RegionNotFound as exc:
+                region_errors[name] = (f"{exc} ({source}): run that cell once, or call "
+                                       "check(notebook='a2-cnn.ipynb') with your notebook file")
+        submission = KernelSubmission(namespace, cells, regions, region_errors)
+        wanted = set(parts)
+        options = Options(device="cpu", public_only=True,
+                          select=(lambda marks: marks.get("part") in wanted) if wanted else None,
+                          pytest_args=("-p", "no:faulthandler", "--capture=sys"))
+        run_checks(submission, spec, options, result)
+    except SubmissionError as exc:
+        result.error = str(exc)
+    finally:
+        _restore_kernel_state(saved)
+        result.execution_time = time.perf_counter() - started
+    return result
+
+
+def _kernel_state() -> dict:
+    import random
+
+    import numpy as np
+    import torch
+
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+            "random": random.getstate(), "threads": torch.get_num_threads()}
+
+
+def _restore_kernel_state(saved: dict) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    torch.set_rng_state(saved["torch"])
+    np.random.set_state(saved["numpy"])
+    random.setstate(saved["random"])
+    if torch.get_num_threads() != saved["threads"]:
+        torch.set_num_threads(saved["threads"])
+
+
+def history_cells(namespace: dict, notebook: str | None) -> tuple[tuple[Cell, ...], str]:
+    """The cells to look for regions in: the notebook file's, or the kernel's input history
+    (newest first, so the latest run of a cell wins)."""
+    if notebook:
+        from .load import load_submission
+        return load_submission(notebook).cells, notebook
+    history = namespace.get("In") or namespace.get("_ih") or []
+    cells = [Cell(i - 1, src) for i, src in enumerate(history) if isinstance(src, str) and src.strip()]
+    return tuple(reversed(cells)), "the cells run in this kernel"
+
+
+class KernelSubmission(Submission):
+    """The `submission` proxy of grader.proxy, answered in this process: the request helpers
+    (build, call, run_region, call_until_optimizer, ...) are Submission's own; only ask() and
+    the name lookups differ."""
+
+    def __init__(self, namespace: dict, cells, regions: dict, region_errors: dict):
+        self.namespace = namespace
+        self.regions = regions
+        self.region_errors = region_errors
+        self.harvest = None
+        self.sandbox = None
+        self._ids = itertools.count(1)
+        self._fatal: dict = {}
+        self.child = _KernelChild(namespace, cells)
+
+    def defines(self, name: str) -> bool:
+        return name in self.namespace
+
+    def require(self, *names: str) -> None:
+        for name in names:
+            if not self.defines(name):
+                raise StudentCodeError(self.why_missing(name))
+
+    def why_missing(self, name: str) -> str:
+        return f"`{name}` is not defined in this kernel: run the cell that defines it, then check again"
+
+    def _boot(self):
+        pass
+
+    def ask(self, op: str, timeout: float | None = None, _memo: tuple | None = None, **payload):
+        from . import wire
+        from .sandbox import format_error
+
+        handler = getattr(self.child, "op_" + op, None)
+        if handler is None:
+            raise ValueError(f"unknown request {op!r}")
+        payload = wire.decode(wire.encode(payload))  # the handlers get copies, as in the sandbox
+        try:
+            answer = handler(**payload)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit from student code too
+            raise StudentCodeError(format_error(describe_exception(exc))) from None
+        return wire.decode(wire.encode(answer))
+
+
+class _KernelChild(Child):
+    """The sandbox child's request handlers, on the kernel's namespace."""
+
+    def __init__(self, namespace: dict, cells):
+        super().__init__(conn=None, statements=[])
+        self.ns = namespace
+        self.cells = cells
+
+    def lookup(self, name: str, source_pattern: str | None = None):
+        if source_pattern is None:
+            return super().lookup(name)
+        current = self.ns.get(name)
+        if current is not None and getattr(current, "__code__", None) is not None \
+                and re.search(source_pattern, _source_of(current)):
+            return current
+        # The kernel's latest `name` is another definition (the notebook defines `train`
+        # twice): take the newest matching definition from the history, defined afresh.
+        for cell in self.cells:
+            try:
+                tree = ast.parse(cell.source)
+            except SyntaxError:
+                continue
+            lines = cell.source.splitlines(keepends=True)
+            for node in reversed(tree.body):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+                    first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                    source = "".join(lines[first - 1:node.end_lineno])
+                    if re.search(source_pattern, source):
+                        scope = dict(self.ns)
+                        exec(_compile(source, cell.index, first), scope)
+                        return scope[name]
+        raise NameError(f"no definition of '{name}' matching {source_pattern!r} in this kernel")
