@@ -218,14 +218,28 @@ def run_pool(tasks: list[Task], setup: dict, jobs: int, on_result, on_catalog=No
     catalog_sent = False
 
     def spawn(slot: int) -> _Worker:
-        parent_conn, child_conn = ctx.Pipe(duplex=True)
         config = dict(setup, log=str(log_dir / f"worker-{slot}.log"))
-        process = ctx.Process(target=worker_main, args=(child_conn, config), daemon=False,
-                              name=f"grader-worker-{slot}")
-        with _bare_main():
-            process.start()
-        child_conn.close()
-        return _Worker(slot, process, parent_conn)
+        problem = None
+        for _ in range(40):
+            # A server that has just died can still look alive for a moment (its exit is
+            # not yet reapable): start_server() notices a dead one and starts another.
+            start_server()
+            parent_conn, child_conn = ctx.Pipe(duplex=True)
+            # Not a daemon: a worker starts processes of its own (its sandbox children).
+            process = ctx.Process(target=worker_main, args=(child_conn, config), daemon=False,
+                                  name=f"grader-worker-{slot}")
+            try:
+                with _bare_main():
+                    process.start()
+            except (OSError, EOFError) as exc:
+                problem = exc
+                parent_conn.close()
+                child_conn.close()
+                time.sleep(0.25)
+                continue
+            child_conn.close()
+            return _Worker(slot, process, parent_conn)
+        raise PoolError(f"cannot start a grading process: {type(problem).__name__}: {problem}")
 
     def stop(worker: _Worker, grace: float = 5.0) -> None:
         if worker.process.is_alive():
@@ -235,6 +249,13 @@ def run_pool(tasks: list[Task], setup: dict, jobs: int, on_result, on_catalog=No
             worker.process.kill()
         worker.process.join(5)
         worker.conn.close()
+        if worker.process.exitcode == 255:
+            # Exit statuses come through the server: 255 means the server died, and the
+            # worker may well be alive, orphaned. Stop it (and, on SIGTERM, its sandbox child).
+            with contextlib.suppress(OSError):
+                os.kill(worker.process.pid, signal.SIGTERM)
+                time.sleep(0.5)
+                os.kill(worker.process.pid, signal.SIGKILL)
 
     def log_tail(worker: _Worker) -> str:
         try:

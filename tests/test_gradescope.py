@@ -1,0 +1,103 @@
+"""`grade gradescope-zip`: the zip unpacks into an /autograder-like tree where run_autograder
+grades the submission into results/results.json (with this venv's python and the bundled
+wheel, instead of running setup.sh)."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from classroom import REPO, make_notebook
+
+GRADESCOPE_TEST_KEYS = {"name", "score", "max_score", "status", "output", "visibility", "number", "tags"}
+VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
+
+
+@pytest.fixture(scope="module")
+def autograder(tmp_path_factory) -> Path:
+    """The zip, unpacked as Gradescope does (into ROOT/source), and its wheel installed into
+    ROOT/site for this venv's python."""
+    root = tmp_path_factory.mktemp("autograder")
+    archive = root / "autograder.zip"
+    proc = subprocess.run([sys.executable, "-m", "grader.cli", "gradescope-zip", "--assignment",
+                           "pa2-w2021", "--out", str(archive), "--grade-arg=--no-train"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with zipfile.ZipFile(archive) as z:
+        names = z.namelist()
+        z.extractall(root / "source")
+        modes = {i.filename: i.external_attr >> 16 for i in z.infolist()}
+    wheels = [n for n in names if n.endswith(".whl")]
+    assert {"setup.sh", "run_autograder", "README.md"} <= set(names) and len(wheels) == 1, names
+    for script in ("setup.sh", "run_autograder"):
+        assert modes[script] & stat.S_IXUSR, script
+        os.chmod(root / "source" / script, 0o755)  # zipfile does not restore modes
+    with zipfile.ZipFile(root / "source" / wheels[0]) as wheel:
+        inside = set(wheel.namelist())
+    for data in ("grader_assignments/pa2-w2021/assignment.toml", "grader_reference/pa2-w2021/solution.py",
+                 "grader_templates/pa2-w2021/a2-cnn.ipynb", "grader/cli.py"):
+        assert data in inside, data
+    setup = (root / "source" / "setup.sh").read_text()
+    assert "torch==2.14.1" in setup and "torchvision==0.29.1" in setup and wheels[0] in setup
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                    "--target", str(root / "site"), str(root / "source" / wheels[0])],
+                   check=True, capture_output=True, timeout=300)
+    (root / "submission").mkdir()
+    return root
+
+
+def run_autograder(root: Path, extra: str = "") -> dict:
+    env = dict(os.environ, AUTOGRADER_ROOT=str(root), GRADER_PYTHON=sys.executable,
+               PYTHONPATH=str(root / "site"), GRADER_EXTRA_ARGS=extra)
+    env.pop("PYTEST_ADDOPTS", None)
+    proc = subprocess.run(["bash", str(root / "source" / "run_autograder")], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads((root / "results" / "results.json").read_text())
+
+
+def test_run_autograder_grades_the_submission(autograder):
+    submission = make_notebook(autograder / "submission", "my_work")
+    (autograder / "submission" / "notes.py").write_text("x = 1\n")  # the notebook wins
+    try:
+        results = run_autograder(autograder, "--part D.2")
+    finally:
+        submission.unlink()
+        (autograder / "submission" / "notes.py").unlink()
+    assert {"score", "execution_time", "output", "tests"} <= set(results)
+    assert results["tests"], results
+    for test in results["tests"]:
+        assert GRADESCOPE_TEST_KEYS <= set(test), test
+        assert test["visibility"] in VISIBILITIES
+        assert test["tags"][0] == "D.2" and test["tags"][1] != "training"
+    assert results["score"] == sum(t["score"] for t in results["tests"])
+    assert results["score"] == sum(t["max_score"] for t in results["tests"]), results
+    # The wheel's grader graded it, not the checkout.
+    located = subprocess.run([sys.executable, "-c", "import grader; print(grader.__file__)"],
+                             cwd=autograder, env=dict(os.environ, PYTHONPATH=str(autograder / "site")),
+                             capture_output=True, text=True, check=True).stdout
+    assert str(autograder / "site") in located
+
+
+def test_run_autograder_without_a_notebook_still_writes_results(autograder):
+    results = run_autograder(autograder)
+    assert results["score"] == 0 and results["tests"] == []
+    assert "No notebook" in results["output"]
+
+
+def test_run_autograder_with_a_broken_notebook(autograder):
+    broken = autograder / "submission" / "a2-cnn.ipynb"
+    broken.write_text("{ not json")
+    try:
+        results = run_autograder(autograder)
+    finally:
+        broken.unlink()
+    assert results["score"] == 0
+    assert "Cannot grade" in results["output"] and "not a valid notebook" in results["output"]
