@@ -78,7 +78,8 @@ def run(parts=(), namespace: dict | None = None, notebook: str | None = None,
         wanted = set(parts)
         options = Options(device="cpu", public_only=True,
                           select=(lambda marks: marks.get("part") in wanted) if wanted else None,
-                          pytest_args=("-p", "no:faulthandler", "--capture=sys"))
+                          pytest_args=("-p", "no:faulthandler", "-p", "no:unraisableexception",
+                                       "-p", "no:threadexception", "--capture=sys"))
         run_checks(submission, spec, options, result)
     except SubmissionError as exc:
         result.error = str(exc)
@@ -168,6 +169,11 @@ class KernelSubmission(Submission):
         return wire.decode(wire.encode(answer))
 
 
+# Library objects built for the checks (a torchvision DeepLabV3 takes seconds): kept between
+# check() calls; every request gets a deep copy, so they are never changed.
+_PRISTINE: dict = {}
+
+
 class _KernelChild(Child):
     """The sandbox child's request handlers, on the kernel's namespace."""
 
@@ -175,6 +181,7 @@ class _KernelChild(Child):
         super().__init__(conn=None, statements=[])
         self.ns = namespace
         self.cells = cells
+        self.pristine = _PRISTINE
 
     def lookup(self, name: str, source_pattern: str | None = None):
         if source_pattern is None:

@@ -1,0 +1,197 @@
+"""Public checks and their stored expectations (grader.public, assignments/pa2-w2021/public/).
+
+- `grade build-public` is deterministic (two builds give the same bytes) and the stored files
+  are the ones the current reference gives;
+- the public checks use only stored data and the submission proxy, never the reference;
+- the points: public and hidden checks together keep every part's total;
+- stale expectations: computed afresh for the instructor's grading, and no release.
+check() inside a kernel is tested with the student bundle (tests/test_release.py).
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+ASSIGNMENT = "pa2-w2021"
+FOLDER = REPO / "assignments" / ASSIGNMENT
+PUBLIC = FOLDER / "public"
+PART_TOTALS = {"A.1": 6, "B.1": 6, "C.1": 6, "D.1": 7, "D.2": 5}  # as before the public checks
+
+
+def env() -> dict:
+    out = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    out["PYTHONPATH"] = str(REPO)
+    out["PYTHONDONTWRITEBYTECODE"] = "1"
+    return out
+
+
+def stored() -> dict:
+    return json.loads((PUBLIC / "expected.json").read_text())
+
+
+def build(out: Path) -> Path:
+    proc = subprocess.run([sys.executable, "-m", "grader.cli", "build-public", ASSIGNMENT,
+                           "--out", out], cwd=REPO, env=env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory) -> Path:
+    """A `grade build-public` into a fresh folder."""
+    return build(tmp_path_factory.mktemp("build"))
+
+
+def test_build_is_byte_identical(fresh, tmp_path):
+    """Built twice, the files are the same bytes. The committed files count as the first
+    build when they were made on this machine (the same bytes); otherwise build again."""
+    other = PUBLIC
+    if any((fresh / n).read_bytes() != (PUBLIC / n).read_bytes() for n in ("expected.json", "tensors.pt")):
+        other = build(tmp_path / "again")
+    for name in ("expected.json", "tensors.pt"):
+        assert (fresh / name).read_bytes() == (other / name).read_bytes(), name
+    assert sorted(p.name for p in fresh.iterdir()) == ["expected.json", "tensors.pt"]
+    text = (fresh / "expected.json").read_text()
+    assert json.dumps(json.loads(text), sort_keys=True, indent=1) + "\n" == text
+
+
+def test_stored_expectations_are_those_of_the_current_reference(fresh):
+    """The committed files match a fresh build: same fingerprint, same JSON (numbers within
+    float noise, as another machine's CPU kernels may round differently), same tensors."""
+    rebuilt_json = json.loads((fresh / "expected.json").read_text())
+    assert stored()["fingerprint"] == rebuilt_json["fingerprint"], (
+        "the reference or the assignment changed: run `grade build-public pa2-w2021`")
+
+    def same(a, b, path="") -> None:
+        if isinstance(a, float) or isinstance(b, float):
+            assert abs(a - b) <= 1e-6 * (1 + abs(b)), path
+        elif isinstance(a, dict):
+            assert sorted(a) == sorted(b), path
+            for k in a:
+                same(a[k], b[k], f"{path}/{k}")
+        elif isinstance(a, list):
+            assert len(a) == len(b), path
+            for i, (x, y) in enumerate(zip(a, b)):
+                same(x, y, f"{path}/{i}")
+        else:
+            assert a == b, path
+
+    same(stored(), rebuilt_json)
+    committed = torch.load(PUBLIC / "tensors.pt", weights_only=True)
+    rebuilt = torch.load(fresh / "tensors.pt", weights_only=True)
+    assert sorted(committed) == sorted(rebuilt)
+    for key, tensor in committed.items():
+        assert tensor.dtype == rebuilt[key].dtype and tensor.shape == rebuilt[key].shape, key
+        assert torch.allclose(tensor.double(), rebuilt[key].double(), atol=1e-6, rtol=1e-5), key
+
+
+def test_stored_data_is_plain_and_loads_safely():
+    tensors = torch.load(PUBLIC / "tensors.pt", weights_only=True)
+    assert isinstance(tensors, dict) and all(isinstance(t, torch.Tensor) for t in tensors.values())
+    refs = []
+
+    def walk(value):
+        if isinstance(value, dict):
+            if set(value) == {"$tensor"}:
+                refs.append(value["$tensor"])
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        else:
+            assert value is None or isinstance(value, (bool, int, float, str)), value
+
+    data = stored()
+    walk(data)
+    assert sorted(refs) == sorted(tensors)
+    cases = data["cases"]
+    assert set(cases) == {"colour", "finetune", "iou"}
+    for name, model in cases["colour"].items():
+        for setting in model["settings"]:
+            assert setting["layers"] and setting["parameters"] > 0 and setting["output_shape"]
+            assert all("path" not in rec for rec in setting["layers"])  # no reference names
+        for case in model["equivalence"]:
+            assert case["states"] and case["variants"]
+            assert len(case["variants"]) == (4 if name == "UNet" else 1)  # torch.cat orders
+    assert cases["finetune"]["trainable"] == ["classifier.4.weight", "classifier.4.bias"]
+    assert cases["finetune"]["optimizer_parameters"] == ["classifier.4.weight", "classifier.4.bias"]
+    iou = cases["iou"]
+    assert set(iou["accepted"]) == {"whole batch", "per image"}
+    probe = iou["probe"]["values"]
+    assert abs(probe["whole batch"] - probe["per image"]) > 1e-3  # it tells the readings apart
+    shapes = {(len(c["gt"][0]), len(c["gt"][0][0])) for c in iou["cases"]}
+    assert any(h == 1 for h, _ in shapes) and any(w == 1 for _, w in shapes)
+
+
+def test_public_checks_use_only_stored_expectations_and_the_submission():
+    files = sorted(PUBLIC.glob("test_*.py"))
+    assert [f.name for f in files] == ["test_public_colourization.py", "test_public_finetune.py",
+                                       "test_public_iou_loss.py"]
+    for path in files:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                params = {a.arg for a in node.args.args + node.args.kwonlyargs}
+                assert "reference" not in params, f"{path.name}: {node.name} asks for the reference"
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                    [a.name for a in node.names]
+                for module in modules:
+                    assert module.split(".")[0] in ("pytest", "torch", "grader"), (path.name, module)
+            if isinstance(node, ast.Name):
+                assert node.id not in ("import_sibling", "reference"), (path.name, node.id)
+
+
+def test_public_and_hidden_points_keep_every_part_total():
+    checks = stored()["checks"]
+    totals: dict[str, float] = {}
+    for check in checks["public"] + checks["hidden"]:
+        totals[check["part"]] = totals.get(check["part"], 0) + check["points"]
+    assert totals == PART_TOTALS
+    public_points = sum(c["points"] for c in checks["public"])
+    assert public_points == 21 and len(checks["public"]) == 15
+    names = [c["name"] for c in checks["public"] + checks["hidden"]]
+    assert len(set(names)) == len(names)
+
+
+def test_stale_expectations_are_recomputed_for_grading_and_block_a_release(tmp_path):
+    """An assignment whose cases changed after the last build: the instructor's grading uses
+    fresh expectations from the reference (and says so); `grade release` refuses."""
+    import shutil
+    from types import SimpleNamespace
+
+    from grader import public
+    from grader.assignment import load_assignment
+    from grader.release import ReleaseError, release
+
+    real = load_assignment(ASSIGNMENT)
+    folder = tmp_path / ASSIGNMENT
+    shutil.copytree(FOLDER, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(folder / "public_cases.py", "a") as f:
+        f.write("\n# edited after the last build\n")
+    copy = SimpleNamespace(name=real.name, title=real.title, folder=folder, data=real.data,
+                           reference_folder=real.reference_folder,
+                           reference_module=real.reference_module, template_notebook=None)
+    assert public.is_current(real) and not public.is_current(copy)
+    expectations = public.Expectations(copy, real.load_reference())
+    cases = expectations.cases()
+    assert expectations.notes and "out of date" in expectations.notes[0]
+    assert "grade build-public pa2-w2021" in expectations.notes[0]
+    assert cases["finetune"] == stored()["cases"]["finetune"]
+    assert cases["iou"] == stored()["cases"]["iou"]
+    with pytest.raises(ReleaseError, match="out of date"):
+        release(copy, tmp_path / "dist")
+    assert not (tmp_path / "dist").exists()
+    # Without a reference (a student's installation) the stored files are used as they are.
+    student = public.Expectations(copy, None)
+    assert student.cases()["iou"] == stored()["cases"]["iou"] and not student.notes
