@@ -25,6 +25,7 @@ import io
 import json
 import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -523,6 +524,11 @@ def _run_locked(args, assignment, by_name, selected, jobs, out) -> int:
     setup = {"assignment": assignment.name, "make_options": functools.partial(make_options, args),
              "threads": pool.worker_threads(jobs)}
     started = time.perf_counter()
+
+    def terminated(signum, frame):  # a cancelled CI job: stop the workers, keep what is done
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminated)
     try:
         pool.run_pool(todo, setup, jobs, on_result, on_catalog,
                       submission_timeout=getattr(args, "submission_timeout", None),

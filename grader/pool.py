@@ -104,10 +104,29 @@ def _reuse_server() -> None:
             _server_lost = True
             raise
 
+    saved = (server.__dict__.copy(), forkserver.ensure_running, forkserver.connect_to_new_process)
     server.ensure_running = ensure_running
     server.connect_to_new_process = connect_to_new_process
     forkserver.ensure_running = ensure_running
     forkserver.connect_to_new_process = connect_to_new_process
+    # This leans on multiprocessing's internals: check that a process can be started this
+    # way, and fall back to a server of this worker's own (one more torch import) if not.
+    global _server_lost
+    try:
+        probe = multiprocessing.get_context("forkserver").Process(target=os.getpid)
+        with _bare_main():
+            probe.start()
+        probe.join(30)
+        works = probe.exitcode == 0
+    except Exception:
+        works = False
+    if not works:
+        server.__dict__.clear()
+        server.__dict__.update(saved[0])
+        server._forkserver_address = server._forkserver_alive_fd = None
+        forkserver.ensure_running, forkserver.connect_to_new_process = saved[1], saved[2]
+        print("cannot reuse the scheduler's forkserver; this worker starts its own", flush=True)
+    _server_lost = False
 
 
 def _stop_worker(signum, frame):
