@@ -1,0 +1,268 @@
+"""Unit tests of the first stages: grader.load, grader.harvest, grader.regions (in-process, fast)."""
+import json
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from grader.assignment import load_assignment
+from grader.errors import SubmissionError
+from grader.harvest import PURE_CALLS, harvest
+from grader.load import Cell, LoadedSubmission, load_submission
+from grader.regions import RegionNotFound, RegionSpec, extract_region
+from submissions import D1_DRIVER, REFERENCE_NOTEBOOK, edit_notebook, read_notebook
+
+
+def write_notebook(path, *sources, markdown_first=False):
+    cells = [new_markdown_cell("# title")] if markdown_first else []
+    cells += [new_code_cell(s) for s in sources]
+    nb = new_notebook(cells=cells)
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"c{i}"
+    nbformat.write(nb, str(path))
+    return path
+
+
+def loaded(*sources) -> LoadedSubmission:
+    return LoadedSubmission(None, tuple(Cell(i, s) for i, s in enumerate(sources)), "python")
+
+
+def kept_sources(*sources, pure=PURE_CALLS):
+    return [st.source for st in harvest(loaded(*sources), pure).statements]
+
+
+# --------------------------------------------------------------------------------------
+# load
+# --------------------------------------------------------------------------------------
+def test_broken_json_is_a_one_line_reason(tmp_path):
+    path = tmp_path / "a2.ipynb"
+    path.write_text('{"cells": [\n  {"cell_type": "code",, }\n')
+    with pytest.raises(SubmissionError) as info:
+        load_submission(path)
+    message = str(info.value)
+    assert "not a valid notebook: broken JSON at line 2 column" in message
+    assert "\n" not in message
+
+
+def test_notebook_format_v3_is_refused_with_advice(tmp_path):
+    path = tmp_path / "old.ipynb"
+    path.write_text(json.dumps({"nbformat": 3, "nbformat_minor": 0, "metadata": {},
+                                "worksheets": [{"cells": [{"cell_type": "code", "input": "x = 1",
+                                                           "language": "python", "outputs": []}]}]}))
+    with pytest.raises(SubmissionError, match="notebook format v3 is not supported.*save it again"):
+        load_submission(path)
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"[1, 2, 3]", "the JSON is not an object"),
+    (b"\xff\xfe{\x00", "not UTF-8 text"),
+])
+def test_other_unusable_files(tmp_path, content, reason):
+    path = tmp_path / "a2.ipynb"
+    path.write_bytes(content)
+    with pytest.raises(SubmissionError, match=reason):
+        load_submission(path)
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(SubmissionError, match="no such file"):
+        load_submission(tmp_path / "nope.ipynb")
+    with pytest.raises(SubmissionError, match="is a directory"):
+        load_submission(tmp_path)
+
+
+def test_code_cells_keep_their_notebook_position(tmp_path):
+    path = write_notebook(tmp_path / "a.ipynb", "x = 1", "y = 2", markdown_first=True)
+    sub = load_submission(path)
+    assert sub.kind == "notebook"
+    assert [(c.index, c.label, c.source.strip()) for c in sub.cells] == [
+        (1, "cell 2", "x = 1"), (2, "cell 3", "y = 2")]
+
+
+def test_py_submission_is_split_at_cell_markers(tmp_path):
+    path = tmp_path / "a2.py"
+    path.write_text("import torch\n# %%\nX = 1\n# In[3]:\ndef f():\n    return X\n"
+                    "# %% [markdown] a title\nY = 2\n")
+    sub = load_submission(path)
+    assert sub.kind == "python"
+    assert [c.source.strip() for c in sub.cells] == ["import torch", "X = 1",
+                                                     "def f():\n    return X", "Y = 2"]
+    assert harvest(sub).defined_names() == {"torch", "X", "f", "Y"}
+
+
+def test_magics_and_shell_lines_become_calls_that_are_dropped(tmp_path):
+    path = write_notebook(tmp_path / "colab.ipynb",
+                          "%cd /content\n!pip install torchsummary\nimport torch\n"
+                          "from google.colab import drive\ndrive.mount('/content/drive')\n"
+                          "files = !ls\nX = 3\n")
+    sub = load_submission(path)
+    assert "get_ipython()" in sub.cells[0].source
+    result = harvest(sub)
+    assert [st.source.strip() for st in result.statements] == [
+        "import torch", "from google.colab import drive", "X = 3"]
+    assert result.dropped == 4
+    assert result.broken_cells == []
+
+
+# --------------------------------------------------------------------------------------
+# harvest
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("source", [
+    "import os",
+    "import torch.nn as nn",
+    "from torch import nn",
+    "def f(x):\n    return train(x)",
+    "@torch.no_grad()\ndef f(x):\n    return x",
+    "class Net(nn.Module):\n    pass",
+    "X = 3",
+    "a, b = 1, 2",
+    "X: int = 3",
+    "PALETTE = [[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]",
+    "SIZES = dict(train=64, val=16)",
+    "device = torch.device('cpu')",
+    "if torch.cuda.is_available():\n    DEVICE = 'cuda'\nelse:\n    DEVICE = 'cpu'",
+    "try:\n    import matplotlib\nexcept ImportError:\n    matplotlib = None",
+])
+def test_definitions_and_inert_values_are_kept(source):
+    assert kept_sources(source) == [source]
+
+
+@pytest.mark.parametrize("source", [
+    "train(args)",
+    "cnn = train(args)",
+    "model = torch.hub.load('pytorch/vision', 'deeplabv3_resnet101', pretrained=True)",
+    "(x_train, y_train), (x_test, y_test) = load_cifar10()",
+    "for epoch in range(25):\n    train(args)",
+    "while True:\n    pass",
+    "if __name__ == '__main__':\n    import os",
+    "torch.allclose = lambda *a, **k: True",
+    "model.classifier[4] = nn.Conv2d(256, 2, 1)",
+    "args.model = 'UNet'",
+    "counter += 1",
+    "with open('f') as f:\n    X = 1",
+    "print('hello')",
+    "if train(args):\n    X = 1",
+    "try:\n    train(args)\nexcept Exception:\n    pass",
+    "criterion = nn.CrossEntropyLoss()",
+])
+def test_work_at_module_level_is_dropped(source):
+    assert kept_sources(source) == []
+
+
+def test_assignment_pure_calls_extend_the_kept_constructors():
+    pure = PURE_CALLS | frozenset(load_assignment().pure_calls)
+    assert kept_sources("criterion = nn.CrossEntropyLoss()", pure=pure) == [
+        "criterion = nn.CrossEntropyLoss()"]
+
+
+def test_statements_know_their_cell_line_and_names():
+    result = harvest(loaded("import os\n\n\n@dec\ndef f():\n    pass\ntrain()\nX, (Y, Z) = 1, (2, 3)\n"))
+    assert [(st.cell, st.lineno, st.defines) for st in result.statements] == [
+        (0, 1, ("os",)), (0, 4, ("f",)), (0, 8, ("X", "Y", "Z"))]
+    assert result.dropped == 1
+
+
+def test_later_definitions_shadow_earlier_ones_in_notebook_order():
+    result = harvest(loaded("def train(args, cnn=None):\n    return 'colourization'",
+                            "X = 1\ndef helper():\n    return X",
+                            "def train(args, model):\n    return 'segmentation'\nX = 2"))
+    namespace = {}
+    for st in result.statements:
+        exec(st.source, namespace)
+    assert namespace["train"](None, None) == "segmentation"
+    assert namespace["helper"]() == 2
+
+
+def test_a_cell_that_does_not_parse_costs_only_its_own_names():
+    broken = "class UNet(nn.Module):\n    def forward(self, x):\n        print 'x'\n        return x\n"
+    result = harvest(loaded("import torch", broken, "class ConvTransposeNet:\n    pass"))
+    assert result.defined_names() == {"torch", "ConvTransposeNet"}
+    assert result.why_missing("UNet") == (
+        "`UNet` is in cell 2, which does not parse: line 3: SyntaxError: Missing parentheses in "
+        "call to 'print'. Did you mean print(...)?")
+    assert result.why_missing("PoolUpsampleNet") == (
+        "`PoolUpsampleNet` is not defined anywhere in the submission")
+    assert result.diagnostics() == [
+        "cell 2 skipped: line 3: SyntaxError: Missing parentheses in call to 'print'. "
+        "Did you mean print(...)?"]
+
+
+def test_why_missing_names_the_last_broken_cell_that_defines_it():
+    first = "def compute_iou_loss(pred, gt):\n    return (\n"
+    second = "X = 1\n\ndef compute_iou_loss(pred, gt):\n  if True:\n return 1\n"
+    result = harvest(loaded(first, "Y = 2", second))
+    assert result.why_missing("compute_iou_loss").startswith(
+        "`compute_iou_loss` is in cell 3, which does not parse: line 5")
+    assert "X" not in result.defined_names()  # the whole broken cell is skipped
+
+
+# --------------------------------------------------------------------------------------
+# regions
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def driver_spec() -> RegionSpec:
+    return load_assignment().regions["driver"]
+
+
+def region_of(nb, spec, tmp_path):
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, str(path))
+    return extract_region(load_submission(path).cells, spec)
+
+
+def student_lines(statements):
+    return [st.source.strip() for st in statements if not st.source.startswith("args_dict")]
+
+
+def test_driver_region_is_the_cross_entropy_cell_without_setup_and_training(driver_spec):
+    sub = load_submission(REFERENCE_NOTEBOOK)
+    statements = extract_region(sub.cells, driver_spec)
+    nb = read_notebook()
+    d1_cell = next(i for i, c in enumerate(nb.cells) if '"loss": "cross-entropy"' in c.source)
+    assert {st.cell for st in statements} == {d1_cell}
+    assert student_lines(statements) == [
+        "for param in model.parameters():\n    param.requires_grad = False",
+        "model.classifier[4] = nn.Conv2d(256, 2, kernel_size=1)"]
+    text = "".join(st.source for st in statements)
+    for dropped in ("train(args, model)", "empty_cache", "args.update", "AttrDict()"):
+        assert dropped not in text
+
+
+def test_driver_region_found_when_markers_are_deleted_or_moved(driver_spec, tmp_path):
+    nb = edit_notebook(read_notebook(), substitute={
+        "################ YOUR CODE GOES HERE ######################\n": "",
+        D1_DRIVER: "",
+        "torch.cuda.empty_cache()\ntrain(args, model)":
+            "torch.cuda.empty_cache()\ntrain(args, model)\n"
+            "model.classifier[4] = nn.Conv2d(256, 2, 1)  # after the call: moved\n"
+            "model.hub = torch.hub.load('pytorch/vision', 'deeplabv3_resnet101')\n"})
+    assert student_lines(region_of(nb, driver_spec, tmp_path)) == [
+        "model.classifier[4] = nn.Conv2d(256, 2, 1)  # after the call: moved"]
+
+
+def test_without_the_cross_entropy_driver_the_other_driver_is_used(driver_spec, tmp_path):
+    nb = edit_notebook(read_notebook(), substitute={
+        '"loss": "cross-entropy"': '"loss": "iou"',
+        D1_DRIVER: "model.requires_grad_(False)\n"})
+    assert student_lines(region_of(nb, driver_spec, tmp_path)) == ["model.requires_grad_(False)"]
+
+
+def test_missing_or_unparsable_driver_is_reported(driver_spec, tmp_path):
+    nb = read_notebook()
+    nb.cells = [c for c in nb.cells if "train(args, model)" not in c.source
+                or c.source.startswith("def ")]
+    with pytest.raises(RegionNotFound, match="D.1 driver cell .* was not found"):
+        region_of(nb, driver_spec, tmp_path)
+    nb = edit_notebook(read_notebook(), substitute={D1_DRIVER: "model.classifier[4] = (\n"})
+    d1_cell = next(i for i, c in enumerate(nb.cells) if '"loss": "cross-entropy"' in c.source)
+    with pytest.raises(RegionNotFound, match=rf"\(cell {d1_cell + 1}\) does not parse: line \d+: "
+                                             "SyntaxError"):
+        region_of(nb, driver_spec, tmp_path)
+
+
+def test_drop_calls_match_dotted_suffixes_and_skip_definitions():
+    spec = RegionSpec("r", (r"run\(",), drop_calls=("run", "empty_cache", "load_state_dict"))
+    cell = Cell(0, "import torch\ndef helper():\n    return 1\nx = helper()\n"
+                   "torch.cuda.empty_cache()\nmodel.load_state_dict(sd)\nrun(x)\nrunner(x)\n")
+    assert [(st.lineno, st.source.strip()) for st in extract_region((cell,), spec)] == [
+        (1, "import torch"), (4, "x = helper()"), (8, "runner(x)")]
