@@ -104,6 +104,16 @@ def test_magics_and_shell_lines_become_calls_that_are_dropped(tmp_path):
     assert result.broken_cells == []
 
 
+def test_a_timing_cell_magic_does_not_hide_the_cells_definitions(tmp_path):
+    # `%%time` on top of a cell is common in Colab; nbconvert turns the whole cell into one
+    # run_cell_magic(...) call, which the harvest drops: the class then "is not defined
+    # anywhere in the submission".
+    path = write_notebook(tmp_path / "timed.ipynb",
+                          "%%time\nclass UNet:\n    pass\n\ndef helper():\n    return 1\n")
+    result = harvest(load_submission(path))
+    assert {"UNet", "helper"} <= result.defined_names(), result.statements
+
+
 # --------------------------------------------------------------------------------------
 # harvest
 # --------------------------------------------------------------------------------------

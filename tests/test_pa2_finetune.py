@@ -102,6 +102,13 @@ D1_VARIANTS = [
         """),
         D1_SELECT: "    learned_parameters = [p for n, p in model.named_parameters()\n"
                    "                          if n.startswith('classifier.4')]\n"}}),
+    # a substring match also selects aux_classifier.4, which the loss never reaches (only
+    # model(x)["out"] is trained): those parameters get no gradient and Adam leaves them
+    # alone, and the assignment ignores aux_classifier ([finetune] ignored_prefixes)
+    Case("d1_variant_substring_match", {"substitute": {D1_SELECT: (
+        "    for name, param in model.named_parameters():\n"
+        "        if 'classifier.4' in name:\n"
+        "            learned_parameters.append(param)\n")}}),
     # the driver reloads the model from the hub first (never run while grading)
     Case("d1_variant_hub_reload", {"substitute": {
         D1_DRIVER_ANCHOR: D1_DRIVER_ANCHOR + "model = torch.hub.load('pytorch/vision:v0.6.0', "
