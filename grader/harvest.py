@@ -107,12 +107,19 @@ def _keep(node: ast.stmt, pure_calls: frozenset[str]) -> bool:
 
 
 def _inert(expr: ast.expr, pure_calls: frozenset[str]) -> bool:
-    """True when evaluating `expr` cannot do real work: no calls but the pure ones."""
-    for sub in ast.walk(expr):
+    """True when evaluating `expr` cannot do real work: no calls but the pure ones. A lambda
+    is a definition: its body runs only when called, so it is not looked into."""
+    todo = [expr]
+    while todo:
+        sub = todo.pop()
+        if isinstance(sub, ast.Lambda):
+            todo.extend(sub.args.defaults + [d for d in sub.args.kw_defaults if d])
+            continue
         if isinstance(sub, ast.Call) and dotted_name(sub.func) not in pure_calls:
             return False
-        if isinstance(sub, (ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr, ast.Lambda)):
+        if isinstance(sub, (ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr)):
             return False
+        todo.extend(ast.iter_child_nodes(sub))
     return True
 
 

@@ -94,6 +94,7 @@ def _notebook_cells(path: Path, text: str) -> tuple[Cell, ...]:
         source = cell.get("source", "")
         if isinstance(source, list):
             source = "".join(source)
+        source = unwrap_python_cell_magic(source)
         # nbconvert's own IPython -> Python translation: `%cd x` becomes
         # get_ipython().run_line_magic(...), a module-level call the harvest drops.
         try:
@@ -102,6 +103,19 @@ def _notebook_cells(path: Path, text: str) -> tuple[Cell, ...]:
             pass  # leave it as written: the harvest reports the cell as unparsable
         cells.append(Cell(index, source))
     return tuple(cells)
+
+
+# Cell magics whose body is ordinary Python that defines things in the notebook's namespace.
+PYTHON_CELL_MAGICS = ("time", "capture", "prun", "timeit", "debug")
+
+
+def unwrap_python_cell_magic(source: str) -> str:
+    """`%%time` over a cell still defines its classes: keep the body, drop the magic line.
+    (IPython would turn the whole cell into one call the harvest drops.)"""
+    first, _, body = source.lstrip().partition("\n")
+    if first.startswith("%%") and first[2:].split(" ", 1)[0] in PYTHON_CELL_MAGICS:
+        return "\n" + body  # keep line numbers as in the cell
+    return source
 
 
 def _first_line(exc: BaseException) -> str:

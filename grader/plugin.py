@@ -16,6 +16,7 @@ is the same on every run and machine. Any exception becomes a failed check with 
 """
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -156,17 +157,54 @@ def failure_message(excinfo) -> str:
     if excinfo is None:
         return "failed"
     exc = excinfo.value
+    # Hypothesis raises a group when it finds several distinct failures: report the first.
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
     if isinstance(exc, StudentCodeError):
         text = str(exc)
     elif isinstance(exc, AssertionError):
-        text = str(exc).split("\nassert ")[0].strip() or "assertion failed"
+        text = _assertion_text(str(exc))
     elif isinstance(exc, pytest.skip.Exception):
         text = f"skipped: {exc}"
     else:
         text = f"the check itself failed ({type(exc).__name__}: {exc}); please report this"
-    notes = [n for n in getattr(exc, "__notes__", []) if n.startswith("Falsifying")]
-    if notes:
-        text += "\nSmallest failing input: " + notes[0].split(":", 1)[1].strip()
+    drawn = failing_input(getattr(exc, "__notes__", []) or getattr(excinfo.value, "__notes__", []))
+    if drawn:
+        text += "\nSmallest failing input: " + drawn
     if len(text) > MAX_MESSAGE:
         text = text[:MAX_MESSAGE] + " ..."
     return text
+
+
+def _assertion_text(raw: str) -> str:
+    """The assertion's own message. pytest's rewriting appends the failed expression after
+    "\nassert " and indents the message's later lines by two spaces; undo both, so code
+    in a message (a snippet to paste) keeps its indentation."""
+    message = raw.split("\nassert ")[0].rstrip()
+    first, *rest = message.split("\n")
+    if rest and all(line.startswith("  ") or not line for line in rest):
+        rest = [line[2:] for line in rest]
+    return "\n".join([first, *rest]).strip() or "assertion failed"
+
+
+_DRAW = re.compile(r"^Draw \d+(?: \(([^)]*)\))?: (.*)$", re.S)
+
+
+def failing_input(notes: list[str]) -> str:
+    """Hypothesis's notes on the shrunk example, as `name = value` pairs (fixtures left out)."""
+    pairs = []
+    for note in notes:
+        match = _DRAW.match(note)
+        if match:
+            pairs.append(f"{match.group(1) or 'value'} = {match.group(2).strip()}")
+        elif note.startswith(("Falsifying example", "Failing test case")):
+            body = note.split("(", 1)[1].rsplit(")", 1)[0] if "(" in note else ""
+            for part in body.split(",\n"):
+                part = part.strip().rstrip(",")
+                name = part.split("=", 1)[0].strip()
+                if part and name not in FIXTURE_NAMES and not part.startswith("data="):
+                    pairs.append(part.replace("=", " = ", 1))
+    return ", ".join(pairs)
+
+
+FIXTURE_NAMES = {"submission", "reference", "assignment", "device", "feedback", "name", "self"}

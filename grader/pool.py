@@ -51,6 +51,7 @@ SERVER_PRELOAD = ["torch", "torchvision", "grader.child", "grader.engine", "grad
 
 MAX_ATTEMPTS = 2  # a submission whose worker died is graded once more, then recorded as an error
 START_FAILURES_ALLOWED = 3  # workers dying before they are ready: the grader itself is broken
+START_SECONDS = 600  # a worker not ready by then (importing, listing the checks) is stopped
 
 
 @contextlib.contextmanager
@@ -257,7 +258,7 @@ def run_pool(tasks: list[Task], setup: dict, jobs: int, on_result, on_catalog=No
                 time.sleep(0.25)
                 continue
             child_conn.close()
-            return _Worker(slot, process, parent_conn)
+            return _Worker(slot, process, parent_conn, started=time.monotonic())
         raise PoolError(f"cannot start a grading process: {type(problem).__name__}: {problem}")
 
     def stop(worker: _Worker, grace: float = 5.0) -> None:
@@ -339,6 +340,8 @@ def run_pool(tasks: list[Task], setup: dict, jobs: int, on_result, on_catalog=No
                     lost(w, f"grading took longer than {submission_timeout:g} s and was stopped",
                          retry=False)
                     replace = True
+                if not replace and not w.ready and time.monotonic() - w.started > START_SECONDS:
+                    stop(w)  # counted as a start failure just below
                 if not replace and not w.process.is_alive():
                     w.process.join(1)
                     code = w.process.exitcode

@@ -89,6 +89,7 @@ class Submission:
         # A construction or call that hung or killed the child fails at once afterwards, so
         # a hostile class costs one time limit, not one per hypothesis example.
         self._fatal: dict[tuple, StudentCodeError] = {}
+        self._fatal_count: dict[tuple, int] = {}
 
     # -- names ------------------------------------------------------------------------
     def defines(self, name: str) -> bool:
@@ -128,14 +129,25 @@ class Submission:
                 raise StudentCrash(f"the submission could not be loaded: {exc}")
 
     def ask(self, op: str, timeout: float | None = None, _memo: tuple | None = None, **payload):
-        if _memo and _memo in self._fatal:
-            raise type(self._fatal[_memo])(f"{self._fatal[_memo]} (as in an earlier check)")
-        try:
-            return self.sandbox.request(op, timeout, **payload)
-        except (StudentTimeout, StudentCrash) as exc:
-            if _memo:
-                self._fatal[_memo] = exc
-            raise
+        """One request. `_memo` = (kind, name, arguments): a request that hung or killed the
+        child fails at once when repeated with the same arguments, and after two such
+        failures with any arguments, so hostile code costs at most two time limits."""
+        error = None
+        if _memo:
+            error = self._fatal.get(_memo) or self._fatal.get(_memo[:2])
+        if error is None:
+            try:
+                return self.sandbox.request(op, timeout, **payload)
+            except (StudentTimeout, StudentCrash) as exc:
+                error = exc
+                if _memo:
+                    self._fatal[_memo] = exc
+                    self._fatal_count[_memo[:2]] = self._fatal_count.get(_memo[:2], 0) + 1
+                    if self._fatal_count[_memo[:2]] >= 2:
+                        self._fatal[_memo[:2]] = exc
+        # Raised here, outside the except block, for first and repeated failures alike: the
+        # same exception from the same place, so hypothesis's replay sees the same failure.
+        raise type(error)(str(error))
 
     def build(self, name: str, *args, seed: int = 0, timeout: float | None = None,
               **kwargs) -> Remote:
@@ -143,23 +155,27 @@ class Submission:
         handle = f"h{next(self._ids)}"
         label = f"{name}({', '.join(map(repr, args))})"
         try:
-            self.ask("construct", timeout, _memo=("construct", name), name=name,
-                     args=list(args), kwargs=kwargs, seed=seed, handle=handle)
+            self.ask("construct", timeout, _memo=("construct", name, repr((args, kwargs))),
+                     name=name, args=list(args), kwargs=kwargs, seed=seed, handle=handle)
         except StudentCodeError as exc:
-            raise StudentCodeError(f"{label} failed: {exc}")
-        return Remote(self, handle, label)
+            error = exc
+        else:
+            return Remote(self, handle, label)
+        raise type(error)(f"{label} failed: {error}")  # outside `except`: no chained context
 
     def build_trusted(self, factory: str, timeout: float | None = None, **kwargs) -> Remote:
         """An object built from a library factory (e.g. a torchvision model) inside the child,
         for student code to act on. Cached there: each call gets a fresh deep copy."""
         handle = f"h{next(self._ids)}"
-        self.ask("build_trusted", timeout, factory=factory, kwargs=kwargs, handle=handle)
+        # Not student code: its own, generous limit, so a busy machine cannot cost points.
+        self.ask("build_trusted", timeout or self.sandbox.limits.library_seconds,
+                 factory=factory, kwargs=kwargs, handle=handle)
         return Remote(self, handle, factory.split(":")[-1])
 
     def call(self, name: str, *args, grad_wrt=(), source_pattern=None, timeout=None,
              **kwargs) -> dict:
         self.require(name)
-        return self.ask("call", timeout, _memo=("call", name), name=name,
+        return self.ask("call", timeout, _memo=("call", name, repr(args)), name=name,
                         args=[_arg(a) for a in args],
                         kwargs={k: _arg(v) for k, v in kwargs.items()},
                         grad_wrt=list(grad_wrt), source_pattern=source_pattern)
@@ -171,7 +187,7 @@ class Submission:
         self._boot()
         handles = {name: f"h{next(self._ids)}" for name in keep}
         statements = [st.to_wire() for st in self.regions[region]]
-        self.ask("run_region", timeout, _memo=("region", region), statements=statements,
+        self.ask("run_region", timeout, _memo=("region", region, ""), statements=statements,
                  bindings={k: _arg(v) for k, v in bindings.items()}, keep=handles)
         return {name: Remote(self, h, name) for name, h in handles.items()}
 
@@ -179,7 +195,7 @@ class Submission:
                              source_pattern: str | None = None,
                              timeout: float | None = None) -> dict:
         self.require(name)
-        return self.ask("call_until_optimizer", timeout, _memo=("optimizer", name), name=name,
+        return self.ask("call_until_optimizer", timeout, _memo=("optimizer", name, ""), name=name,
                         args=[_arg(a) for a in args], model_handle=model.handle,
                         source_pattern=source_pattern)
 

@@ -16,7 +16,7 @@ def terminal(result: GradingResult, console=None, verbose: bool = True) -> None:
     console = console or Console(highlight=False)
     console.print(f"[bold]{result.submission}[/bold]  ({result.assignment}, device {result.device})")
     if result.error:
-        console.print(f"[red]Cannot grade:[/red] {result.error}")
+        console.print(f"[red]Cannot grade:[/red] {result.error}", soft_wrap=True, markup=True)
     for note in result.notes:
         console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
     if result.checks:

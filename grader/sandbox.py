@@ -34,6 +34,7 @@ class Limits:
     output_bytes: int = 64 * 1024  # student prints kept per child
     file_bytes: int = 64 * 2**20  # largest file the child may write
     threads: int = 1
+    library_seconds: float = 120.0  # building trusted library objects (not student code)
 
     def to_config(self) -> dict:
         return {"memory_bytes": self.memory_bytes, "cpu_seconds": self.cpu_seconds,
@@ -101,7 +102,8 @@ class Sandbox:
         child_conn.close()
         self._conn = parent_conn
         self.children_started += 1
-        return self._receive(self.limits.boot_seconds, "starting the sandbox").get("hello", [])
+        return self._receive(self.limits.boot_seconds, "starting the sandbox",
+                             limit=self.limits.boot_seconds).get("hello", [])
 
     def _start(self) -> None:
         isolation = self._spawn()
@@ -160,14 +162,14 @@ class Sandbox:
 
     def _request(self, op, timeout, _what=None, **payload):
         self._last_progress = None
-        op_text = _what or op
+        op_text = _what or REQUEST_TEXT.get(op, op)
         try:
             self._conn.send_bytes(wire.encode({"op": op, **payload}))
         except (BrokenPipeError, OSError):
             raise self._died(op_text)
         deadline = time.monotonic() + timeout
         while True:
-            reply = self._receive(deadline - time.monotonic(), op_text)
+            reply = self._receive(deadline - time.monotonic(), op_text, limit=timeout)
             if "progress" in reply:
                 self._last_progress = reply["progress"]
                 continue
@@ -176,14 +178,14 @@ class Sandbox:
             error = reply.get("error") or {}
             raise StudentCodeError(format_error(error))
 
-    def _receive(self, timeout: float, what: str) -> dict:
+    def _receive(self, timeout: float, what: str, limit: float | None = None) -> dict:
         try:
             ready = self._conn.poll(max(timeout, 0))
         except (OSError, EOFError):
             ready = True
         if not ready:
             self._kill()
-            raise StudentTimeout(f"did not finish within {timeout_text(timeout)} ({what}); "
+            raise StudentTimeout(f"did not finish within {timeout_text(limit or timeout)} ({what}); "
                                  "an infinite loop or very slow code?")
         try:
             message = self._conn.recv_bytes(wire.MAX_MESSAGE_BYTES)
@@ -229,8 +231,19 @@ class Sandbox:
             return ""
 
 
+# How feedback names each request when it hangs or crashes.
+REQUEST_TEXT = {
+    "construct": "building the model", "forward": "running forward",
+    "parameters": "listing the parameters", "load_layers": "loading the reference's weights",
+    "call": "calling the function", "run_region": "running the driver cell",
+    "build_trusted": "building the library model", "describe": "inspecting the model",
+    "set_submodule": "preparing the model", "train": "training",
+    "call_until_optimizer": "running train() until it builds its optimizer",
+}
+
+
 def timeout_text(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds >= 1 else f"{seconds:.1f} s"
+    return f"{round(seconds, 1):g} s"
 
 
 def format_error(error: dict) -> str:

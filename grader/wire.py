@@ -55,6 +55,17 @@ def encode(payload) -> bytes:
 
 
 def decode(message: bytes):
+    """Parse a message; anything malformed raises WireError, never another exception."""
+    try:
+        return _decode(message)
+    except WireError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError,
+            RecursionError) as exc:
+        raise WireError(f"malformed message ({type(exc).__name__}: {exc})"[:300])
+
+
+def _decode(message: bytes):
     if len(message) > MAX_MESSAGE_BYTES:
         raise WireError(f"message of {len(message)} bytes is over the limit")
     if len(message) < _LEN.size:
