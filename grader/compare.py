@@ -72,10 +72,7 @@ def compare_with_weights(student: Remote, reference: nn.Module, x: torch.Tensor,
     compare outputs in eval mode and train mode."""
     problems = student.load_layers_from(reference, x)
     if problems:
-        # A different number of layers makes every later pairing meaningless: say only that.
-        shown = problems[:1] if "parametrised layers are used" in problems[0] else problems[:3]
-        return Equivalence(False, "the reference's weights do not fit your layers: "
-                           + "; ".join(shown) + ".", float("inf"))
+        return weights_do_not_fit(problems)
     # eval first: train-mode BatchNorm would move the running statistics just loaded.
     for mode in ("eval", "train"):
         reference.train(mode == "train")
@@ -93,6 +90,13 @@ def compare_with_weights(student: Remote, reference: nn.Module, x: torch.Tensor,
                                f"differs from the reference's in {mode} mode (largest "
                                f"difference {diff:.3g}). {where}", diff)
     return Equivalence(True, "", 0.0)
+
+
+def weights_do_not_fit(problems: list[str]) -> Equivalence:
+    # A different number of layers makes every later pairing meaningless: say only that.
+    shown = problems[:1] if "parametrised layers are used" in problems[0] else problems[:3]
+    return Equivalence(False, "the reference's weights do not fit your layers: "
+                       + "; ".join(shown) + ".", float("inf"))
 
 
 def locate_value_difference(student: list[dict], reference: list[dict], atol, rtol) -> str:
@@ -191,8 +195,7 @@ def compare_with_stored(student: Remote, states: list[dict], x: torch.Tensor, va
     [{"label": str, "eval": {"output": tensor, "layers": sketch_trace}, "train": {...}}]."""
     problems = student.load_layer_states(states, x)
     if problems:
-        return Equivalence(False, "the reference's weights do not fit your layers: "
-                           + "; ".join(problems[:3]), float("inf"))
+        return weights_do_not_fit(problems)
     got = {mode: student.forward(x, mode=mode, trace=True, keep_values=True)
            for mode in ("eval", "train")}  # eval first: train mode moves running statistics
     attempts = []
