@@ -22,15 +22,16 @@ build fresh ones).
 from __future__ import annotations
 
 import ast
-import itertools
 import re
 import sys
 import time
+from types import SimpleNamespace
 
 from .child import Child, _compile, _source_of, describe_exception
 from .errors import StudentCodeError
 from .load import Cell
 from .proxy import Submission
+from .sandbox import Limits
 
 last_result = None  # the GradingResult of the latest check(), for scripts and tests
 
@@ -129,13 +130,10 @@ class KernelSubmission(Submission):
     the name lookups differ."""
 
     def __init__(self, namespace: dict, cells, regions: dict, region_errors: dict):
+        # No harvest and no sandbox: Submission's helpers only read the sandbox's limits
+        # (timeouts, which do not apply in the kernel).
+        super().__init__(None, SimpleNamespace(limits=Limits(), boot=None), regions, region_errors)
         self.namespace = namespace
-        self.regions = regions
-        self.region_errors = region_errors
-        self.harvest = None
-        self.sandbox = None
-        self._ids = itertools.count(1)
-        self._fatal: dict = {}
         self.child = _KernelChild(namespace, cells)
 
     def defines(self, name: str) -> bool:
