@@ -380,8 +380,28 @@ def describe_exception(exc: BaseException) -> dict:
     return {"type": type(exc).__name__, "message": message[:500], "where": where}
 
 
+def watch_parent(pid: int) -> None:
+    """Exit when the grader that asked for this child is gone (killed outright), even while
+    student code is stuck in a loop: a daemon thread gets the GIL between bytecodes."""
+    import threading
+    import time
+
+    def watch():
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(70)
+            except PermissionError:
+                pass  # alive, only owned by another user (we dropped privileges)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
 def main(conn, config: dict, statements: list[dict]):
     """Entry point of the child process (a multiprocessing target)."""
+    watch_parent(config["parent_pid"])
     isolation = confine(config)
     child = Child(conn, statements)
     child.send({"hello": isolation})

@@ -23,3 +23,8 @@ class StudentTimeout(StudentCodeError):
 
 class StudentCrash(StudentCodeError):
     """The child process died (exit, signal, memory limit) while answering."""
+
+
+class MissingDefinition(StudentCodeError):
+    """A name the checks need is not defined (does not parse, raised, never written). The
+    input of the check does not matter for it, so feedback shows none."""

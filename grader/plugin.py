@@ -22,7 +22,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from .errors import StudentCodeError
+from .errors import MissingDefinition, StudentCodeError
 from .results import CheckResult
 
 settings.register_profile(
@@ -112,6 +112,7 @@ class GradingPlugin:
 
     def pytest_runtest_setup(self, item):
         self._started[item.nodeid] = time.perf_counter()
+        self._submission.current_check = item.nodeid
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -169,7 +170,7 @@ def failure_message(excinfo) -> str:
     else:
         text = f"the check itself failed ({type(exc).__name__}: {exc}); please report this"
     drawn = failing_input(getattr(exc, "__notes__", []) or getattr(excinfo.value, "__notes__", []))
-    if drawn:
+    if drawn and not isinstance(exc, MissingDefinition):
         text += "\nSmallest failing input: " + drawn
     if len(text) > MAX_MESSAGE:
         text = text[:MAX_MESSAGE] + " ..."

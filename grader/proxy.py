@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from . import layers
-from .errors import StudentCodeError, StudentCrash, StudentTimeout
+from .errors import MissingDefinition, StudentCodeError, StudentCrash, StudentTimeout
 from .harvest import Harvest, Statement
 from .sandbox import Sandbox
 
@@ -90,6 +90,8 @@ class Submission:
         # a hostile class costs one time limit, not one per hypothesis example.
         self._fatal: dict[tuple, StudentCodeError] = {}
         self._fatal_count: dict[tuple, int] = {}
+        self._fatal_check: dict[int, str | None] = {}  # which check first met each failure
+        self.current_check: str | None = None  # set by the plugin before each check
 
     # -- names ------------------------------------------------------------------------
     def defines(self, name: str) -> bool:
@@ -99,7 +101,7 @@ class Submission:
     def require(self, *names: str) -> None:
         for name in names:
             if not self.defines(name):
-                raise StudentCodeError(self.why_missing(name))
+                raise MissingDefinition(self.why_missing(name))
 
     def why_missing(self, name: str) -> str:
         boot = self.sandbox.boot
@@ -135,11 +137,13 @@ class Submission:
         error = None
         if _memo:
             error = self._fatal.get(_memo) or self._fatal.get(_memo[:2])
+        repeated = error is not None and self._fatal_check.get(id(error)) != self.current_check
         if error is None:
             try:
                 return self.sandbox.request(op, timeout, **payload)
             except (StudentTimeout, StudentCrash) as exc:
                 error = exc
+                self._fatal_check[id(exc)] = self.current_check
                 if _memo:
                     self._fatal[_memo] = exc
                     self._fatal_count[_memo[:2]] = self._fatal_count.get(_memo[:2], 0) + 1
@@ -147,7 +151,7 @@ class Submission:
                         self._fatal[_memo[:2]] = exc
         # Raised here, outside the except block, for first and repeated failures alike: the
         # same exception from the same place, so hypothesis's replay sees the same failure.
-        raise type(error)(str(error))
+        raise type(error)(f"{error}{' (as in an earlier check)' if repeated else ''}")
 
     def build(self, name: str, *args, seed: int = 0, timeout: float | None = None,
               **kwargs) -> Remote:

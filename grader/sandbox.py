@@ -93,7 +93,8 @@ class Sandbox:
         os.chmod(self._workdir, 0o700)
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         config = self.limits.to_config() | {"workdir": self._workdir,
-                                           "hidden_paths": self.hidden_paths}
+                                           "hidden_paths": self.hidden_paths,
+                                           "parent_pid": os.getpid()}
         from . import child
         self._process = self._ctx.Process(target=child.main, daemon=True,
                                           args=(child_conn, config, self.statements))

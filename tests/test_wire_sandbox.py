@@ -311,3 +311,37 @@ def test_trusted_model_building_is_not_charged_to_the_student():
         model = submission.build_trusted("torchvision.models.segmentation:deeplabv3_resnet101",
                                          weights=None, weights_backbone=None, aux_loss=True)
         assert model.describe("classifier.4")["type"] == "Conv2d"
+
+
+ORPHAN_SCRIPT = """
+import sys
+from grader.sandbox import Sandbox, Limits
+box = Sandbox([{"cell": 0, "lineno": 1, "source": "def spin():\\n    while True: pass\\n"}],
+              Limits(request_seconds=300))
+box.ensure_started()
+print(box._process.pid, flush=True)
+box.request("call", name="spin", args=[], kwargs={})
+"""
+
+
+def test_a_child_stuck_in_student_code_exits_when_its_grader_is_killed(tmp_path):
+    """A batch worker killed outright (OOM killer, SIGKILL) must not leave its sandbox child
+    spinning until the CPU-time limit."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", ORPHAN_SCRIPT], stdout=subprocess.PIPE,
+                            text=True, cwd=Path(__file__).resolve().parent.parent)
+    child = int(proc.stdout.readline())
+    time.sleep(1.0)  # the child is now inside spin()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and Path(f"/proc/{child}").exists():
+        time.sleep(0.25)
+    alive = Path(f"/proc/{child}").exists()
+    if alive:
+        os.kill(child, signal.SIGKILL)
+    assert not alive, "the sandbox child outlived its grader"
