@@ -15,11 +15,14 @@ $(DEPS_STAMP): setup.cfg requirements/pinned.txt requirements/dev.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements/pinned.txt
 	$(BIN)/python -m pip install -q -r requirements/dev.txt
+	rm -rf build
 	$(BIN)/python -m pip install -q .
 	touch $(DEPS_STAMP)
 
 # The package itself (a real, non-editable install), again whenever its files change.
+# (setuptools' in-tree build/ can resurrect deleted files into the wheel: start clean.)
 $(PKG_STAMP): $(DEPS_STAMP) $(PACKAGE_FILES)
+	rm -rf build
 	$(BIN)/python -m pip install -q --no-deps --force-reinstall .
 	touch $(PKG_STAMP)
 

@@ -121,7 +121,7 @@ class GradingPlugin:
         if report.when == "call" or (report.when == "setup" and report.failed):
             marks = grade_marks(item)
             passed = report.passed
-            message = "" if passed else failure_message(call.excinfo)
+            message = "" if passed else failure_message(call.excinfo, set(item.fixturenames))
             notes = item.stash.get(NOTES, [])
             message = "\n".join(notes + ([message] if message else []))
             points = float(marks.get("points", 1))
@@ -154,7 +154,7 @@ def check_name(item) -> str:
     return f"{prefix}: {title}" if prefix else title
 
 
-def failure_message(excinfo) -> str:
+def failure_message(excinfo, fixtures: set[str] = frozenset()) -> str:
     if excinfo is None:
         return "failed"
     exc = excinfo.value
@@ -169,7 +169,8 @@ def failure_message(excinfo) -> str:
         text = f"skipped: {exc}"
     else:
         text = f"the check itself failed ({type(exc).__name__}: {exc}); please report this"
-    drawn = failing_input(getattr(exc, "__notes__", []) or getattr(excinfo.value, "__notes__", []))
+    drawn = failing_input(getattr(exc, "__notes__", []) or getattr(excinfo.value, "__notes__", []),
+                          fixtures)
     if drawn and not isinstance(exc, MissingDefinition):
         text += "\nSmallest failing input: " + drawn
     if len(text) > MAX_MESSAGE:
@@ -191,7 +192,7 @@ def _assertion_text(raw: str) -> str:
 _DRAW = re.compile(r"^Draw \d+(?: \(([^)]*)\))?: (.*)$", re.S)
 
 
-def failing_input(notes: list[str]) -> str:
+def failing_input(notes: list[str], fixtures: set[str] = frozenset()) -> str:
     """Hypothesis's notes on the shrunk example, as `name = value` pairs (fixtures left out)."""
     pairs = []
     for note in notes:
@@ -203,9 +204,7 @@ def failing_input(notes: list[str]) -> str:
             for part in body.split(",\n"):
                 part = part.strip().rstrip(",")
                 name = part.split("=", 1)[0].strip()
-                if part and name not in FIXTURE_NAMES and not part.startswith("data="):
+                if part and name not in fixtures and name != "self" and not part.startswith("data="):
                     pairs.append(part.replace("=", " = ", 1))
     return ", ".join(pairs)
 
-
-FIXTURE_NAMES = {"submission", "reference", "assignment", "device", "feedback", "name", "self"}

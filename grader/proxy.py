@@ -140,7 +140,7 @@ class Submission:
         repeated = error is not None and self._fatal_check.get(id(error)) != self.current_check
         if error is None:
             try:
-                return self.sandbox.request(op, timeout, **payload)
+                return self._request_surviving_outside_kills(op, timeout, payload)
             except (StudentTimeout, StudentCrash) as exc:
                 error = exc
                 self._fatal_check[id(exc)] = self.current_check
@@ -152,6 +152,18 @@ class Submission:
         # Raised here, outside the except block, for first and repeated failures alike: the
         # same exception from the same place, so hypothesis's replay sees the same failure.
         raise type(error)(f"{error}{' (as in an earlier check)' if repeated else ''}")
+
+    def _request_surviving_outside_kills(self, op, timeout, payload):
+        """Our own limits never SIGKILL the child (the memory limit makes allocations fail).
+        A SIGKILL comes from outside, most likely the machine's OOM killer when it is short of
+        memory: that must not cost the student points, so the request runs once more on a
+        fresh child. Code that kills itself is killed twice and fails as before."""
+        try:
+            return self.sandbox.request(op, timeout, **payload)
+        except StudentCrash as exc:
+            if getattr(exc, "signal", None) != "SIGKILL":
+                raise
+        return self.sandbox.request(op, timeout, **payload)
 
     def build(self, name: str, *args, seed: int = 0, timeout: float | None = None,
               **kwargs) -> Remote:

@@ -209,7 +209,7 @@ class Sandbox:
         self._kill()
         if code is not None and code < 0:
             name = signal.Signals(-code).name
-            cause = {"SIGKILL": " (killed: probably over the memory limit)",
+            cause = {"SIGKILL": " (killed from outside the sandbox: the machine may be out of memory)",
                      "SIGXCPU": " (over the CPU-time limit)",
                      "SIGSEGV": " (segmentation fault)"}.get(name, "")
             reason = f"the process was killed by {name}{cause}"
@@ -218,7 +218,9 @@ class Sandbox:
         message = f"{reason} while {what}"
         if tail.strip():
             message += f"; last output: {tail.strip().splitlines()[-1][:200]}"
-        return StudentCrash(message)
+        crash = StudentCrash(message)
+        crash.signal = signal.Signals(-code).name if code is not None and code < 0 else None
+        return crash
 
     def output_tail(self, limit: int = 2000) -> str:
         if not self._workdir:

@@ -122,14 +122,15 @@ def test_hostile_batch_time_is_bounded(hostile_batch):
         f"{hostile_batch.wall_time:.0f} s, bound {HOSTILE_BATCH_BOUND} s")
 
 
-def test_infinite_loop_in_init_costs_only_a1_and_one_time_limit(graded_hostile):
+def test_infinite_loop_in_init_costs_only_a1_and_at_most_two_time_limits(graded_hostile):
     result = graded_hostile["h_infinite_loop_in_init"]
     result.expect({"A.1": ALL_CHECKS})
     outputs = [t["output"] for t in result.part_tests("A.1")]
     assert all(f"did not finish within {HOSTILE_TIMEOUT} s" in o for o in outputs), outputs
     assert all("PoolUpsampleNet(" in o for o in outputs), outputs
-    # only the first check waited; the others were told at once
-    assert sum("as in an earlier check" in o for o in outputs) == len(outputs) - 1, outputs
+    # A hang is remembered per arguments, and after two hangs for the class: at most two
+    # checks waited out the limit; the others were told at once.
+    assert sum("as in an earlier check" in o for o in outputs) >= len(outputs) - 2, outputs
 
 
 def test_hang_on_one_setting_costs_only_the_check_that_draws_it(graded_hostile):

@@ -345,3 +345,36 @@ def test_a_child_stuck_in_student_code_exits_when_its_grader_is_killed(tmp_path)
     if alive:
         os.kill(child, signal.SIGKILL)
     assert not alive, "the sandbox child outlived its grader"
+
+
+def test_a_child_killed_from_outside_is_retried_once_on_a_fresh_child():
+    """An outside SIGKILL (the OOM killer on a busy machine) must not cost points; code that
+    SIGKILLs itself every time still fails."""
+    import os
+    import shutil
+    import tempfile
+
+    from grader.harvest import Harvest, Statement
+    from grader.proxy import Submission
+
+    # A folder the child can write even as nobody (pytest's tmp_path sits under a 0700 dir).
+    shared = Path(tempfile.mkdtemp(prefix="grader-retry-"))
+    os.chmod(shared, 0o777)
+    source = ("import os, signal\n"
+              "def once(path):\n"
+              "    if not os.path.exists(path):\n"
+              "        open(path, 'w').close()\n"
+              "        os.kill(os.getpid(), signal.SIGKILL)\n"
+              "    return 42\n"
+              "def always():\n"
+              "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    statements = [Statement(0, 1, source, ("os", "signal", "once", "always"))]
+    try:
+        with Sandbox([st.to_wire() for st in statements], Limits(request_seconds=20)) as box:
+            submission = Submission(Harvest(statements=statements), box, {}, {})
+            assert submission.call("once", str(shared / "marker"))["output"] == 42
+            assert box.children_started == 2
+            with pytest.raises(StudentCrash, match="SIGKILL"):
+                submission.call("always")
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
