@@ -8,8 +8,8 @@ student code runs it closes stdin, captures output, drops privileges and sets it
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
-import ctypes
 import importlib
 import io
 import linecache
@@ -22,17 +22,13 @@ import traceback
 import torch
 from torch import nn
 
+from . import confine as os_layers
 from . import layers, wire
 
 try:
     import resource
 except ImportError:  # Windows: the in-process self-check (grader.selfcheck) needs no limits
     resource = None
-
-NOBODY = 65534
-CLONE_NEWNS = 0x00020000
-CLONE_NEWNET = 0x40000000
-MS_REC, MS_PRIVATE = 0x4000, 0x40000
 
 
 class _CappedWriter(io.TextIOBase):
@@ -55,36 +51,61 @@ class _CappedWriter(io.TextIOBase):
         return len(text)
 
 
-def confine(config: dict) -> list[str]:
-    """Isolate this process before student code runs; returns what could be put in place."""
-    done = []
-    workdir = config["workdir"]
-    devnull = os.open(os.devnull, os.O_RDONLY)
+def confine(config: dict, channel_fd: int, output_fd: int) -> list[str]:
+    """Box this process in before student code runs (grader.confine has the layers); returns
+    what held, each missing layer as "no ...: why"."""
+    done: list[str] = []
+
+    def attempt(what: str, action):
+        try:
+            result = action()
+        except Exception as exc:  # a layer the OS does not offer: say so, go on
+            done.append(f"no {what}: {exc}"[:200])
+            return None
+        return result
+
+    # Descriptors: stdin is /dev/null, output goes to the file the parent opened (it never
+    # reads a path the child could replace), and nothing else inherited stays open.
+    devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
-    log = os.open(os.path.join(workdir, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
+    os.dup2(output_fd, 1)
+    os.dup2(output_fd, 2)
+    os.closerange(3, channel_fd)
+    os.closerange(channel_fd + 1, 1 << 16)
+    _forget_inherited_servers()
     sys.stdin = open(os.devnull)
     sys.stdout = _CappedWriter(1, config["output_bytes"])
     sys.stderr = _CappedWriter(2, config["output_bytes"])
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over-long C-level writes fail, not kill
+    workdir = config["workdir"]
     os.chdir(workdir)
-    os.environ.update(HOME=workdir, TMPDIR=workdir)
-    if os.geteuid() == 0:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.unshare(CLONE_NEWNET | CLONE_NEWNS) == 0:
-            done.append("no network")
-            libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None)
-            for path in config.get("hidden_paths", []):
-                if os.path.isdir(path) and libc.mount(b"tmpfs", path.encode(), b"tmpfs", 0,
-                                                      b"size=1k,mode=000") == 0:
-                    done.append(f"hidden {os.path.basename(path)}")
-        os.chown(workdir, NOBODY, NOBODY)
-        os.chown(os.path.join(workdir, "output.log"), NOBODY, NOBODY)
-        os.setgroups([])
-        os.setgid(NOBODY)
-        os.setuid(NOBODY)
-        done.append("unprivileged user")
+    os.environ.clear()
+    os.environ.update(os_layers.minimal_environment(HOME=workdir, TMPDIR=workdir,
+                                                  MPLCONFIGDIR=workdir, LANG="C.UTF-8"))
+
+    landlock = None
+    as_root = os.geteuid() == 0
+    if as_root:
+        box = config.get("cgroup")
+        if box is not None:
+            done.extend(box.join())
+        if os_layers.unshare(os_layers.CLONE_NEWNET):
+            done.append("no network (namespace)")
+        landlock = attempt("landlock", lambda: os_layers.Landlock(
+            config["readable"], [workdir], config["devices"], config["listable"]))
+        uid = os_layers.UID_BASE + os.getpid()
+        os.chown(workdir, uid, uid)
+        # Keep the right to enter a 0700 home only where Landlock confines it.
+        os_layers.become_sandbox_user(uid, keep_search=landlock is not None and config["keep_search"])
+        with contextlib.suppress(OSError):
+            os.kill(-1, signal.SIGKILL)  # leftovers of an earlier sandbox with this uid
+        resource.setrlimit(resource.RLIMIT_NPROC, (config["processes"],) * 2)
+        done.append("own uid")
+    else:
+        if config.get("namespaces", True) and os_layers.enter_user_pid_namespace():
+            done.append("user+PID+network namespace")
+        landlock = attempt("landlock", lambda: os_layers.Landlock(
+            config["readable"], [workdir], config["devices"], config["listable"]))
     mapped = _mapped_bytes()
     if config["memory_bytes"] > 0:
         resource.setrlimit(resource.RLIMIT_AS, (mapped + config["memory_bytes"],) * 2)
@@ -94,8 +115,27 @@ def confine(config: dict) -> list[str]:
     resource.setrlimit(resource.RLIMIT_CPU, (config["cpu_seconds"], config["cpu_seconds"] + 5))
     resource.setrlimit(resource.RLIMIT_FSIZE, (config["file_bytes"],) * 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if landlock is not None:
+        attempt("landlock", lambda: done.append(landlock.enforce()))
+    attempt("seccomp", lambda: done.append(os_layers.install_seccomp()))
+    if not as_root:
+        with contextlib.suppress(OSError):
+            os_layers.set_capabilities(0)  # those a user namespace gave
     torch.set_num_threads(config["threads"])
     return done
+
+
+def _forget_inherited_servers() -> None:
+    """multiprocessing's helpers (resource tracker, forkserver) were reached through
+    descriptors we just closed: make it start its own if student code asks."""
+    with contextlib.suppress(Exception):
+        from multiprocessing import resource_tracker
+        resource_tracker._resource_tracker._fd = None
+        resource_tracker._resource_tracker._pid = None
+    with contextlib.suppress(Exception):
+        from multiprocessing import forkserver
+        forkserver._forkserver._forkserver_address = None
+        forkserver._forkserver._forkserver_alive_fd = None
 
 
 def _mapped_bytes() -> int:
@@ -131,6 +171,7 @@ class AttrDict(dict):
 class Child:
     def __init__(self, conn, statements: list[dict]):
         self.conn = conn
+        self.fd = conn.fileno()
         self.ns: dict = {"__name__": "__student__", "__builtins__": __builtins__}
         self.versions: dict[str, list] = {}  # every definition of each top-level function
         self.objects: dict[str, object] = {}
@@ -139,13 +180,13 @@ class Child:
 
     # -- protocol ---------------------------------------------------------------------
     def send(self, payload):
-        self.conn.send_bytes(wire.encode(payload))
+        wire.send_frame(self.fd, wire.encode(payload))
 
     def serve(self):
         while True:
             try:
-                request = wire.decode(self.conn.recv_bytes())
-            except EOFError:
+                request = wire.decode(wire.recv_frame(self.fd))
+            except (EOFError, OSError):
                 return
             op = request.pop("op")
             handler = getattr(self, "op_" + op, None)
@@ -380,29 +421,32 @@ def describe_exception(exc: BaseException) -> dict:
     return {"type": type(exc).__name__, "message": message[:500], "where": where}
 
 
-def watch_parent(pid: int) -> None:
+def watch_parent(fd: int) -> None:
     """Exit when the grader that asked for this child is gone (killed outright), even while
-    student code is stuck in a loop: a daemon thread gets the GIL between bytecodes."""
+    student code is stuck in a loop: a daemon thread gets the GIL between bytecodes. It
+    waits for the channel's far end to close (it cannot signal outside its box)."""
+    import select
     import threading
-    import time
 
     def watch():
+        poller = select.poll()
+        poller.register(fd, select.POLLRDHUP)
         while True:
-            time.sleep(1.0)
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                os._exit(70)
-            except PermissionError:
-                pass  # alive, only owned by another user (we dropped privileges)
+            for _, events in poller.poll():
+                if events & (select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                    os._exit(70)
 
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
-def main(conn, config: dict, statements: list[dict]):
-    """Entry point of the child process (a multiprocessing target)."""
-    watch_parent(config["parent_pid"])
-    isolation = confine(config)
+def main(conn, output, config: dict, statements: list[dict]):
+    """Entry point of the child process (a multiprocessing target). `output` is a write-only
+    connection wrapping the file the parent reads the student's prints from."""
+    os.set_blocking(conn.fileno(), True)
+    output_fd = os.dup(output.fileno())
+    output.close()  # its descriptor number must not be closed twice later
+    isolation = confine(config, conn.fileno(), output_fd)
+    watch_parent(conn.fileno())
     child = Child(conn, statements)
     child.send({"hello": isolation})
     child.serve()

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--public-only", action="store_true",
                    help="run only the public checks, as a student's installation does "
                         "(automatic when no reference solution is installed)")
+    p.add_argument("--allow-unsafe-sandbox", action="store_true",
+                   help="grade with the reference installed even where the sandbox cannot "
+                        "isolate the file system (every result carries the warning)")
     p.add_argument("--quiet", action="store_true", help="print only the score line (batch: "
                    "plain log lines instead of a progress bar)")
     batch = p.add_argument_group("batch mode (see docs/batch.md)")
@@ -104,7 +107,8 @@ def main(argv=None) -> int:
 def make_options(args):
     from .engine import Options
     options = Options(device=resolve_device(args.device),
-                      public_only=getattr(args, "public_only", False))
+                      public_only=getattr(args, "public_only", False),
+                      allow_unsafe_sandbox=getattr(args, "allow_unsafe_sandbox", False))
     wanted = set(args.part or [])
     skip_training = args.no_train
     if wanted or skip_training:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from . import harvest as harvest_mod
 from .assignment import Assignment
-from .errors import SubmissionError
+from .errors import StudentCodeError, SubmissionError, UnsafeSandbox
 from .load import LoadedSubmission, load_submission
 from .proxy import Submission
 from .regions import RegionNotFound, extract_region
 from .results import GradingResult
-from .sandbox import Limits, Sandbox
+from .sandbox import Limits, Sandbox, has_file_system_isolation
 
 
 @dataclass
@@ -31,6 +31,9 @@ class Options:
     # Run only the public checks (grader.public), as on a student's machine. Automatic when
     # the reference solution is not installed.
     public_only: bool = False
+    # Grade with the reference installed even where the sandbox could not isolate the file
+    # system (each result then carries the warning).
+    allow_unsafe_sandbox: bool = False
 
 
 @dataclass
@@ -77,7 +80,27 @@ def sandbox_stage(ctx: GradingContext) -> None:
         limits.memory_bytes = 0
         ctx.result.notes.append("training on CUDA: the sandbox has no address-space limit")
     hidden = [str(p) for p in (ctx.assignment.reference_folder, ctx.assignment.folder) if p]
-    ctx.sandbox = Sandbox([st.to_wire() for st in ctx.harvest.statements], limits, hidden)
+    ctx.sandbox = Sandbox([st.to_wire() for st in ctx.harvest.statements], limits, hidden,
+                          device=ctx.options.device)
+    # The first child says which protections held; an instructor's grading (reference
+    # installed) refuses to go on without file-system isolation unless told to.
+    try:
+        isolation = ctx.sandbox.start_child()
+    except StudentCodeError as exc:  # before any student code: the machine's problem
+        raise SubmissionError(f"the sandbox could not start: {exc}")
+    ctx.result.isolation = isolation
+    from . import public
+    if not has_file_system_isolation(isolation):
+        if public.public_only(ctx.assignment, ctx.options):
+            return  # a student's self-check: nothing secret is installed
+        missing = "; ".join(i for i in isolation if i.startswith("no ")) or "no landlock"
+        if not ctx.options.allow_unsafe_sandbox:
+            raise UnsafeSandbox(
+                f"refusing to grade with the reference installed: the sandbox cannot hide the "
+                f"file system ({missing}). Run on Linux >= 5.13 with Landlock enabled (see "
+                f"docs/security.md), or pass --allow-unsafe-sandbox to accept the risk")
+        ctx.result.notes.insert(0, f"WARNING: graded without file-system isolation ({missing}): "
+                                   "the submission could read the reference")
 
 
 def check_stage(ctx: GradingContext) -> None:

@@ -9,6 +9,10 @@ class SubmissionError(GraderError):
     """The submission (or the command line) cannot be used at all: exit status 2."""
 
 
+class UnsafeSandbox(SubmissionError):
+    """Instructor grading where the sandbox cannot hide the file system (exit status 2)."""
+
+
 class StudentCodeError(GraderError):
     """The student's code raised, crashed, hung or answered nonsense during one request.
 

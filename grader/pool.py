@@ -46,7 +46,7 @@ from pathlib import Path
 
 # Imported once by the forkserver: a superset of grader.sandbox.PRELOAD (the sandbox children
 # need those) plus what a worker needs to grade. Keep it in step with sandbox.PRELOAD.
-SERVER_PRELOAD = ["torch", "torchvision", "grader.child", "grader.engine", "grader.plugin",
+SERVER_PRELOAD = ["torch", "torchvision", "grader.child", "grader.confine", "grader.engine", "grader.plugin",
                   "grader.batch", "grader.pool", "pytest", "hypothesis"]
 
 MAX_ATTEMPTS = 2  # a submission whose worker died is graded once more, then recorded as an error
@@ -68,8 +68,9 @@ def _bare_main():
 
 def start_server() -> None:
     """Start the forkserver with SERVER_PRELOAD (or start a new one if it died)."""
+    from .confine import environment_swapped
     multiprocessing.set_forkserver_preload(SERVER_PRELOAD)
-    with _bare_main():
+    with _bare_main(), environment_swapped():
         forkserver.ensure_running()
 
 

@@ -32,6 +32,12 @@ class GradingResult:
     notes: list[str] = field(default_factory=list)  # about the whole submission (skipped cells)
     error: str | None = None  # set when the submission could not be graded at all
     device: str = "cpu"
+    # The protections the sandbox put in place (grader.confine), for the instructor.
+    isolation: list[str] = field(default_factory=list)
+
+    @property
+    def isolation_line(self) -> str:
+        return "isolation: " + (", ".join(self.isolation) if self.isolation else "none (no sandbox started)")
 
     @property
     def score(self) -> float:

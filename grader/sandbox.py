@@ -8,18 +8,20 @@ only that request fails: the next request starts a fresh child and loads the sub
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
 import os
-import shutil
 import signal
 import sys
 import tempfile
 import time
 import types
+import uuid
 from dataclasses import dataclass, field
+from multiprocessing import connection
 from pathlib import Path
 
-from . import wire
+from . import confine, wire
 from .errors import StudentCodeError, StudentCrash, StudentTimeout
 
 PRELOAD = ["torch", "torchvision", "grader.child"]
@@ -34,20 +36,22 @@ class Limits:
     output_bytes: int = 64 * 1024  # student prints kept per child
     file_bytes: int = 64 * 2**20  # largest file the child may write
     threads: int = 1
+    processes: int = confine.MAX_PROCESSES  # processes at once, over the whole submission
     library_seconds: float = 120.0  # building trusted library objects (not student code)
 
     def to_config(self) -> dict:
         return {"memory_bytes": self.memory_bytes, "cpu_seconds": self.cpu_seconds,
                 "output_bytes": self.output_bytes, "file_bytes": self.file_bytes,
-                "threads": self.threads}
+                "threads": self.threads, "processes": self.processes}
 
 
 def warm_up() -> None:
     """Start the forkserver now (it imports torch in its own process, in parallel with
-    whatever the parent does next)."""
+    whatever the parent does next). It starts with a minimal environment: a sandbox child's
+    memory holds the environment its process was started with."""
     multiprocessing.set_forkserver_preload(PRELOAD)
     from multiprocessing import forkserver
-    with _main_module_hidden():
+    with _main_module_hidden(), confine.environment_swapped():
         forkserver.ensure_running()
 
 
@@ -64,6 +68,20 @@ def _main_module_hidden():
         sys.modules["__main__"] = real
 
 
+# What a result must show for file-system isolation to count as in place (rule 4).
+FILE_SYSTEM_ISOLATION = ("landlock",)
+
+
+def has_file_system_isolation(isolation: list[str]) -> bool:
+    return any(item.startswith(FILE_SYSTEM_ISOLATION) for item in isolation)
+
+
+@functools.lru_cache(maxsize=8)
+def _readable_roots(hidden: tuple) -> tuple:
+    roots = confine.readable_roots(list(hidden))
+    return tuple(roots), confine.needs_search_capability(roots)
+
+
 @dataclass
 class BootReport:
     problems: list = field(default_factory=list)  # [{"index", "error"}] per failed statement
@@ -74,42 +92,71 @@ class BootReport:
 
 class Sandbox:
     def __init__(self, statements: list[dict], limits: Limits | None = None,
-                 hidden_paths: list[str] | None = None):
+                 hidden_paths: list[str] | None = None, device: str = "cpu"):
         self.statements = statements
         self.limits = limits or Limits()
         self.hidden_paths = [str(Path(p).resolve()) for p in (hidden_paths or [])]
+        self.device = device
         self._ctx = multiprocessing.get_context("forkserver")
         self._process = None
+        self._fd = None
         self._conn = None
         self._workdir = None
+        self._output = None
+        self._cgroup = None
+        self._uid = None
+        self._booted = False
+        self._last_progress = None
+        self.isolation: list[str] | None = None  # what the first child reported
         self.boot: BootReport | None = None
         self.children_started = 0
 
     # -- lifecycle ------------------------------------------------------------------
-    def _spawn(self) -> list:
-        """Fork a fresh child from the warm server; return what isolation it put in place."""
+    def start_child(self) -> list[str]:
+        """Fork a fresh child from the warm server (not yet loaded with the submission);
+        return the protections it put in place."""
         warm_up()
+        readable, keep_search = _readable_roots(tuple(self.hidden_paths))
         self._workdir = tempfile.mkdtemp(prefix="grader-child-")
         os.chmod(self._workdir, 0o700)
+        self._output = tempfile.TemporaryFile(prefix="grader-output-")
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        config = self.limits.to_config() | {"workdir": self._workdir,
-                                           "hidden_paths": self.hidden_paths,
-                                           "parent_pid": os.getpid()}
+        output_conn = connection.Connection(os.dup(self._output.fileno()), readable=False)
+        if os.geteuid() == 0:
+            self._cgroup = confine.CgroupBox(f"grader-{os.getpid()}-{uuid.uuid4().hex[:12]}",
+                                             self.limits.memory_bytes, self.limits.processes)
+        config = self.limits.to_config() | {
+            "workdir": self._workdir, "readable": list(readable), "keep_search": keep_search,
+            "listable": confine.listable_folders(),
+            "devices": confine.device_files(self.device), "cgroup": self._cgroup}
         from . import child
         self._process = self._ctx.Process(target=child.main, daemon=True,
-                                          args=(child_conn, config, self.statements))
-        with _main_module_hidden():
-            self._process.start()
-        child_conn.close()
+                                          args=(child_conn, output_conn, config, self.statements))
+        try:
+            with _main_module_hidden():
+                self._process.start()
+        finally:
+            child_conn.close()
+            output_conn.close()
         self._conn = parent_conn
+        self._fd = parent_conn.fileno()
+        os.set_blocking(self._fd, False)
+        if os.geteuid() == 0:
+            self._uid = confine.UID_BASE + self._process.pid
+        self._booted = False
         self.children_started += 1
-        return self._receive(self.limits.boot_seconds, "starting the sandbox",
-                             limit=self.limits.boot_seconds).get("hello", [])
+        deadline = time.monotonic() + self.limits.library_seconds
+        hello = self._receive(deadline, "starting the sandbox", limit=self.limits.library_seconds)
+        isolation = [str(item) for item in hello.get("hello", [])] if isinstance(hello, dict) else []
+        if self.isolation is None:
+            self.isolation = isolation
+        return isolation
 
     def _start(self) -> None:
-        isolation = self._spawn()
+        if self._process is None:
+            self.start_child()
         if self.boot is None:
-            self.boot = BootReport(isolation=isolation)
+            self.boot = BootReport(isolation=self.isolation or [])
         # Loading runs student code (class bodies, decorators): a statement that kills or
         # hangs the child is skipped from then on, and loading starts again without it.
         while True:
@@ -123,11 +170,28 @@ class Sandbox:
                     raise
                 self.boot.fatal[culprit] = str(exc)
                 self._kill()
-                self._spawn()
-        self.boot.problems = report["problems"]
-        self.boot.names = report["names"]
+                self.start_child()
+        self.boot.problems, self.boot.names = self._checked_boot_report(report)
+        self._booted = True
+
+    def _checked_boot_report(self, report) -> tuple[list, list]:
+        """The child's account of loading, as far as it makes sense (a patched child can
+        send anything: it must not break the parent)."""
+        if not isinstance(report, dict):
+            raise StudentCrash("the sandbox sent a malformed answer while loading the notebook")
+        problems = []
+        for problem in report.get("problems") or []:
+            if (isinstance(problem, dict) and isinstance(problem.get("index"), int)
+                    and 0 <= problem["index"] < len(self.statements)
+                    and isinstance(problem.get("error"), dict)):
+                problems.append({"index": problem["index"],
+                                 "error": {k: str(v)[:500] for k, v in problem["error"].items()
+                                           if k in ("type", "message", "where") and v is not None}})
+        names = [n for n in report.get("names") or [] if isinstance(n, str)]
+        return problems, names
 
     def _kill(self) -> None:
+        """Stop the child and everything it started; remove what it wrote."""
         if self._process is not None:
             if self._process.is_alive():
                 self._process.kill()
@@ -135,10 +199,20 @@ class Sandbox:
             self._process = None
         if self._conn is not None:
             self._conn.close()
-            self._conn = None
+            self._conn = self._fd = None
+        if self._cgroup is not None:
+            self._cgroup.kill_and_remove()
+            self._cgroup = None
+        if self._uid is not None:
+            confine.kill_all_of_uid(self._uid)
+            self._uid = None
         if self._workdir:
-            shutil.rmtree(self._workdir, ignore_errors=True)
+            confine.remove_tree(self._workdir)
             self._workdir = None
+        if self._output is not None:
+            self._output.close()
+            self._output = None
+        self._booted = False
 
     def close(self) -> None:
         self._kill()
@@ -150,47 +224,52 @@ class Sandbox:
         self.close()
 
     def ensure_started(self) -> BootReport:
-        if self._process is None:
+        if not self._booted:
             self._start()
         return self.boot
 
     # -- requests ---------------------------------------------------------------------
     def request(self, op: str, timeout: float | None = None, **payload):
         """Send one request; return its result or raise a StudentCodeError subclass."""
-        if self._process is None:
+        if not self._booted:
             self._start()
         return self._request(op, timeout or self.limits.request_seconds, **payload)
 
     def _request(self, op, timeout, _what=None, **payload):
         self._last_progress = None
         op_text = _what or REQUEST_TEXT.get(op, op)
+        deadline = time.monotonic() + timeout
         try:
-            self._conn.send_bytes(wire.encode({"op": op, **payload}))
+            wire.send_frame(self._fd, wire.encode({"op": op, **payload}), deadline)
+        except TimeoutError:
+            self._kill()
+            raise StudentTimeout(f"did not take the request within {timeout_text(timeout)} "
+                                 f"({op_text}); the process was stopped or stuck")
         except (BrokenPipeError, OSError):
             raise self._died(op_text)
-        deadline = time.monotonic() + timeout
         while True:
-            reply = self._receive(deadline - time.monotonic(), op_text, limit=timeout)
+            reply = self._receive(deadline, op_text, limit=timeout)
             if "progress" in reply:
-                self._last_progress = reply["progress"]
+                progress = reply["progress"]
+                if not (op == "boot" and isinstance(progress, int)
+                        and 0 <= progress < len(self.statements)):
+                    self._kill()
+                    raise StudentCrash("the sandbox sent a malformed answer")
+                self._last_progress = progress
                 continue
             if reply.get("ok") is True:
                 return reply.get("result")
-            error = reply.get("error") or {}
-            raise StudentCodeError(format_error(error))
+            error = reply.get("error")
+            raise StudentCodeError(format_error(error if isinstance(error, dict) else {}))
 
-    def _receive(self, timeout: float, what: str, limit: float | None = None) -> dict:
+    def _receive(self, deadline: float, what: str, limit: float) -> dict:
         try:
-            ready = self._conn.poll(max(timeout, 0))
-        except (OSError, EOFError):
-            ready = True
-        if not ready:
-            self._kill()
-            raise StudentTimeout(f"did not finish within {timeout_text(limit or timeout)} ({what}); "
-                                 "an infinite loop or very slow code?")
-        try:
-            message = self._conn.recv_bytes(wire.MAX_MESSAGE_BYTES)
+            message = wire.recv_frame(self._fd, deadline)
             reply = wire.decode(message)
+        except TimeoutError:
+            self._kill()
+            raise StudentTimeout(f"did not finish within {timeout_text(limit)} ({what}); "
+                                 "an infinite loop or very slow code?")
         except (EOFError, OSError):
             raise self._died(what)
         except wire.WireError as exc:
@@ -223,13 +302,13 @@ class Sandbox:
         return crash
 
     def output_tail(self, limit: int = 2000) -> str:
-        if not self._workdir:
+        """The end of what the child printed, read through the parent's own descriptor."""
+        if self._output is None:
             return ""
-        path = Path(self._workdir, "output.log")
         try:
-            with open(path, "rb") as f:
-                f.seek(max(0, path.stat().st_size - limit))
-                return f.read().decode("utf-8", "replace")
+            fd = self._output.fileno()
+            size = os.fstat(fd).st_size
+            return os.pread(fd, limit, max(0, size - limit)).decode("utf-8", "replace")
         except OSError:
             return ""
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import select
 import struct
+import time
 
 import torch
 
@@ -120,3 +123,53 @@ def _read_tensor(message: bytes, offset: int, desc) -> torch.Tensor:
         return torch.empty(shape, dtype=dtype)
     raw = bytearray(message[offset:offset + nbytes])
     return torch.frombuffer(raw, dtype=torch.uint8).view(dtype).reshape(shape)
+
+
+# -- framing over a descriptor ------------------------------------------------------------------
+# Every message travels as an 8-byte length and the message. The parent's side passes a
+# deadline: it never waits longer, whatever the child does (sends half a frame and sleeps,
+# stops itself, leaves its end full), so a hostile child costs one request's time limit.
+
+def send_frame(fd: int, data: bytes, deadline: float | None = None) -> None:
+    view = memoryview(_LEN.pack(len(data)) + data)
+    while view:
+        if deadline is not None:
+            _wait(fd, deadline, write=True)
+        try:
+            sent = os.write(fd, view[:1 << 20])
+        except BlockingIOError:
+            continue
+        view = view[sent:]
+
+
+def recv_frame(fd: int, deadline: float | None = None, limit: int = MAX_MESSAGE_BYTES) -> bytes:
+    (length,) = _LEN.unpack(_read_exactly(fd, _LEN.size, deadline))
+    if length > limit:
+        raise WireError(f"message of {length} bytes is over the limit")
+    return _read_exactly(fd, length, deadline)
+
+
+def _read_exactly(fd: int, count: int, deadline: float | None) -> bytes:
+    chunks, left = [], count
+    while left:
+        if deadline is not None:
+            _wait(fd, deadline, write=False)
+        try:
+            chunk = os.read(fd, min(left, 1 << 20))
+        except BlockingIOError:
+            continue
+        if not chunk:
+            raise EOFError("the other end closed the channel")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _wait(fd: int, deadline: float, write: bool) -> None:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT if write else select.POLLIN)
+    if not poller.poll(left * 1000):
+        raise TimeoutError
