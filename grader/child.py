@@ -73,7 +73,7 @@ def confine(config: dict, channel_fd: int, output_fd: int) -> list[str]:
     os.closerange(3, channel_fd)
     os.closerange(channel_fd + 1, 1 << 16)
     _forget_inherited_servers()
-    sys.stdin = open(os.devnull)
+    sys.stdin = open(0, closefd=False)  # fd 0 is /dev/null: no other descriptor
     sys.stdout = _CappedWriter(1, config["output_bytes"])
     sys.stderr = _CappedWriter(2, config["output_bytes"])
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over-long C-level writes fail, not kill

@@ -1,0 +1,351 @@
+"""Student code trying to get out of its box: reading what it must not, hanging the parent,
+leaving processes or files behind, reaching other sandboxes. Each test drives a real sandbox
+child (grader.sandbox) with hostile code and asserts the rule of DESIGN.md's trust model it
+attacks: no secret reaches the parent, the parent returns within its deadline (bounds are
+stated per test), nothing of the sandbox is left afterwards.
+
+These run in every mode the trust model names: CI runs this file as root, as root without
+CAP_SYS_ADMIN (capsh) and as an ordinary user (scripts/test_modes.sh).
+"""
+from __future__ import annotations
+
+import ast
+import os
+import secrets
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from grader import confine
+from grader.errors import StudentCodeError, StudentCrash, StudentTimeout
+from grader.sandbox import Limits, Sandbox
+
+REPO = Path(__file__).resolve().parent.parent
+REFERENCE = REPO / "reference" / "pa2-w2021" / "solution.py"
+IS_ROOT = os.geteuid() == 0
+
+
+def statements(source: str) -> list[dict]:
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    return [{"cell": 0, "lineno": node.lineno,
+             "source": "".join(lines[node.lineno - 1:node.end_lineno])} for node in tree.body]
+
+
+def box(source: str, **limits) -> Sandbox:
+    hidden = [str(REPO / "reference"), str(REPO / "assignments")]
+    return Sandbox(statements(source), Limits(**({"request_seconds": 5, "boot_seconds": 20} | limits)),
+                   hidden_paths=hidden)
+
+
+def call(sandbox: Sandbox, name: str, *args, timeout=None):
+    return sandbox.request("call", timeout, name=name, args=list(args), kwargs={}, grad_wrt=[],
+                           source_pattern=None)["output"]
+
+
+def leftover_named(tag: str) -> list[int]:
+    """Processes whose name (comm, set by the hostile code with prctl) is `tag`."""
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            if pid.isdigit() and Path(f"/proc/{pid}/comm").read_text().strip() == tag:
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+NAME_SELF = """
+import ctypes
+def name_self(tag):
+    ctypes.CDLL(None).prctl(15, tag.encode(), 0, 0, 0)
+"""
+
+
+# -- confidentiality ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def planted():
+    """A secret in a world-readable file outside the allow-list, a root-only one, and the
+    reference's own text (one distinctive line)."""
+    marker = "SECRET-" + secrets.token_hex(8)
+    folder = Path(tempfile.mkdtemp(prefix="grader-planted-"))
+    folder.chmod(0o755)
+    open_file = folder / "notes.txt"
+    open_file.write_text(marker)
+    open_file.chmod(0o644)
+    closed_file = folder / "root-only.txt"
+    closed_file.write_text(marker)
+    closed_file.chmod(0o600)
+    reference_line = next(line.strip() for line in REFERENCE.read_text().splitlines()
+                          if "def compute_iou_loss" in line or "class UNet" in line)
+    yield {"marker": marker, "paths": [str(open_file), str(closed_file)], "folder": str(folder),
+           "reference_line": reference_line}
+    for path in (open_file, closed_file):
+        path.unlink()
+    os.rmdir(folder)
+
+
+STEAL = r'''
+import glob, os, subprocess, sys
+def steal(paths):
+    """Every way we know to read files: direct, through the checkout found from the engine,
+    git, other copies; returns whatever it got."""
+    got = []
+    import grader
+    checkout = os.path.dirname(os.path.dirname(grader.__file__))
+    candidates = list(paths) + [
+        os.path.join(checkout, "reference", "pa2-w2021", "solution.py"),
+        os.path.join(checkout, "examples", "submission.ipynb"),
+        os.path.join(checkout, "reference", "pa2-w2021", "a2-cnn.ipynb"),
+        os.path.join(checkout, ".git", "HEAD"),
+        "/etc/passwd", "/proc/1/environ", "/proc/self/environ",
+    ]
+    for site in sys.path:
+        candidates += glob.glob(os.path.join(site, "grader_reference", "*", "*.py"))
+        candidates += glob.glob(os.path.join(site, "grader_assignments", "*", "*.py"))
+    for path in candidates:
+        try:
+            with open(path, errors="replace") as f:
+                got.append(f.read())
+        except OSError:
+            pass
+    for command in (["git", "-C", checkout, "show", "HEAD:reference/pa2-w2021/solution.py"],
+                    ["cat", paths[0]], ["/bin/sh", "-c", "cat " + paths[0]]):
+        try:
+            got.append(subprocess.run(command, capture_output=True, text=True, timeout=5).stdout)
+        except Exception:
+            pass
+    try:
+        got.append(repr(os.listdir(checkout)))
+    except OSError:
+        pass
+    return "\n".join(got)
+'''
+
+
+def test_no_copy_of_the_reference_or_other_file_can_be_read(planted):
+    with box(STEAL) as sandbox:
+        stolen = call(sandbox, "steal", planted["paths"])
+        assert planted["marker"] not in stolen
+        assert planted["reference_line"] not in stolen
+        assert "root:" not in stolen  # /etc/passwd
+        assert not any(i.startswith("no landlock") for i in sandbox.boot.isolation)
+
+
+def test_a_symlink_at_the_old_output_path_leaks_nothing(planted):
+    """The parent reads the child's output through its own descriptor, never by path."""
+    source = ("import os\n"
+              "def plant(target):\n"
+              "    os.symlink(target, 'output.log')\n"
+              "    os.mkfifo('output.fifo')\n"
+              "    raise RuntimeError('look at my output')\n")
+    with box(source) as sandbox:
+        with pytest.raises(StudentCodeError) as info:
+            call(sandbox, "plant", planted["paths"][1])
+        assert planted["marker"] not in str(info.value)
+        assert planted["marker"] not in sandbox.output_tail()
+
+
+def test_only_a_minimal_environment_reaches_the_child(monkeypatch):
+    marker = "ENV-" + secrets.token_hex(8)
+    monkeypatch.setenv("GRADER_TEST_TOKEN", marker)
+    source = ("import os\n"
+              "def env():\n"
+              "    return repr(sorted(os.environ))\n")
+    with box(source) as sandbox:
+        names = ast.literal_eval(call(sandbox, "env"))
+    assert "GRADER_TEST_TOKEN" not in names
+    assert set(names) <= {"PATH", "HOME", "TMPDIR", "MPLCONFIGDIR", "LANG", "PYTHONPATH",
+                          *confine.ENVIRONMENT_KEPT}
+
+
+def test_no_inherited_descriptor_but_the_channel():
+    source = ("import os, stat\n"
+              "def descriptors():\n"
+              "    found = []\n"
+              "    for fd in range(3, 1024):\n"
+              "        try:\n"
+              "            found.append((fd, stat.S_ISSOCK(os.fstat(fd).st_mode)))\n"
+              "        except OSError:\n"
+              "            pass\n"
+              "    return repr(found)\n")
+    with box(source) as sandbox:
+        found = ast.literal_eval(call(sandbox, "descriptors"))
+    assert len(found) == 1 and found[0][1], found  # the socket to the parent, nothing else
+
+
+# -- availability: the parent never blocks --------------------------------------------------------
+
+FIND_CHANNEL = """
+import os, stat, time
+def channel():
+    return next(fd for fd in range(3, 1024) if _is_socket(fd))
+def _is_socket(fd):
+    try:
+        return stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+"""
+
+
+def test_a_partial_frame_then_sleep_costs_one_time_limit():
+    source = FIND_CHANNEL + ("def half_then_sleep():\n"
+                             "    os.write(channel(), (1000).to_bytes(8, 'little') + b'{\"pay')\n"
+                             "    time.sleep(600)\n")
+    with box(source, request_seconds=2) as sandbox:
+        sandbox.ensure_started()
+        started = time.monotonic()
+        with pytest.raises(StudentTimeout):
+            call(sandbox, "half_then_sleep")
+        assert time.monotonic() - started < 2 + 3  # the limit, plus killing and cleaning up
+        assert call(sandbox, "channel") >= 3  # a fresh child answers
+
+
+def test_a_stopped_child_cannot_block_a_large_request():
+    import torch
+    source = "import os, signal\ndef stop():\n    os.kill(os.getpid(), signal.SIGSTOP)\n"
+    with box(source, request_seconds=2) as sandbox:
+        sandbox.ensure_started()
+        with pytest.raises(StudentTimeout):
+            call(sandbox, "stop", timeout=0.5)  # the reply never comes: stopped
+        sandbox.ensure_started()
+        call_started = time.monotonic()
+        # A stopped child and a request far larger than a pipe's buffer (the training batch).
+        import signal as signal_
+        os.kill(sandbox._process.pid, signal_.SIGSTOP)
+        with pytest.raises(StudentTimeout):
+            sandbox.request("call", 2, name="stop", args=[torch.zeros(64, 3, 128, 128)], kwargs={})
+        assert time.monotonic() - call_started < 2 + 3
+
+
+def test_a_bogus_progress_report_is_a_crash_not_an_internal_error():
+    source = FIND_CHANNEL + (
+        "def lie():\n"
+        "    import json\n"
+        "    header = json.dumps({'payload': {'progress': 10**9}, 'tensors': []}).encode()\n"
+        "    body = len(header).to_bytes(8, 'little') + header\n"
+        "    os.write(channel(), len(body).to_bytes(8, 'little') + body)\n"
+        "    time.sleep(600)\n")
+    with box(source, request_seconds=3) as sandbox:
+        with pytest.raises(StudentCrash, match="malformed"):
+            call(sandbox, "lie")
+
+
+# -- one submission, one box: nothing left behind ---------------------------------------------------
+
+def test_a_double_forked_setsid_grandchild_does_not_outlive_its_grading():
+    tag = "gl" + secrets.token_hex(6)
+    source = NAME_SELF + ("import os, time\n"
+                          "def escape(tag):\n"
+                          "    if os.fork() == 0:\n"
+                          "        os.setsid()\n"
+                          "        if os.fork() == 0:\n"
+                          "            name_self(tag)\n"
+                          "            time.sleep(3600)\n"
+                          "        os._exit(0)\n"
+                          "    time.sleep(0.5)\n"
+                          "    return 'escaped'\n")
+    with box(source) as sandbox:
+        assert call(sandbox, "escape", tag) == "escaped"
+        assert leftover_named(tag), "the grandchild should be running while the grading lasts"
+    deadline = time.monotonic() + 5
+    while leftover_named(tag) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not leftover_named(tag)
+
+
+def test_process_count_is_capped_and_none_survive():
+    tag = "gp" + secrets.token_hex(6)
+    source = NAME_SELF + ("import os, time\n"
+                          "def sleepers(tag, n):\n"
+                          "    made = 0\n"
+                          "    for _ in range(n):\n"
+                          "        try:\n"
+                          "            pid = os.fork()\n"
+                          "        except OSError:\n"
+                          "            break\n"
+                          "        if pid == 0:\n"
+                          "            name_self(tag)\n"
+                          "            time.sleep(3600)\n"
+                          "            os._exit(0)\n"
+                          "        made += 1\n"
+                          "    return made\n")
+    with box(source) as sandbox:
+        made = call(sandbox, "sleepers", tag, 150)
+        if IS_ROOT:  # RLIMIT_NPROC on the sandbox's own uid, pids.max on its cgroup
+            assert made < confine.MAX_PROCESSES
+    deadline = time.monotonic() + 5
+    while leftover_named(tag) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not leftover_named(tag)
+
+
+def test_a_deep_tree_in_the_working_folder_is_removed():
+    source = ("import os\n"
+              "def deep(n):\n"
+              "    for _ in range(n):\n"
+              "        os.mkdir('d')\n"
+              "        os.chdir('d')\n"
+              "    open('f', 'w').write('x')\n"
+              "    os.mkdir('locked', 0)\n"
+              "    return 'deep'\n")
+    with box(source) as sandbox:
+        call(sandbox, "deep", 3000, timeout=20)
+        workdir = sandbox._workdir
+    assert not os.path.exists(workdir)
+
+
+def test_nothing_is_written_outside_the_working_folder():
+    name = "grader-escape-" + secrets.token_hex(6)
+    source = ("import os\n"
+              "def scatter(name):\n"
+              "    wrote = []\n"
+              "    for folder in ('/tmp', '/dev/shm', '/var/tmp', os.path.expanduser('~'), '..'):\n"
+              "        try:\n"
+              "            with open(os.path.join(folder, name), 'w') as f:\n"
+              "                f.write('x' * 1000)\n"
+              "            wrote.append(folder)\n"
+              "        except OSError:\n"
+              "            pass\n"
+              "    return repr(wrote)\n")
+    with box(source) as sandbox:
+        wrote = ast.literal_eval(call(sandbox, "scatter", name))
+    assert all("grader-child-" in folder for folder in wrote), wrote  # only HOME, the workdir
+    for folder in ("/tmp", "/dev/shm", "/var/tmp", os.path.expanduser("~")):
+        assert not os.path.exists(os.path.join(folder, name)), folder
+
+
+def test_another_sandbox_cannot_be_signalled_or_written():
+    tag = "gv" + secrets.token_hex(6)
+    victim_source = NAME_SELF + "import time\ndef wait(tag):\n    name_self(tag)\n    return 1\n"
+    attacker_source = ("import os, signal\n"
+                       "def attack(pid, workdir):\n"
+                       "    done = []\n"
+                       "    try:\n"
+                       "        os.kill(pid, signal.SIGSTOP)\n"
+                       "        done.append('signalled')\n"
+                       "    except OSError:\n"
+                       "        pass\n"
+                       "    try:\n"
+                       "        open(os.path.join(workdir, 'planted'), 'w').write('x')\n"
+                       "        done.append('wrote')\n"
+                       "    except OSError:\n"
+                       "        pass\n"
+                       "    return repr(done)\n")
+    with box(victim_source) as victim, box(attacker_source) as attacker:
+        call(victim, "wait", tag)
+        done = ast.literal_eval(call(attacker, "attack", victim._process.pid, victim._workdir))
+        assert done == [], done
+        assert call(victim, "wait", tag) == 1  # not stopped
+
+
+def test_every_result_names_the_protections_that_held():
+    with box("x = 1\n") as sandbox:
+        isolation = sandbox.ensure_started().isolation
+    assert any(i.startswith("landlock") for i in isolation), isolation
+    assert any(i.startswith("seccomp") for i in isolation), isolation
+    if IS_ROOT:
+        assert "own uid" in isolation
