@@ -104,6 +104,9 @@ def confine(config: dict, channel_fd: int, output_fd: int) -> list[str]:
     else:
         if config.get("namespaces", True) and os_layers.enter_user_pid_namespace():
             done.append("user+PID+network namespace")
+        else:
+            done.append("no process containment: the kernel refuses unprivileged namespaces, "
+                        "so processes the submission leaves are not killed")
         landlock = attempt("landlock", lambda: os_layers.Landlock(
             config["readable"], [workdir], config["devices"], config["listable"]))
     mapped = _mapped_bytes()

@@ -23,8 +23,10 @@ calls (pyseccomp also needs libseccomp's shared library at run time). See docs/s
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
+import itertools
 import os
 import platform
 import signal
@@ -559,70 +561,60 @@ def _end_as(status: int):
 # -- the sandbox's working directory ----------------------------------------------------------
 
 def remove_tree(path: str) -> None:
-    """Remove a folder the child filled, however deep (no recursion, and no path longer than
-    one name: every step is relative to an open folder), whatever modes it set."""
+    """Remove a folder the child filled, however deep and whatever modes it set. No
+    recursion, and never more than two descriptors open or one name per path: every
+    subfolder found is first moved up to the top level, so the tree is never deeper than 2."""
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
     try:
         top = os.open(path, flags)
     except FileNotFoundError:
         return
     except OSError:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(path)
-        except OSError:
-            pass
         return
-
-    visited = set()  # a folder that could not be removed is not entered twice
-
-    def next_subfolder(fd: int):
-        """Unlink the files of folder `fd`; return (fd, name) of a subfolder, if any."""
+    counter = itertools.count()
+    pending = [None]  # folders to empty, by their name under top (None: top itself)
+    emptied = []
+    while pending:
+        name = pending.pop()
+        if name is None:
+            fd = os.dup(top)
+        else:
+            with contextlib.suppress(OSError, NotImplementedError):
+                os.chmod(name, 0o700, dir_fd=top, follow_symlinks=False)
+            try:
+                fd = os.open(name, flags, dir_fd=top)
+            except OSError:
+                continue
+            emptied.append(name)
         try:
             entries = list(os.scandir(fd))
         except OSError:
-            return None
+            entries = []
         for entry in entries:
             try:
                 is_dir = entry.is_dir(follow_symlinks=False)
             except OSError:
                 is_dir = False
             if not is_dir:
-                try:
+                with contextlib.suppress(OSError):
                     os.unlink(entry.name, dir_fd=fd)
+            elif name is None:
+                pending.append(entry.name)
+            else:
+                flat = f".flat-{next(counter)}"
+                with contextlib.suppress(OSError, NotImplementedError):  # moving a folder needs write access
+                    os.chmod(entry.name, 0o700, dir_fd=fd, follow_symlinks=False)
+                try:
+                    os.rename(entry.name, flat, src_dir_fd=fd, dst_dir_fd=top)
+                    pending.append(flat)
                 except OSError:
                     pass
-                continue
-            try:
-                key = (entry.inode(), os.fstat(fd).st_dev)
-            except OSError:
-                continue
-            if key in visited:
-                continue
-            visited.add(key)
-            for attempt in range(2):
-                try:
-                    return os.open(entry.name, flags, dir_fd=fd), entry.name
-                except PermissionError:
-                    try:  # a folder the child made unreadable (as the same user)
-                        os.chmod(entry.name, 0o700, dir_fd=fd)
-                    except OSError:
-                        break
-                except OSError:
-                    break
-        return None
-
-    stack = [(top, path)]
-    while stack:
-        sub = next_subfolder(stack[-1][0])
-        if sub is not None:
-            stack.append(sub)
-            continue
-        fd, name = stack.pop()
         os.close(fd)
-        try:
-            if stack:
-                os.rmdir(name, dir_fd=stack[-1][0])
-            else:
-                os.rmdir(name)
-        except OSError:
-            pass
+    for name in reversed(emptied):
+        with contextlib.suppress(OSError):
+            os.rmdir(name, dir_fd=top)
+    os.close(top)
+    with contextlib.suppress(OSError):
+        os.rmdir(path)

@@ -197,15 +197,20 @@ class Sandbox:
                 self._process.kill()
             self._process.join(5)
             self._process = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = self._fd = None
         if self._cgroup is not None:
             self._cgroup.kill_and_remove()
             self._cgroup = None
         if self._uid is not None:
             confine.kill_all_of_uid(self._uid)
             self._uid = None
+        if self._conn is not None:
+            # Every process of the box holds the channel's other end: its closing says they
+            # are gone (in a PID namespace the kernel kills them just after the process we
+            # killed), so nothing writes while the working folder is removed.
+            with contextlib.suppress(OSError, TimeoutError):
+                wire.wait_closed(self._fd, deadline=time.monotonic() + 2)
+            self._conn.close()
+            self._conn = self._fd = None
         if self._workdir:
             confine.remove_tree(self._workdir)
             self._workdir = None

@@ -173,3 +173,14 @@ def _wait(fd: int, deadline: float, write: bool) -> None:
     poller.register(fd, select.POLLOUT if write else select.POLLIN)
     if not poller.poll(left * 1000):
         raise TimeoutError
+
+
+def wait_closed(fd: int, deadline: float) -> None:
+    """Wait until every holder of the far end of socket `fd` has closed it (unread data is
+    dropped)."""
+    while True:
+        try:
+            if not os.read(fd, 1 << 16):
+                return
+        except BlockingIOError:
+            _wait(fd, deadline, write=False)
