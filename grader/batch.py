@@ -43,17 +43,24 @@ _TEMPORARY = re.compile(r"^\..+\.(json|csv|xml)\.[A-Za-z0-9_]{8}$")
 
 
 def expand_paths(items: list[str]) -> list[Path]:
-    """Files, folders (their notebooks and .py files, recursively) and glob patterns."""
+    """Files, folders (their notebooks and .py files, recursively) and glob patterns.
+
+    Inside a folder, everything named like a submission is listed, files or not: a folder
+    called `x.ipynb` or a dangling link gets a gradebook row saying it cannot be read rather
+    than silently nothing. Paths are made absolute but links are not resolved: a linked
+    submission is recorded under the link's own name."""
     found: list[Path] = []
     for item in items:
-        matches = [Path(m) for m in sorted(glob.glob(item))] if glob.has_magic(item) else [Path(item)]
+        matches = [Path(m) for m in sorted(glob.glob(item))] if glob.has_magic(item) else []
+        if not matches and (not glob.has_magic(item) or os.path.lexists(item)):
+            matches = [Path(item)]  # also a real file whose name has [ ] * ?, e.g. "x[1].ipynb"
         for path in matches:
             if path.is_dir():
                 found.extend(sorted(p for p in path.rglob("*") if p.suffix in SUBMISSION_SUFFIXES
-                                    and p.is_file() and ".ipynb_checkpoints" not in p.parts))
+                                    and ".ipynb_checkpoints" not in p.parts))
             else:
                 found.append(path)
-    unique = list(dict.fromkeys(p.resolve() for p in found))
+    unique = list(dict.fromkeys(Path(os.path.abspath(p)) for p in found))
     return unique
 
 
@@ -105,7 +112,11 @@ def fingerprint(path: Path, assignment: Assignment, options: dict | None = None)
     """What a results file must have been graded from to be reused: the submission's bytes,
     the grader's version, the assignment's files and (batch CLI) the grading options."""
     reference = assignment.reference_folder
-    stamp = {"submission_sha256": hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None,
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    except OSError:  # unreadable: grading it says so; the stamp just never matches a file
+        digest = None
+    stamp = {"submission_sha256": digest,
              "grader_version": __version__, "assignment": assignment.name,
              "assignment_sha256": _assignment_digest(str(assignment.folder),
                                                      str(reference) if reference else None)}
@@ -158,7 +169,7 @@ def results_dict(result: GradingResult, stamp: dict | None) -> dict:
     data = to_gradescope_dict(result)
     data["grader"] = {"submission": result.submission, "assignment": result.assignment,
                       "error": result.error, "notes": result.notes, "device": result.device,
-                      "stamp": stamp}
+                      "isolation": result.isolation, "stamp": stamp}
     return data
 
 
@@ -217,19 +228,33 @@ def _status(data: dict) -> str:
     return "complete" if all(t["status"] == "passed" for t in data.get("tests", [])) else "graded"
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula; submission names,
+# error messages and check names come from students' files, so such text is quoted with a
+# leading apostrophe (OWASP's advice against CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value) -> str:
+    """A text cell for a CSV file that a spreadsheet will show as text, never run."""
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
 def gradebook_rows_csv(entries: dict[str, dict], parts: list[str]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["submission", "score", "max_score", *parts, "status", "seconds", "error"])
+    writer.writerow(["submission", "score", "max_score", *map(csv_text, parts), "status", "seconds",
+                     "error"])
     for name in sorted(entries):
         data = entries[name]
         totals: dict[str, float] = {}
         for t in data.get("tests", []):
             part = (t.get("tags") or [""])[0]
             totals[part] = totals.get(part, 0.0) + t["score"]
-        writer.writerow([name, f"{data.get('score', 0):g}", f"{max_score_of(data):g}",
+        writer.writerow([csv_text(name), f"{data.get('score', 0):g}", f"{max_score_of(data):g}",
                          *(f"{totals.get(p, 0):g}" for p in parts), _status(data),
-                         f"{data.get('execution_time', 0):.2f}", data["grader"].get("error") or ""])
+                         f"{data.get('execution_time', 0):.2f}",
+                         csv_text(data["grader"].get("error") or "")])
     return buffer.getvalue()
 
 
@@ -237,12 +262,13 @@ def gradebook_csv(rows: list[tuple[str, GradingResult]], parts: list[str]) -> st
     """The gradebook of (name, result) rows, in the order given."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["submission", "score", "max_score", *parts, "status", "seconds", "error"])
+    writer.writerow(["submission", "score", "max_score", *map(csv_text, parts), "status", "seconds",
+                     "error"])
     for name, result in rows:
         totals = result.parts()
-        writer.writerow([name, f"{result.score:g}", f"{result.max_score:g}",
+        writer.writerow([csv_text(name), f"{result.score:g}", f"{result.max_score:g}",
                          *(f"{totals.get(p, (0, 0))[0]:g}" for p in parts),
-                         status_of(result), f"{result.execution_time:.2f}", result.error or ""])
+                         status_of(result), f"{result.execution_time:.2f}", csv_text(result.error or "")])
     return buffer.getvalue()
 
 
@@ -286,7 +312,8 @@ def summary_csv(rates: list[dict]) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["check", "part", "passed", "total", "rate"])
     for r in rates:
-        writer.writerow([r["check"], r["part"], r["passed"], r["total"], f"{r['rate']:.3f}"])
+        writer.writerow([csv_text(r["check"]), csv_text(r["part"]), r["passed"], r["total"],
+                         f"{r['rate']:.3f}"])
     return buffer.getvalue()
 
 
@@ -318,9 +345,22 @@ def junit_xml(entries: dict[str, dict], suite_name: str) -> str:
     return to_xml_report_string(suites, prettyprint=True)
 
 
+def isolation_summary(entries: dict[str, dict]) -> str:
+    """The sandbox protections across the batch (each set with how many submissions had it)."""
+    seen: dict[str, int] = {}
+    for data in entries.values():
+        items = data["grader"].get("isolation") or []
+        key = ", ".join(items) if items else "none (no sandbox started)"
+        seen[key] = seen.get(key, 0) + 1
+    if len(seen) == 1:
+        return f"isolation: {next(iter(seen))}"
+    return "isolation: " + "; ".join(f"[{n}x] {k}" for k, n in seen.items())
+
+
 def print_summary(rates: list[dict], entries: dict[str, dict], plain: bool) -> None:
     graded = len(entries)
     errors = sum(1 for d in entries.values() if d["grader"].get("error"))
+    print(isolation_summary(entries))
     if plain:
         print("Pass rate per check:")
         for r in rates:
@@ -329,14 +369,16 @@ def print_summary(rates: list[dict], entries: dict[str, dict], plain: bool) -> N
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="Pass rate per check", expand=False)
     table.add_column("Part")
     table.add_column("Check")
     table.add_column("Passed", justify="right")
     table.add_column("Rate", justify="right")
-    for r in rates:
-        table.add_row(r["part"], r["check"], f"{r['passed']}/{r['total']}", f"{r['rate']:.0%}")
+    for r in rates:  # names as Text: merged results files may hold anything, even "[/red]"
+        table.add_row(Text(r["part"]), Text(r["check"]), f"{r['passed']}/{r['total']}",
+                      f"{r['rate']:.0%}")
     console = Console(highlight=False)
     console.print(table)
     console.print(f"{graded} submissions, {errors} could not be graded")
@@ -426,7 +468,8 @@ class _Display:
 
     def line(self, text: str) -> None:
         if self.progress is not None:
-            self.progress.console.print(text, markup=False)
+            from rich.text import Text
+            self.progress.console.print(Text(text))  # submission names are students' text
         else:
             print(text, flush=True)
 

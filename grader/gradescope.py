@@ -49,8 +49,16 @@ apt-get install -y --no-install-recommends python3 python3-pip python3-venv
 python3 -m venv "$ROOT/venv"
 "$ROOT/venv/bin/python" -m pip install --upgrade pip
 "$ROOT/venv/bin/python" -m pip install torch=={torch} torchvision=={torchvision} --index-url {index}
-"$ROOT/venv/bin/python" -m pip install "$HERE"/{wheel}
+# Every other dependency at the version the zip was built and tested with.
+"$ROOT/venv/bin/python" -m pip install -c "$HERE"/constraints.txt "$HERE"/{wheel}
 "$ROOT/venv/bin/grade" --help > /dev/null
+# No copy of the reference may stay where a submission could look: the wheel goes, and the
+# installed reference, checks and templates are readable by root only (the grader runs as
+# root; student code runs under its own uid, behind Landlock).
+rm -f "$HERE"/*.whl
+SITE="$("$ROOT/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+chmod -R go-rwx "$SITE"/grader_reference "$SITE"/grader_assignments "$SITE"/grader_templates \
+  "$SITE"/pytorch_notebook_grader-*.dist-info
 """
 
 RUN_AUTOGRADER = """\
@@ -74,12 +82,19 @@ fallback() {{  # results.json when the grader could not write one; $1: the reaso
   printf '{{"score": 0, "execution_time": 0, "output": "%s", "tests": []}}\\n' "$1" > "$RESULTS"
 }}
 
-first() {{ find "$ROOT/submission" -type f -name "$1" -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | LC_ALL=C sort | head -n 1; }}
-SUBMISSION="$(first '*.ipynb')"
-[ -n "$SUBMISSION" ] || SUBMISSION="$(first '*.py')"
+found() {{ find "$ROOT/submission" -type f -name "$1" -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | LC_ALL=C sort; }}
+# The assignment's notebook by name; else the only notebook; else the only .py file.
+SUBMISSION="$(found {notebook} | head -n 1)"
 if [ -z "$SUBMISSION" ]; then
-  fallback "No notebook (.ipynb) or Python file (.py) was found in the submission."
-  exit 0
+  NOTEBOOKS="$(found '*.ipynb')"
+  [ -n "$NOTEBOOKS" ] || NOTEBOOKS="$(found '*.py')"
+  if [ "$(printf '%s' "$NOTEBOOKS" | grep -c .)" = 1 ]; then
+    SUBMISSION="$NOTEBOOKS"
+  else
+    LISTED="$(found '*' | sed "s|^$ROOT/submission/||" | head -n 20 | tr '\n' ' ' | tr -d '"\\')"
+    fallback "Expected {notebook} (or a single notebook) in the submission; found: ${{LISTED:-nothing}}"
+    exit 0
+  fi
 fi
 echo "Grading $SUBMISSION"
 rm -f "$RESULTS"
@@ -109,6 +124,16 @@ Gradescope programming assignment's autograder (Ubuntu base image).
 * `run_autograder`: grades the first `.ipynb` in the submission (else the first `.py`) with
   `grade SUBMISSION --assignment {assignment} --json /autograder/results/results.json {grade_args}`.
   Scores, feedback and each test's visibility come from the assignment's checks.
+
+Resources: give the autograder at least 2 CPUs and 4 GB of memory. Grading the reference
+notebook with training peaks at about 3.2 GiB summed over the grader's process tree (the
+warm server, the grader and the sandbox child; measured on a 2-core x86_64 machine with
+benchmarks/bench_memory.py); Gradescope's default of 768 MB is not enough.
+
+Security: setup.sh deletes the wheel and leaves the installed reference and checks readable
+by root only; student code runs in a sandbox (Landlock file-system allow-list, seccomp, its
+own uid, cgroup limits): see the grader's docs/security.md. Each results.json says which
+protections held.
 
 Try it locally: unpack into a folder ROOT/source, put a notebook in ROOT/submission/, then run
 `AUTOGRADER_ROOT=ROOT GRADER_PYTHON=python3 bash ROOT/source/run_autograder` with a python
@@ -148,6 +173,17 @@ def build_wheel(root: Path, target: Path) -> Path:
     return wheels[-1]
 
 
+def constraints() -> str:
+    """The versions of every installed distribution (`pip freeze`) but torch's own family
+    (setup.sh pins torch and takes the CPU builds) and this package: what the tests ran with."""
+    proc = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
+                          capture_output=True, text=True, check=True)
+    skip = ("torch", "torchvision", "triton", "nvidia-", "cuda-", "pytorch-notebook-grader")
+    lines = [line for line in proc.stdout.splitlines()
+             if "==" in line and not line.lower().startswith(skip)]
+    return "# pip freeze of the environment that built this zip\n" + "\n".join(lines) + "\n"
+
+
 def _add(archive: zipfile.ZipFile, name: str, data: bytes, executable: bool = False) -> None:
     info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
     info.compress_type = zipfile.ZIP_DEFLATED
@@ -162,13 +198,17 @@ def build_zip(assignment: str, out: Path, grade_args: list[str], torch: str = TO
     with tempfile.TemporaryDirectory(prefix="grader-zip-") as tmp:
         wheel = build_wheel(root, Path(tmp))
         quoted = " ".join(shlex.quote(a) for a in grade_args)
+        from .assignment import load_assignment
+        notebook = load_assignment(assignment).data.get("notebook", "submission.ipynb")
         values = dict(assignment=shlex.quote(assignment), grade_args=quoted, wheel=wheel.name,
+                      notebook=shlex.quote(notebook),
                       torch=torch, torchvision=torchvision, index=index, version=__version__)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:
             _add(archive, "setup.sh", SETUP_SH.format(**values).encode(), executable=True)
             _add(archive, "run_autograder", RUN_AUTOGRADER.format(**values).encode(), executable=True)
             _add(archive, wheel.name, wheel.read_bytes())
+            _add(archive, "constraints.txt", constraints().encode())
             _add(archive, "README.md", README.format(**dict(values, assignment=assignment)).encode())
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")

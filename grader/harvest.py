@@ -64,15 +64,15 @@ def harvest(submission: LoadedSubmission, pure_calls: frozenset[str] = PURE_CALL
     result = Harvest(cells=submission.cells)
     for cell in submission.cells:
         try:
-            tree = ast.parse(cell.source)
-        except SyntaxError as exc:
-            result.broken_cells.append((cell, describe_syntax_error(exc), _guess_definitions(cell.source)))
+            tree = parse_cell(cell)
+            kept = [node for node in tree.body if _keep(node, pure_calls)]
+            _check_compiles(kept, cell)
+        except Unparsable as exc:
+            result.broken_cells.append((cell, str(exc), _guess_definitions(cell.source)))
             continue
+        result.dropped += len(tree.body) - len(kept)
         lines = cell.source.splitlines(keepends=True)
-        for node in tree.body:
-            if not _keep(node, pure_calls):
-                result.dropped += 1
-                continue
+        for node in kept:
             # Decorators start above `def`; include them.
             first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
             source = "".join(lines[first - 1:node.end_lineno])
@@ -80,8 +80,45 @@ def harvest(submission: LoadedSubmission, pure_calls: frozenset[str] = PURE_CALL
     return result
 
 
+class Unparsable(Exception):
+    """A cell that cannot be turned into code; the message is a one-line reason."""
+
+
+TOO_COMPLEX = "too deeply nested or too complex for Python to parse"
+
+
+def parse_cell(cell: Cell) -> ast.Module:
+    """The cell's syntax tree, or Unparsable with a reason naming the line where it can."""
+    if cell.problem:
+        raise Unparsable(cell.problem)
+    try:
+        return ast.parse(cell.source)
+    except SyntaxError as exc:
+        raise Unparsable(describe_syntax_error(exc)) from None
+    except (RecursionError, MemoryError):
+        # The parser recurses once per nesting level: `x = 1+1+...+1` with 200,000 terms
+        # (or 5,000) is that many levels deep.
+        raise Unparsable(TOO_COMPLEX) from None
+    except ValueError as exc:  # Python 3.10/3.11 report a null byte this way
+        raise Unparsable(f"{exc}") from None
+
+
+def _check_compiles(nodes: list[ast.stmt], cell: Cell) -> None:
+    """The compiler recurses deeper than the parser: a statement the parser took can still
+    be too complex to compile (a 1,000-term sum). Say so here, with the cell, rather than
+    when the sandbox runs it. Other compile errors are left to the sandbox, which reports
+    them per statement."""
+    try:
+        compile(ast.Module(body=nodes, type_ignores=[]), cell.label, "exec", dont_inherit=True)
+    except (RecursionError, MemoryError):
+        raise Unparsable(TOO_COMPLEX) from None
+    except (SyntaxError, ValueError):
+        pass
+
+
 def describe_syntax_error(exc: SyntaxError) -> str:
-    return f"line {exc.lineno}: SyntaxError: {exc.msg}"
+    where = f"line {exc.lineno}: " if exc.lineno else ""  # a null byte has no line
+    return f"{where}SyntaxError: {exc.msg}"
 
 
 def _keep(node: ast.stmt, pure_calls: frozenset[str]) -> bool:

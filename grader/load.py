@@ -20,6 +20,10 @@ MAX_SUBMISSION_BYTES = 50 * 1024 * 1024
 class Cell:
     index: int  # position among the notebook's cells (markdown included), 0-based
     source: str  # Python source; IPython magics already turned into calls by nbconvert
+    # Why this cell cannot be used at all (a damaged file: its source is not text, or not
+    # valid Unicode); the harvest then skips it with this reason, like a cell that does not
+    # parse. `source` is then only good for guessing what the cell defined.
+    problem: str | None = None
 
     @property
     def label(self) -> str:
@@ -41,11 +45,16 @@ def load_submission(path: str | Path) -> LoadedSubmission:
     if not path.exists():
         raise SubmissionError(f"{path}: no such file")
     if path.is_dir():
-        raise SubmissionError(f"{path}: is a directory, not a notebook or .py file")
-    size = path.stat().st_size
-    if size > MAX_SUBMISSION_BYTES:
-        raise SubmissionError(f"{path}: {size // 2**20} MiB is too large for a submission")
-    raw = path.read_bytes()
+        raise SubmissionError(f"{path}: cannot be read: it is a directory, not a notebook or .py file")
+    if not path.is_file():  # a FIFO or a device would block or never end
+        raise SubmissionError(f"{path}: cannot be read: not a regular file")
+    try:
+        size = path.stat().st_size
+        if size > MAX_SUBMISSION_BYTES:
+            raise SubmissionError(f"{path}: {size // 2**20} MiB is too large for a submission")
+        raw = path.read_bytes()
+    except OSError as exc:  # no permission, or gone since the listing
+        raise SubmissionError(f"{path}: cannot be read: {exc.strerror or exc}") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -68,6 +77,8 @@ def _notebook_cells(path: Path, text: str) -> tuple[Cell, ...]:
             f"{path}: not a valid notebook: broken JSON at line {exc.lineno} column {exc.colno} "
             f"({exc.msg})"
         )
+    except RecursionError:  # the JSON decoder recurses once per nested [ or {
+        raise SubmissionError(_TOO_DEEP.format(path=path)) from None
     if not isinstance(data, dict):
         raise SubmissionError(f"{path}: not a valid notebook: the JSON is not an object")
     major = data.get("nbformat")
@@ -76,24 +87,43 @@ def _notebook_cells(path: Path, text: str) -> tuple[Cell, ...]:
             f"{path}: notebook format v{major} is not supported; open it in Jupyter and save it "
             "again to convert it to v4"
         )
+    # A damaged cell source (a number, null, a list holding non-strings) costs only that cell:
+    # blank it before nbformat, which would fail on the whole notebook, and say why later.
+    damaged = _blank_damaged_sources(path, data)
     try:
-        nb = nbformat.reads(text, as_version=4)
+        nb = nbformat.reads(json.dumps(data) if damaged else text, as_version=4)
+        try:
+            nbformat.validate(nb)
+        except nbformat.ValidationError as exc:
+            # Colab and old Jupyter write slightly off-schema files; the code cells are what
+            # matter, so only a notebook without a usable cell list is rejected.
+            if not isinstance(nb.get("cells"), list):
+                raise SubmissionError(f"{path}: not a valid notebook: {_first_line(exc)}")
+    except SubmissionError:
+        raise
+    except RecursionError:  # nbformat's reader and jsonschema recurse on nesting too
+        raise SubmissionError(_TOO_DEEP.format(path=path)) from None
     except Exception as exc:  # nbformat raises several types for malformed content
         raise SubmissionError(f"{path}: not a valid notebook: {_first_line(exc)}")
-    try:
-        nbformat.validate(nb)
-    except nbformat.ValidationError as exc:
-        # Colab and old Jupyter write slightly off-schema files; the code cells are what
-        # matter, so only a notebook without a usable cell list is rejected.
-        if not isinstance(nb.get("cells"), list):
-            raise SubmissionError(f"{path}: not a valid notebook: {_first_line(exc)}")
     cells = []
     for index, cell in enumerate(nb.cells):
         if cell.get("cell_type") != "code":
             continue
+        if index in damaged:
+            cells.append(Cell(index, "", damaged[index]))
+            continue
         source = cell.get("source", "")
         if isinstance(source, list):
             source = "".join(source)
+        try:
+            source.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            # JSON can escape a lone surrogate ("\ud800"); no Python source can hold one.
+            line = source.count("\n", 0, exc.start) + 1
+            readable = source.encode("utf-8", "replace").decode("utf-8")
+            cells.append(Cell(index, readable, f"line {line}: the text is not valid Unicode "
+                                                f"(a lone surrogate, U+{ord(source[exc.start]):04X})"))
+            continue
         source = unwrap_python_cell_magic(source)
         # nbconvert's own IPython -> Python translation: `%cd x` becomes
         # get_ipython().run_line_magic(...), a module-level call the harvest drops.
@@ -103,6 +133,41 @@ def _notebook_cells(path: Path, text: str) -> tuple[Cell, ...]:
             pass  # leave it as written: the harvest reports the cell as unparsable
         cells.append(Cell(index, source))
     return tuple(cells)
+
+
+_TOO_DEEP = "{path}: the notebook cannot be read: its JSON is nested too deeply"
+
+
+def _blank_damaged_sources(path: Path, data: dict) -> dict[int, str]:
+    """Replace each cell source that is not text with "" (in `data`); return {cell index:
+    why}. A cell that is not even a JSON object makes the notebook unusable."""
+    cells = data.get("cells")
+    if not isinstance(cells, list):
+        return {}  # nbformat's validation says what is wrong
+    damaged = {}
+    for index, cell in enumerate(cells):
+        if not isinstance(cell, dict):
+            raise SubmissionError(f"{path}: not a valid notebook: cell {index + 1} is "
+                                  f"{_json_kind(cell)}, not an object")
+        source = cell.get("source", "")
+        if isinstance(source, str) or (isinstance(source, list)
+                                       and all(isinstance(s, str) for s in source)):
+            continue
+        what = _json_kind(source) if not isinstance(source, list) else "a list holding " + \
+            _json_kind(next(s for s in source if not isinstance(s, str)))
+        damaged[index] = f"its source is {what}, not text (the notebook file is damaged)"
+        cell["source"] = ""
+    return damaged
+
+
+def _json_kind(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {dict: "an object", list: "a list", str: "a string"}.get(type(value), type(value).__name__)
 
 
 # Cell magics whose body is ordinary Python that defines things in the notebook's namespace.

@@ -147,6 +147,9 @@ def _send(conn, message: dict) -> None:
 def worker_main(conn, setup: dict) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle
     signal.signal(signal.SIGTERM, _stop_worker)
+    # The server this worker was forked from started with a minimal environment (sandbox
+    # children are forked from it too); a worker is trusted and gets the scheduler's.
+    os.environ.update(setup.get("environ", {}))
     log = os.open(setup["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -239,7 +242,7 @@ def run_pool(tasks: list[Task], setup: dict, jobs: int, on_result, on_catalog=No
     catalog_sent = False
 
     def spawn(slot: int) -> _Worker:
-        config = dict(setup, log=str(log_dir / f"worker-{slot}.log"))
+        config = dict(setup, log=str(log_dir / f"worker-{slot}.log"), environ=dict(os.environ))
         problem = None
         for _ in range(40):
             # A server that has just died can still look alive for a moment (its exit is

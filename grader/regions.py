@@ -14,7 +14,7 @@ import ast
 import re
 from dataclasses import dataclass
 
-from .harvest import Statement, _bound_names, describe_syntax_error, dotted_name
+from .harvest import Statement, Unparsable, _bound_names, dotted_name, parse_cell
 from .load import Cell
 
 
@@ -43,10 +43,9 @@ def extract_region(cells: tuple[Cell, ...], spec: RegionSpec) -> list[Statement]
     preferred = [c for c in candidates if all(re.search(p, c.source) for p in spec.prefer_patterns)]
     cell = (preferred or candidates)[0]
     try:
-        tree = ast.parse(cell.source)
-    except SyntaxError as exc:
-        raise RegionNotFound(f"{spec.description} ({cell.label}) does not parse: "
-                             f"{describe_syntax_error(exc)}")
+        tree = parse_cell(cell)
+    except Unparsable as exc:
+        raise RegionNotFound(f"{spec.description} ({cell.label}) does not parse: {exc}")
     lines = cell.source.splitlines(keepends=True)
     kept = []
     for node in tree.body:

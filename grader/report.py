@@ -12,13 +12,18 @@ from .results import GradingResult
 def terminal(result: GradingResult, console=None, verbose: bool = True) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    # Paths, notes, messages and check names may hold student-controlled text: it goes in as
+    # Text, never inside a markup string, where "[/yellow]" in a file name raises MarkupError
+    # and ":smile:" becomes an emoji.
     console = console or Console(highlight=False)
-    console.print(f"[bold]{result.submission}[/bold]  ({result.assignment}, device {result.device})")
+    console.print(Text.assemble((result.submission, "bold"),
+                                f"  ({result.assignment}, device {result.device})"), soft_wrap=True)
     if result.error:
-        console.print(f"[red]Cannot grade:[/red] {result.error}", soft_wrap=True, markup=True)
+        console.print(Text.assemble(("Cannot grade:", "red"), " ", result.error), soft_wrap=True)
     for note in result.notes:
-        console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
+        console.print(Text.assemble(("note:", "yellow"), " ", note), soft_wrap=True)
     if result.checks:
         table = Table(show_lines=False, expand=False)
         table.add_column("#", justify="right")
@@ -27,19 +32,22 @@ def terminal(result: GradingResult, console=None, verbose: bool = True) -> None:
         table.add_column("Points", justify="right")
         table.add_column("Result")
         for c in result.checks:
-            status = "[green]pass[/green]" if c.passed else "[red]FAIL[/red]"
-            table.add_row(c.number, c.name, c.kind, f"{fmt(c.score)}/{fmt(c.max_score)}", status)
+            status = Text("pass", style="green") if c.passed else Text("FAIL", style="red")
+            table.add_row(Text(c.number), Text(c.name), Text(c.kind),
+                          f"{fmt(c.score)}/{fmt(c.max_score)}", status)
         console.print(table)
         failed = [c for c in result.checks if not c.passed]
         if failed and verbose:
-            console.print("[bold]Feedback[/bold]")
+            console.print(Text("Feedback", style="bold"))
             for c in failed:
-                console.print(f"[red]{c.number}. {c.name}[/red]", soft_wrap=True)
+                console.print(Text(f"{c.number}. {c.name}", style="red"), soft_wrap=True)
                 for line in c.output.splitlines():
-                    console.print(f"   {line}", soft_wrap=True, markup=False)
+                    console.print(Text(f"   {line}"), soft_wrap=True)
         parts = "  ".join(f"{part} {fmt(got)}/{fmt(out)}" for part, (got, out) in result.parts().items())
-        console.print(f"Parts: {parts}")
-    console.print(f"Score: {fmt(result.score)} / {fmt(result.max_score)}")
+        console.print(Text(f"Parts: {parts}"))
+    if result.isolation:  # no sandbox started: no student code ran
+        console.print(Text(result.isolation_line, style="dim"), soft_wrap=True)
+    console.print(Text(f"Score: {fmt(result.score)} / {fmt(result.max_score)}"))
 
 
 def to_gradescope_dict(result: GradingResult) -> dict:
@@ -47,6 +55,8 @@ def to_gradescope_dict(result: GradingResult) -> dict:
     output = "\n".join([f"Cannot grade: {result.error}"] if result.error else [])
     if result.notes:
         output += ("\n" if output else "") + "\n".join(f"note: {n}" for n in result.notes)
+    if result.isolation:
+        output += ("\n" if output else "") + result.isolation_line
     return {
         "score": result.score,
         "execution_time": round(result.execution_time, 3),

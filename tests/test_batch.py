@@ -325,3 +325,44 @@ def test_second_batch_on_the_same_folder_is_refused(tmp_path):
     with OutputLock(tmp_path):
         proc = run(TEMPLATE_NOTEBOOK, "--out", tmp_path, timeout=60)
     assert proc.returncode == 2 and "another batch" in proc.stderr
+
+
+def test_links_folders_and_formula_names_in_a_class_folder(tmp_path):
+    """A linked submission is recorded under the link's name, a folder named like a notebook
+    gets a row saying it cannot be read, and names a spreadsheet would run as formulas are
+    quoted in the CSV files."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "target_name.py").write_text("X = 1\n")
+    folder = tmp_path / "class"
+    folder.mkdir()
+    (folder / "linked.py").symlink_to(elsewhere / "target_name.py")
+    (folder / "not_a_file.ipynb").mkdir()
+    for name in ("=HYPERLINK(1)", "+1", "-1", "@SUM(1)"):
+        (folder / f"{name}.py").write_text("X = 1\n")
+    out = tmp_path / "out"
+    proc = run(folder, "--out", out, "--quiet", "--part", "D.2", "--no-train", timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    book = gradebook(out)
+    assert sorted(book) == ["'+1", "'-1", "'=HYPERLINK(1)", "'@SUM(1)", "linked", "not_a_file"]
+    assert results(out)["linked"]["grader"]["submission"].endswith("class/linked.py")
+    row = book["not_a_file"]
+    assert row["status"] == "error" and row["error"].endswith(
+        "not_a_file.ipynb: cannot be read: it is a directory, not a notebook or .py file")
+    assert (out / "=HYPERLINK(1).json").is_file()  # file names stay as they are
+
+
+def test_every_csv_quotes_text_that_a_spreadsheet_would_run():
+    from grader.batch import csv_text, gradebook_csv, summary_csv
+    from grader.results import GradingResult
+
+    assert [csv_text(t) for t in ("=1+1", "+1", "-1", "@A1", "\tx", "\rx", "a=1", "", 3)] == [
+        "'=1+1", "'+1", "'-1", "'@A1", "'\tx", "'\rx", "a=1", "", "3"]
+    rows = list(csv.reader(summary_csv([{"check": "=evil()", "part": "@p", "passed": 0, "total": 1,
+                                         "rate": 0.0}]).splitlines()))
+    assert rows[1][:2] == ["'=evil()", "'@p"]
+    bad = GradingResult(submission="x", assignment="a", error="-cmd|' /C calc'!A0")
+    rows = list(csv.reader(gradebook_csv([("=x", bad)], []).splitlines()))
+    assert rows[1][0] == "'=x" and rows[1][-1] == "'-cmd|' /C calc'!A0"
+

@@ -40,6 +40,13 @@ def prepare(folder: Path) -> dict[str, list]:
     (folder / "v3.ipynb").write_text(json.dumps(
         {"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "worksheets": []}))
     nbformat.write(new_notebook(), str(folder / "empty.ipynb"))
+    # Student-controlled text that rich would read as markup, in a path (".../x[/yellow]
+    # :smile:.ipynb": a folder "x[" holding "yellow] :smile:.ipynb") and in a note.
+    markup_dir = folder / "x["
+    markup_dir.mkdir()
+    (markup_dir / "yellow] :smile:.ipynb").write_text(
+        '{"nbformat": 4, "cells": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    damaged_cells(folder / "damaged.ipynb")
     runs = {
         "python_file": [folder / "a2-cnn.py"],
         "template": [folder / "template.ipynb"],
@@ -47,9 +54,32 @@ def prepare(folder: Path) -> dict[str, list]:
         "broken_json": [folder / "broken.ipynb"],
         "v3": [folder / "v3.ipynb"],
         "empty": [folder / "empty.ipynb"],
+        "markup_path": [markup_dir / "yellow] :smile:.ipynb"],
+        "damaged_cells": [folder / "damaged.ipynb", "--part", "D.2"],
     }
     return {name: [*args, "--json", folder / f"{name}.json"] for name, args in runs.items()} | {
         "bad_option": [folder / "a2-cnn.py", "--frobnicate"]}
+
+
+DAMAGED_NOTES = [
+    "its source is a number, not text (the notebook file is damaged)",
+    "its source is null, not text (the notebook file is damaged)",
+    "line 1: the text is not valid Unicode (a lone surrogate, U+D800)",
+    "too deeply nested or too complex for Python to parse",
+    "raised ValueError: [/yellow] :smile: [bold]",
+]
+
+
+def damaged_cells(path: Path) -> Path:
+    """The reference notebook plus cells that once crashed the grader: sources that are not
+    text, a lone surrogate, a 200,000-term sum, and an error message that looks like markup."""
+    data = json.loads(json.dumps(read_notebook()))
+    extra = [7, None, "s = 'SURROGATE'\n", "x = " + "+".join(["1"] * 200_000) + "\n",
+             "class Bad:\n    raise ValueError('[/yellow] :smile: [bold]')\n"]
+    data["cells"] += [{"cell_type": "code", "id": f"extra{i}", "metadata": {}, "outputs": [],
+                       "execution_count": None, "source": source} for i, source in enumerate(extra)]
+    path.write_text(json.dumps(data).replace("SURROGATE", "\\ud800"))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +147,26 @@ def test_bad_command_line_exit_2(runs):
     assert run.returncode == 2
     assert "unrecognized arguments: --frobnicate" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_markup_in_a_path_is_printed_as_text(runs):
+    # rich used to read "[/yellow]" in the file name as a closing tag: MarkupError, exit 1.
+    run = runs["markup_path"]
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+    assert run.last_line == "Score: 0 / 0"
+    reason = run.results()["output"].splitlines()[0]
+    assert reason.endswith("x[/yellow] :smile:.ipynb: the notebook cannot be read: its JSON is "
+                           "nested too deeply")
+    assert reason in run.stdout.splitlines(), run.stdout
+
+
+def test_damaged_cells_cost_only_themselves_with_one_note_each(runs):
+    run = runs["damaged_cells"]
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+    assert run.last_line == "Score: 4 / 4"
+    notes = [line for line in run.stdout.splitlines() if line.startswith("note: ")]
+    for expected in DAMAGED_NOTES:
+        assert sum(expected in line for line in notes) == 1, (expected, notes)
+    assert all(line in run.results()["output"].splitlines() for line in notes)

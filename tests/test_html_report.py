@@ -1,4 +1,6 @@
 """The HTML feedback page is self-contained and renders its pictures in a real browser."""
+import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +38,23 @@ def test_html_is_self_contained_and_escaped():
     assert "Score: 1 / 2" in page
 
 
+def require_chromium() -> None:
+    """Skip, saying why, when no Chromium is installed (the screenshot script's own lookup);
+    fail instead when GRADER_REQUIRE_CHROMIUM=1 (CI, where `make test` installs it)."""
+    spec = importlib.util.spec_from_file_location("screenshot_html",
+                                                  ROOT / "scripts" / "screenshot_html.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    if script.chromium() is None:
+        reason = ("Chromium is not installed: apt-get install chromium (`make test` does it "
+                  "when run as root)")
+        if os.environ.get("GRADER_REQUIRE_CHROMIUM") == "1":
+            pytest.fail(f"{reason}; GRADER_REQUIRE_CHROMIUM=1 requires it")
+        pytest.skip(reason)
+
+
 def test_page_renders_pictures_in_headless_chromium(tmp_path):
+    require_chromium()
     html, png = tmp_path / "feedback.html", tmp_path / "feedback.png"
     write_html(sample_result(), html)
     subprocess.run([sys.executable, str(ROOT / "scripts" / "screenshot_html.py"), str(html),

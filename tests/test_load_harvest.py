@@ -67,7 +67,7 @@ def test_other_unusable_files(tmp_path, content, reason):
 def test_missing_file_and_directory(tmp_path):
     with pytest.raises(SubmissionError, match="no such file"):
         load_submission(tmp_path / "nope.ipynb")
-    with pytest.raises(SubmissionError, match="is a directory"):
+    with pytest.raises(SubmissionError, match="cannot be read: it is a directory"):
         load_submission(tmp_path)
 
 
@@ -112,6 +112,74 @@ def test_a_timing_cell_magic_does_not_hide_the_cells_definitions(tmp_path):
                           "%%time\nclass UNet:\n    pass\n\ndef helper():\n    return 1\n")
     result = harvest(load_submission(path))
     assert {"UNet", "helper"} <= result.defined_names(), result.statements
+
+
+# Damaged and hostile files: a one-line reason, never a traceback (issue 9). A damaged cell
+# costs only that cell, like one that does not parse; a file that cannot be read at all is a
+# SubmissionError (exit status 2).
+def raw_notebook(path, *sources, escape=None):
+    """A v4 notebook whose code cell sources are written as given (any JSON value), with
+    `escape` = (placeholder, JSON text) replaced in the file, for what json.dumps never writes."""
+    cells = [{"cell_type": "code", "id": f"c{i}", "metadata": {}, "execution_count": None,
+              "outputs": [], "source": s} for i, s in enumerate(sources)]
+    text = json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells})
+    path.write_text(text.replace(*escape) if escape else text)
+    return path
+
+
+@pytest.mark.parametrize("source, what", [
+    (7, "a number"), (None, "null"), ({"a": 1}, "an object"),
+    (["x = 1\n", 3], "a list holding a number"),
+])
+def test_a_cell_whose_source_is_not_text_is_skipped_with_a_note(tmp_path, source, what):
+    path = raw_notebook(tmp_path / "a.ipynb", "def f():\n    return 1\n", source, "Y = 2\n")
+    result = harvest(load_submission(path))
+    assert result.defined_names() == {"f", "Y"}
+    assert result.diagnostics() == [
+        f"cell 2 skipped: its source is {what}, not text (the notebook file is damaged)"]
+
+
+def test_a_cell_that_is_not_an_object_makes_the_notebook_unusable(tmp_path):
+    path = tmp_path / "a.ipynb"
+    path.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [1]}))
+    with pytest.raises(SubmissionError, match=r"not a valid notebook: cell 1 is a number, not an object$"):
+        load_submission(path)
+
+
+def test_a_lone_surrogate_skips_its_cell_with_a_note(tmp_path):
+    path = raw_notebook(tmp_path / "a.ipynb", "def f():\n    return 1\n",
+                        "X = 1\ns = 'SURROGATE'\n", escape=("SURROGATE", "\\ud800"))
+    assert "\\ud800" in path.read_text()
+    sub = load_submission(path)
+    result = harvest(sub)
+    assert result.defined_names() == {"f"}
+    assert result.diagnostics() == [
+        "cell 2 skipped: line 2: the text is not valid Unicode (a lone surrogate, U+D800)"]
+    assert result.why_missing("X").startswith("`X` is in cell 2, which does not parse")
+    sub.cells[1].source.encode("utf-8")  # what is kept of it is valid text
+
+
+@pytest.mark.parametrize("depth", [100_000, 600])  # the JSON decoder's limit; nbformat's
+def test_deeply_nested_json_cannot_be_read(tmp_path, depth):
+    path = tmp_path / "deep.ipynb"
+    path.write_text('{"nbformat": 4, "nbformat_minor": 5, "cells": [], "metadata": {"x": '
+                    + "[" * depth + "]" * depth + "}}")
+    with pytest.raises(SubmissionError) as info:
+        load_submission(path)
+    assert str(info.value) == f"{path}: the notebook cannot be read: its JSON is nested too deeply"
+
+
+def test_a_fifo_or_unreadable_file_is_not_read(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo.ipynb"
+    os.mkfifo(fifo)  # reading it would block for ever
+    with pytest.raises(SubmissionError, match="cannot be read: not a regular file"):
+        load_submission(fifo)
+    link = tmp_path / "dangling.ipynb"
+    link.symlink_to(tmp_path / "gone.ipynb")
+    with pytest.raises(SubmissionError, match="no such file"):
+        load_submission(link)
 
 
 # --------------------------------------------------------------------------------------
@@ -206,6 +274,22 @@ def test_why_missing_names_the_last_broken_cell_that_defines_it():
     assert "X" not in result.defined_names()  # the whole broken cell is skipped
 
 
+@pytest.mark.parametrize("terms", [200_000, 5_000, 1_000])  # parser limit; compiler limit
+def test_an_expression_too_complex_for_python_skips_its_cell(terms):
+    huge = "X = " + "+".join(["1"] * terms) + "\n"
+    result = harvest(loaded("def f():\n    return 1\n", huge))
+    assert result.defined_names() == {"f"}
+    assert result.diagnostics() == [
+        "cell 2 skipped: too deeply nested or too complex for Python to parse"]
+
+
+def test_a_null_byte_skips_its_cell_with_a_reason_without_line_none():
+    result = harvest(loaded("Y = 2", "X = 1\x00\n"))
+    assert result.defined_names() == {"Y"}
+    [note] = result.diagnostics()
+    assert note.startswith("cell 2 skipped: ") and "null bytes" in note and "None" not in note
+
+
 # --------------------------------------------------------------------------------------
 # regions
 # --------------------------------------------------------------------------------------
@@ -276,3 +360,10 @@ def test_drop_calls_match_dotted_suffixes_and_skip_definitions():
                    "torch.cuda.empty_cache()\nmodel.load_state_dict(sd)\nrun(x)\nrunner(x)\n")
     assert [(st.lineno, st.source.strip()) for st in extract_region((cell,), spec)] == [
         (1, "import torch"), (4, "x = helper()"), (8, "runner(x)")]
+
+
+def test_a_driver_cell_too_complex_to_parse_is_reported():
+    spec = RegionSpec("r", (r"run\(",), description="the driver cell")
+    cell = Cell(4, "run(" + "+".join(["1"] * 200_000) + ")\n")
+    with pytest.raises(RegionNotFound, match=r"the driver cell \(cell 5\) does not parse: too deeply"):
+        extract_region((cell,), spec)
