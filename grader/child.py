@@ -174,7 +174,7 @@ class AttrDict(dict):
 class Child:
     def __init__(self, conn, statements: list[dict]):
         self.conn = conn
-        self.fd = conn.fileno()
+        self.fd = conn.fileno() if conn is not None else None  # None: grader.selfcheck
         self.ns: dict = {"__name__": "__student__", "__builtins__": __builtins__}
         self.versions: dict[str, list] = {}  # every definition of each top-level function
         self.objects: dict[str, object] = {}

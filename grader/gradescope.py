@@ -88,11 +88,14 @@ SUBMISSION="$(found {notebook} | head -n 1)"
 if [ -z "$SUBMISSION" ]; then
   NOTEBOOKS="$(found '*.ipynb')"
   [ -n "$NOTEBOOKS" ] || NOTEBOOKS="$(found '*.py')"
-  if [ "$(printf '%s' "$NOTEBOOKS" | grep -c .)" = 1 ]; then
+  if [ -z "$NOTEBOOKS" ]; then
+    fallback "No notebook (.ipynb) or Python file (.py) was found in the submission; expected {notebook}."
+    exit 0
+  elif [ "$(printf '%s' "$NOTEBOOKS" | grep -c .)" = 1 ]; then
     SUBMISSION="$NOTEBOOKS"
   else
     LISTED="$(found '*' | sed "s|^$ROOT/submission/||" | head -n 20 | tr '\n' ' ' | tr -d '"\\')"
-    fallback "Expected {notebook} (or a single notebook) in the submission; found: ${{LISTED:-nothing}}"
+    fallback "Several notebooks and no {notebook} in the submission: ${{LISTED}}; submit {notebook}."
     exit 0
   fi
 fi
