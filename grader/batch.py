@@ -130,6 +130,7 @@ def options_key(args) -> dict:
     pytest also reads PYTEST_ADDOPTS, which can deselect checks)."""
     return {"part": sorted(args.part or []), "no_train": bool(getattr(args, "no_train", False)),
             "timeout": args.timeout, "device": args.device,
+            "public_only": bool(getattr(args, "public_only", False)),
             "pytest_addopts": os.environ.get("PYTEST_ADDOPTS", "")}
 
 
@@ -169,7 +170,8 @@ def results_dict(result: GradingResult, stamp: dict | None) -> dict:
     data = to_gradescope_dict(result)
     data["grader"] = {"submission": result.submission, "assignment": result.assignment,
                       "error": result.error, "notes": result.notes, "device": result.device,
-                      "isolation": result.isolation, "stamp": stamp}
+                      "isolation": result.isolation, "challenge_seed": result.challenge_seed,
+                      "stamp": stamp}
     return data
 
 

@@ -321,6 +321,24 @@ class Child:
             self.objects[handle] = scope[name]
         return {}
 
+    def op_set_parameters(self, handle, values):
+        """Give named parameters values the parent chose (e.g. a layer's starting weights for
+        a run the parent reproduces)."""
+        params = dict(self.objects[handle].named_parameters())
+        with torch.no_grad():
+            for name, value in values.items():
+                if name not in params:
+                    raise KeyError(f"the model has no parameter {name!r}")
+                if tuple(params[name].shape) != tuple(value.shape):
+                    raise ValueError(f"{name} has shape {list(params[name].shape)}, the grader's "
+                                     f"values {list(value.shape)}")
+                params[name].copy_(value)
+        return {}
+
+    def op_get_parameters(self, handle, names):
+        params = dict(self.objects[handle].named_parameters())
+        return {name: params[name].detach().to("cpu") for name in names if name in params}
+
     def op_describe(self, handle, path):
         module = self.objects[handle].get_submodule(path)
         return {"type": type(module).__name__, "config": layers.layer_config(module)}

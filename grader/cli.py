@@ -39,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--public-only", action="store_true",
                    help="run only the public checks, as a student's installation does "
                         "(automatic when no reference solution is installed)")
+    p.add_argument("--hidden-details", metavar="VISIBILITY",
+                   choices=["visible", "after_due_date", "after_published", "hidden"],
+                   help="--json for students (Gradescope): show hidden checks' name, points and "
+                        "pass/fail only, their messages in a separate entry of this visibility")
+    p.add_argument("--seed", type=int, metavar="N",
+                   help="instructor side: replay a grading's secret challenges (the seed it "
+                        "printed) instead of drawing new ones")
     p.add_argument("--allow-unsafe-sandbox", action="store_true",
                    help="grade with the reference installed even where the sandbox cannot "
                         "isolate the file system (every result carries the warning)")
@@ -93,7 +100,7 @@ def main(argv=None) -> int:
                                error=f"internal error in the grader: {type(exc).__name__}: {exc}")
     finally:
         if args.json and result is not None:
-            write_json(result, args.json)
+            write_json(result, args.json, args.hidden_details)
         if args.html and result is not None:
             from .report import write_html
             write_html(result, args.html)
@@ -108,7 +115,8 @@ def make_options(args):
     from .engine import Options
     options = Options(device=resolve_device(args.device),
                       public_only=getattr(args, "public_only", False),
-                      allow_unsafe_sandbox=getattr(args, "allow_unsafe_sandbox", False))
+                      allow_unsafe_sandbox=getattr(args, "allow_unsafe_sandbox", False),
+                      seed=getattr(args, "seed", None))
     wanted = set(args.part or [])
     skip_training = args.no_train
     if wanted or skip_training:

@@ -7,6 +7,7 @@ raises SubmissionError; everything else a student gets wrong ends up as failed c
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,10 @@ class Options:
     # Grade with the reference installed even where the sandbox could not isolate the file
     # system (each result then carries the warning).
     allow_unsafe_sandbox: bool = False
+    # The secret seed of the instructor side's challenges (grader.public.Expectations) and of
+    # the hidden checks' hypothesis inputs. None: drawn from os.urandom for each grading;
+    # `--seed` replays a run.
+    seed: int | None = None
 
 
 @dataclass
@@ -146,9 +151,13 @@ def run_checks(submission, assignment: Assignment, options: Options, result: Gra
 
     reference = None if options.public_only else assignment.load_reference()
     public_only = reference is None
-    expectations = public.Expectations(assignment, reference)
+    seed = None
+    if not public_only:
+        seed = options.seed if options.seed is not None else int.from_bytes(os.urandom(6), "big")
+        result.challenge_seed = seed
+    expectations = public.Expectations(assignment, reference, challenge_seed=seed)
     plugin = GradingPlugin(submission, reference, assignment, options.device, options.select,
-                           expected=expectations.cases)
+                           expected=expectations.cases, secret=seed)
     with _quiet_stdout():
         pytest.main(pytest_args(assignment, options,
                                 public.check_targets(assignment, public_only)), plugins=[plugin])

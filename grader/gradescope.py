@@ -105,7 +105,7 @@ rm -f "$RESULTS"
 WORK="$(mktemp -d)"
 cd "$WORK"
 # shellcheck disable=SC2086
-"$PYTHON" -m grader.cli "$SUBMISSION" --assignment "$ASSIGNMENT" --json "$RESULTS" "${{GRADE_ARGS[@]}}" ${{GRADER_EXTRA_ARGS:-}}
+"$PYTHON" -m grader.cli "$SUBMISSION" --assignment "$ASSIGNMENT" --json "$RESULTS" --hidden-details {hidden_details} "${{GRADE_ARGS[@]}}" ${{GRADER_EXTRA_ARGS:-}}
 STATUS=$?
 cd / && rm -rf "$WORK"
 # 0: all checks passed, 1: some failed, 2: the submission could not be used (results.json
@@ -126,7 +126,9 @@ Gradescope programming assignment's autograder (Ubuntu base image).
   torchvision=={torchvision} (CPU builds, from {index}) and the grader: `{wheel}`.
 * `run_autograder`: grades the first `.ipynb` in the submission (else the first `.py`) with
   `grade SUBMISSION --assignment {assignment} --json /autograder/results/results.json {grade_args}`.
-  Scores, feedback and each test's visibility come from the assignment's checks.
+  Scores, feedback and each test's visibility come from the assignment's checks; a hidden
+  check shows its name, points and pass/fail, and its message (inputs, counterexamples) in a
+  separate 0-point "(details)" entry visible {hidden_details}.
 
 Resources: give the autograder at least 2 CPUs and 4 GB of memory. Grading the reference
 notebook with training peaks at about 3.2 GiB summed over the grader's process tree (the
@@ -195,7 +197,8 @@ def _add(archive: zipfile.ZipFile, name: str, data: bytes, executable: bool = Fa
 
 
 def build_zip(assignment: str, out: Path, grade_args: list[str], torch: str = TORCH,
-              torchvision: str = TORCHVISION, index: str = TORCH_INDEX) -> Path:
+              torchvision: str = TORCHVISION, index: str = TORCH_INDEX,
+              hidden_details: str = "after_due_date") -> Path:
     from . import __version__
     root = source_root()
     with tempfile.TemporaryDirectory(prefix="grader-zip-") as tmp:
@@ -204,6 +207,7 @@ def build_zip(assignment: str, out: Path, grade_args: list[str], torch: str = TO
         from .assignment import load_assignment
         notebook = load_assignment(assignment).data.get("notebook", "submission.ipynb")
         values = dict(assignment=shlex.quote(assignment), grade_args=quoted, wheel=wheel.name,
+                      hidden_details=shlex.quote(hidden_details),
                       notebook=shlex.quote(notebook),
                       torch=torch, torchvision=torchvision, index=index, version=__version__)
         buffer = io.BytesIO()
@@ -228,6 +232,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--grade-arg", action="append", default=[], metavar="ARG",
                    help="an argument run_autograder passes to `grade` (repeatable), e.g. "
                         "--grade-arg=--no-train or --grade-arg=--timeout=30")
+    p.add_argument("--hidden-details", default="after_due_date",
+                   choices=["visible", "after_due_date", "after_published", "hidden"],
+                   help="when students see the messages and inputs of hidden checks (default "
+                        "after_due_date); before then only their names, points and pass/fail")
     p.add_argument("--torch", default=TORCH, help=f"torch version setup.sh installs (default {TORCH})")
     p.add_argument("--torchvision", default=TORCHVISION,
                    help=f"torchvision version setup.sh installs (default {TORCHVISION})")
@@ -245,7 +253,7 @@ def main(argv: list[str]) -> int:
         print(f"grade gradescope-zip: {exc}", file=sys.stderr)
         return 2
     out = build_zip(assignment.name, Path(args.out), args.grade_arg, args.torch, args.torchvision,
-                    args.index_url)
+                    args.index_url, args.hidden_details)
     print(f"Wrote {out} (assignment {assignment.name}): setup.sh, run_autograder, "
           f"the grader's wheel, README.md")
     return 0

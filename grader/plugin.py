@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
@@ -48,8 +49,9 @@ class Feedback:
 
 class GradingPlugin:
     def __init__(self, submission, reference, assignment, device: str, select=None,
-                 expected=None):
+                 expected=None, secret: int | None = None):
         self._submission = submission
+        self._secret = secret
         self._expected = expected  # the stored expectations, or a callable that loads them
         self._reference = reference
         self._assignment = assignment
@@ -78,6 +80,12 @@ class GradingPlugin:
         if callable(self._expected):
             self._expected = self._expected()
         return self._expected
+
+    @pytest.fixture(scope="session")
+    def secret(self):
+        """This grading's secret seed (instructor side; None on a student's): for inputs the
+        child cannot know in advance, e.g. held-out data a trained model is judged on."""
+        return self._secret
 
     @pytest.fixture(scope="session")
     def assignment(self):
@@ -130,10 +138,17 @@ class GradingPlugin:
                 kind=str(marks.get("kind", "")), max_score=points,
                 score=points if passed else 0.0, passed=passed, output=message,
                 visibility=str(marks.get("visibility", "visible")),
+                hidden=not _is_public_check(item),
                 number=str(len(self.results) + 1),
                 seconds=time.perf_counter() - self._started.get(item.nodeid, time.perf_counter()),
                 images=list(item.stash.get(IMAGES, [])),
             ))
+
+
+def _is_public_check(item) -> bool:
+    """Public checks live in the assignment's public/ folder (grader.public)."""
+    from .public import PUBLIC_DIR
+    return Path(str(item.path)).parent.name == PUBLIC_DIR
 
 
 def grade_marks(item) -> dict:

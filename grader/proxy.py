@@ -70,6 +70,14 @@ class Remote:
                                     batch_size=batch_size, lr=lr, seed=seed, device=device,
                                     output_key=output_key)
 
+    def set_parameters(self, values: dict) -> None:
+        """Set named parameters to values the parent chose."""
+        self._ask("set_parameters", values=values)
+
+    def get_parameters(self, names: list[str]) -> dict:
+        """The named parameters' values, as the child reports them (a claim)."""
+        return self._ask("get_parameters", names=list(names))
+
     def describe(self, path: str) -> dict:
         return self._ask("describe", path=path)
 

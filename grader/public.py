@@ -69,9 +69,11 @@ def fingerprint(assignment) -> str | None:
 
 
 # -- computing -------------------------------------------------------------------------------
-def compute(assignment, reference, with_checks: bool = True) -> dict:
+def compute(assignment, reference, with_checks: bool = True, challenge_seed: int | None = None) -> dict:
     """Run the assignment's `build(reference, assignment)` deterministically (seeded, one
-    thread) and wrap its result; with_checks adds the lists of public and hidden checks."""
+    thread) and wrap its result; with_checks adds the lists of public and hidden checks.
+    With `challenge_seed`, `build(reference, assignment, seed=...)` makes the secret cases
+    instead (see Expectations)."""
     import torch
 
     path = cases_file(assignment)
@@ -86,7 +88,10 @@ def compute(assignment, reference, with_checks: bool = True) -> dict:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     try:
-        cases = module.build(reference, assignment)
+        if challenge_seed is None:
+            cases = module.build(reference, assignment)
+        else:
+            cases = module.build(reference, assignment, seed=challenge_seed)
     finally:
         torch.set_num_threads(threads)
         torch.set_rng_state(state)
@@ -285,13 +290,23 @@ def is_current(assignment) -> bool:
 class Expectations:
     """The stored expectations, loaded when a check first asks. With the reference installed
     and the stored files out of date (the reference or the cases changed since the last
-    `grade build-public`), they are computed afresh from the reference, with a note."""
+    `grade build-public`), they are computed afresh from the reference, with a note.
 
-    def __init__(self, assignment, reference=None):
+    Secret challenges (trust model, rule 2): the stored cases are public, so a submission
+    could answer them from a lookup table. On the instructor side, `challenge_seed` (drawn by
+    the grading from os.urandom) makes the assignment's `build(..., seed=...)` draw fresh
+    inputs and weights of the same kinds, computed here from the reference; every list of
+    cases gets them appended, so a public check passes only if it passes on both. A student's
+    side has no reference and no seed: the stored cases alone, with the same verdict for
+    honest code."""
+
+    def __init__(self, assignment, reference=None, challenge_seed: int | None = None):
         self.assignment = assignment
         self.reference = reference
+        self.challenge_seed = challenge_seed
         self.notes: list[str] = []
         self._data: dict | None = None
+        self._cases: dict | None = None
 
     def data(self) -> dict:
         if self._data is None:
@@ -310,7 +325,14 @@ class Expectations:
         return self._data
 
     def cases(self) -> dict:
-        return self.data()["cases"]
+        if self._cases is None:
+            cases = self.data()["cases"]
+            if self.reference is not None and self.challenge_seed is not None:
+                fresh = compute(self.assignment, self.reference, with_checks=False,
+                                challenge_seed=self.challenge_seed)
+                cases = with_challenges(cases, roundtrip(fresh)["cases"])
+            self._cases = cases
+        return self._cases
 
     def stored_checks(self) -> dict:
         """{"public": [...], "hidden": [...]} from the stored files (empty when unreadable)."""
@@ -319,6 +341,19 @@ class Expectations:
             return tree.get("checks") or {}
         except (OSError, ValueError):
             return {}
+
+
+def with_challenges(stored, fresh):
+    """`stored` with every list that `fresh` also has extended by fresh's items (stored ones
+    first, so a failure on them reads as on a student's side), and fresh's keys that stored
+    lacks added (kinds of cases only the instructor's side has)."""
+    if isinstance(stored, dict) and isinstance(fresh, dict):
+        merged = {k: with_challenges(v, fresh[k]) if k in fresh else v for k, v in stored.items()}
+        merged.update({k: v for k, v in fresh.items() if k not in stored})
+        return merged
+    if isinstance(stored, list) and isinstance(fresh, list):
+        return stored + fresh
+    return stored
 
 
 def public_only(assignment, options) -> bool:

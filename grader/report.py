@@ -47,30 +47,47 @@ def terminal(result: GradingResult, console=None, verbose: bool = True) -> None:
         console.print(Text(f"Parts: {parts}"))
     if result.isolation:  # no sandbox started: no student code ran
         console.print(Text(result.isolation_line, style="dim"), soft_wrap=True)
+    if result.challenge_seed is not None:  # the terminal is the instructor's; results.json is not
+        console.print(Text(f"challenge seed: {result.challenge_seed} (replay with --seed "
+                           f"{result.challenge_seed})", style="dim"), soft_wrap=True)
     console.print(Text(f"Score: {fmt(result.score)} / {fmt(result.max_score)}"))
 
 
-def to_gradescope_dict(result: GradingResult) -> dict:
-    """Gradescope's results.json schema."""
+# Gradescope's visibilities: when a student sees a test.
+VISIBILITIES = ("visible", "after_due_date", "after_published", "hidden")
+WITHHELD = "Details of this hidden check are shown after the due date."
+
+
+def to_gradescope_dict(result: GradingResult, hidden_details: str | None = None) -> dict:
+    """Gradescope's results.json schema. `hidden_details` (a visibility) is for a results
+    file students see (Gradescope): a Gradescope test shows all its output or none, so each
+    hidden check becomes two entries, its name, points and pass/fail visible with no message,
+    and a 0-point "(details)" entry with the message, shown from `hidden_details` on. Its
+    inputs and counterexamples never show before then. None (the instructor's --json): one
+    entry per check with everything."""
     output = "\n".join([f"Cannot grade: {result.error}"] if result.error else [])
     if result.notes:
         output += ("\n" if output else "") + "\n".join(f"note: {n}" for n in result.notes)
     if result.isolation:
         output += ("\n" if output else "") + result.isolation_line
-    return {
-        "score": result.score,
-        "execution_time": round(result.execution_time, 3),
-        "output": output,
-        "tests": [{
-            "name": c.name, "score": c.score, "max_score": c.max_score, "status": c.status,
-            "output": c.output, "visibility": c.visibility, "number": c.number,
-            "tags": [c.part, c.kind],
-        } for c in result.checks],
-    }
+    tests = []
+    for c in result.checks:
+        entry = {"name": c.name, "score": c.score, "max_score": c.max_score, "status": c.status,
+                 "output": c.output, "visibility": c.visibility, "number": c.number,
+                 "tags": [c.part, c.kind]}
+        if hidden_details is not None and c.hidden:
+            details = dict(entry, name=f"{c.name} (details)", score=0, max_score=0,
+                           visibility=hidden_details, number=f"{c.number}.1")
+            entry["output"] = WITHHELD if c.output else ""
+            tests += [entry, details] if c.output else [entry]
+        else:
+            tests.append(entry)
+    return {"score": result.score, "execution_time": round(result.execution_time, 3),
+            "output": output, "tests": tests}
 
 
-def write_json(result: GradingResult, path: str | Path) -> None:
-    atomic_write(path, json.dumps(to_gradescope_dict(result), indent=2) + "\n")
+def write_json(result: GradingResult, path: str | Path, hidden_details: str | None = None) -> None:
+    atomic_write(path, json.dumps(to_gradescope_dict(result, hidden_details), indent=2) + "\n")
 
 
 def atomic_write(path: str | Path, text: str) -> None:

@@ -14,6 +14,7 @@ class CheckResult:
     passed: bool
     output: str = ""
     visibility: str = "visible"
+    hidden: bool = False  # a hidden check (not public: its inputs are never published)
     number: str = ""
     seconds: float = 0.0
     images: list = field(default_factory=list)  # (title, PNG bytes): for the HTML page only
@@ -34,6 +35,9 @@ class GradingResult:
     device: str = "cpu"
     # The protections the sandbox put in place (grader.confine), for the instructor.
     isolation: list[str] = field(default_factory=list)
+    # The secret seed of this grading's challenges (instructor side only; never shown to the
+    # student: not in results.json's output).
+    challenge_seed: int | None = None
 
     @property
     def isolation_line(self) -> str:

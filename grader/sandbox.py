@@ -325,6 +325,7 @@ REQUEST_TEXT = {
     "call": "calling the function", "run_region": "running the driver cell",
     "build_trusted": "building the library model", "describe": "inspecting the model",
     "set_submodule": "preparing the model", "train": "training",
+    "set_parameters": "setting the model's parameters", "get_parameters": "reading the parameters",
     "call_until_optimizer": "running train() until it builds its optimizer",
 }
 

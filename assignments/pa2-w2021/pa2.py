@@ -2,6 +2,8 @@
 domains the handout allows, and the reference networks to compare against.
 
 Check modules import it with `grader.assignment.import_sibling(__file__, "pa2")`."""
+import functools
+import importlib
 import itertools
 
 import pytest
@@ -51,3 +53,111 @@ def seeded_input(shape, seed=0):
 
 def call_text(name, hp):
     return f"{name}(kernel={hp[0]}, num_filters={hp[1]}, num_colours={hp[2]}, num_in_channels={hp[3]})"
+
+
+# -- D.1 fine-tuning, verified by the grader -------------------------------------------------
+# One fixed batch: with the backbone frozen, fitting the head is a smooth problem on fixed
+# features, so a correct set-up's loss falls steadily within a few steps.
+FINETUNE = {"cpu": {"n": 4, "size": 64, "steps": 8, "batch_size": 4, "lr": 0.01},
+            "cuda": {"n": 16, "size": 128, "steps": 20, "batch_size": 16, "lr": 0.01}}
+
+
+def _data():
+    from grader.assignment import import_sibling
+    return import_sibling(__file__, "data")
+
+
+def head_names(spec):
+    return [f"{spec['head']}.weight", f"{spec['head']}.bias"]
+
+
+def starting_head(spec, secret):
+    """The new layer's starting weights, chosen by the grader from the secret seed."""
+    g = torch.Generator().manual_seed((secret or 0) % 2**63)
+    weight, bias = head_names(spec)
+    return {weight: torch.randn(spec["num_classes"], spec["head_in_channels"], 1, 1, generator=g) * 0.05,
+            bias: torch.randn(spec["num_classes"], generator=g) * 0.05}
+
+
+def finetune_run(submission, spec, device, secret) -> dict:
+    """Fine-tuning steps of the model the student's driver cell leaves, in the child, from
+    the grader's starting head: the child's report and the head's final values (claims).
+    Run once per submission and seed; the D.1 checks that need it share it."""
+    runs = submission.__dict__.setdefault("_pa2_finetune_runs", {})
+    key = (device, secret)
+    if key not in runs:
+        try:
+            runs[key] = _finetune_run(submission, spec, device, secret)
+        except Exception as exc:  # every check that asks gets the same failure
+            runs[key] = exc
+    run = runs[key]
+    if isinstance(run, Exception):
+        raise type(run)(str(run))
+    return run
+
+
+def _finetune_run(submission, spec, device, secret) -> dict:
+    from grader.errors import StudentCodeError
+    b = FINETUNE[device]
+    images, masks, raw = _data().segmentation_set(b["n"], b["size"])
+    model = submission.build_trusted(spec["model_factory"], weights=None, weights_backbone=None,
+                                     aux_loss=True)
+    model = submission.run_region("driver", bindings={"model": model}, keep=["model"])["model"]
+    try:
+        model.set_parameters(starting_head(spec, secret))
+    except StudentCodeError as exc:
+        raise AssertionError(
+            f"the grader could not give the new layer its starting weights ({exc}): "
+            f"classifier[4] should be nn.Conv2d({spec['head_in_channels']}, "
+            f"{spec['num_classes']}, kernel_size=1)")
+    report = model.train(images, masks, loss="cross_entropy", steps=b["steps"],
+                         batch_size=b["batch_size"], lr=b["lr"], device=device,
+                         output_key="out", timeout=180)
+    return {"report": report, "final": model.get_parameters(head_names(spec)),
+            "raw": raw, "masks": masks}
+
+
+@functools.lru_cache(maxsize=4)
+def reproduce_finetune(reference, factory, device, secret, spec_items):
+    """The grader's own fine-tuning run: the same library model, the reference's head and
+    freezing, the same starting head, data, seed and loop, on one thread as in the child.
+    Returns the head's final values. Independent of the submission: cached per seed."""
+    from grader.training import run_training
+    spec = dict(spec_items)
+    b = FINETUNE[device]
+    images, masks, _ = _data().segmentation_set(b["n"], b["size"])
+    module_name, attr = factory.split(":")
+    torch.manual_seed(0)  # as the child's build_trusted
+    model = getattr(importlib.import_module(module_name), attr)(
+        weights=None, weights_backbone=None, aux_loss=True)
+    model = reference.replace_head_and_freeze(model)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in starting_head(spec, secret).items():
+            params[name].copy_(value)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_training(model, images, masks, torch.nn.CrossEntropyLoss(), b["steps"],
+                     b["batch_size"], b["lr"], seed=0, device=device, output_key="out")
+    finally:
+        torch.set_num_threads(threads)
+    return {name: params[name].detach().cpu().clone() for name in head_names(spec)}
+
+
+def finetune_mismatch(reference, spec, device, secret, run) -> str | None:
+    """None when the new layer ended where the grader's own run (only classifier.4
+    trainable) leaves it; else why not. If anything else trained, the features feeding the
+    layer moved, and so did its weights: requires_grad flags and "changed" lists the child
+    reports cannot hide that."""
+    items = tuple(sorted((k, v) for k, v in spec.items() if isinstance(v, (str, int, float))))
+    want = reproduce_finetune(reference, spec["model_factory"], device, secret, items)
+    steps = FINETUNE[device]["steps"]
+    for name, value in want.items():
+        mine = run["final"].get(name)
+        if not (isinstance(mine, torch.Tensor) and mine.shape == value.shape
+                and torch.allclose(mine.float(), value, rtol=1e-3, atol=1e-4)):
+            return (f"after {steps} fine-tuning steps from the grader's starting weights, {name} "
+                    "is not where the grader's own run with only classifier.4 trainable leaves "
+                    "it: some other parameter trained too, or the new layer did not.")
+    return None

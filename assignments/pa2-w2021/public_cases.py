@@ -28,7 +28,10 @@ PROBE_GT = [[[1, 1], [0, 1]], [[0, 0], [1, 0]]]
 IOU_CASES = 48
 
 
-def build(reference, assignment) -> dict:
+def build(reference, assignment, seed=None) -> dict:
+    """The stored cases (seed None), or fresh ones drawn from a grading's secret seed."""
+    if seed is not None:
+        return challenge(reference, assignment, seed)
     return {
         "colour": {name: colour_model(reference, name) for name in pa2.COLOUR_MODELS},
         "finetune": finetune(reference, assignment),
@@ -48,28 +51,70 @@ def colour_model(reference, name) -> dict:
             "layers": [_public_record(r) for r in records], "output_shape": list(out.shape),
             "parameters": sum(p.numel() for p in model.parameters()),
         })
-    equivalence = []
-    for k, hp in enumerate(pa2.FIXED_SETTINGS):
-        x = pa2.seeded_input((3, hp[3], 32, 32), seed=1)
-        torch.manual_seed(100 + k)
-        source = getattr(reference, name)(*hp)
-        _perturb_batchnorm(source, seed=200 + k)
-        states = [layer_state(m) for m in ordered_layers(source.eval(), (x,))]
-        variants = []
-        for label, model in pa2.reference_variants(reference, name, hp):
-            problems, _ = load_layer_states(model, x, states)
-            if problems:
-                raise RuntimeError(f"{name} variant {label!r}: {problems}")
-            entry = {"label": label}
-            for mode in ("eval", "train"):  # eval first: train mode moves the running statistics
-                model.train(mode == "train")
-                with torch.no_grad():
-                    out, records = trace(model, (x,), keep_values=True)
-                entry[mode] = {"output": out, "layers": sketch_trace(records)}
-            variants.append(entry)
-        equivalence.append({"hp": list(hp), "call": pa2.call_text(name, hp), "input": x,
-                            "states": states, "variants": variants})
+    equivalence = [equivalence_case(reference, name, hp, input_seed=1, weight_seed=100 + k,
+                                    batchnorm_seed=200 + k)
+                   for k, hp in enumerate(pa2.FIXED_SETTINGS)]
     return {"part": pa2.COLOUR_MODELS[name][0], "settings": settings, "equivalence": equivalence}
+
+
+def equivalence_case(reference, name, hp, input_seed, weight_seed, batchnorm_seed) -> dict:
+    """An input, the reference's layer states in forward order (its weights from
+    `weight_seed`, its batch-norm statistics perturbed), and the output of every accepted
+    reference variant with those states, in eval and train mode."""
+    x = pa2.seeded_input((3, hp[3], 32, 32), seed=input_seed)
+    torch.manual_seed(weight_seed)
+    source = getattr(reference, name)(*hp)
+    _perturb_batchnorm(source, seed=batchnorm_seed)
+    states = [layer_state(m) for m in ordered_layers(source.eval(), (x,))]
+    variants = []
+    for label, model in pa2.reference_variants(reference, name, hp):
+        problems, _ = load_layer_states(model, x, states)
+        if problems:
+            raise RuntimeError(f"{name} variant {label!r}: {problems}")
+        entry = {"label": label}
+        for mode in ("eval", "train"):  # eval first: train mode moves the running statistics
+            model.train(mode == "train")
+            with torch.no_grad():
+                out, records = trace(model, (x,), keep_values=True)
+            entry[mode] = {"output": out, "layers": sketch_trace(records)}
+        variants.append(entry)
+    return {"hp": list(hp), "call": pa2.call_text(name, hp), "input": x, "states": states,
+            "variants": variants}
+
+
+# -- secret challenges (instructor side) -----------------------------------------------------
+def challenge(reference, assignment, seed: int) -> dict:
+    """Cases the child cannot know in advance: the same kinds as the stored ones, with inputs
+    and weights (and IoU logits and masks) drawn from `seed`, which the grading parent draws
+    from os.urandom. grader.public appends them to the stored cases, so a public check passes
+    on the instructor side only if it passes on these too. Same hyper-parameters and shapes
+    as the stored cases: an honest notebook gets the same verdict on both."""
+    rng = random.Random(seed)
+    colour = {}
+    for name in pa2.COLOUR_MODELS:
+        colour[name] = {"equivalence": [
+            equivalence_case(reference, name, hp, *(rng.randrange(1, 2**31) for _ in range(3)))
+            for hp in pa2.FIXED_SETTINGS]}
+    cases = _iou_cases(reference, assignment, random.Random(rng.randrange(2**31)), count=16)
+    return {"colour": colour, "iou": {"cases": cases,
+                                      "gradient_probes": _gradient_probes(rng.randrange(2**31))}}
+
+
+def _gradient_probes(seed: int, count: int = 2) -> list:
+    """Logits, a mask and a direction: the gradient the child reports must agree with how its
+    loss values change along the direction (a central difference the parent takes itself
+    with two more calls), so a gradient cannot be made up without the function behind it."""
+    g = torch.Generator().manual_seed(seed)
+    probes = []
+    for _ in range(count):
+        b, h, w = (int(torch.randint(1, 4, (1,), generator=g)) for _ in range(3))
+        pred = torch.randn(b, 2, h, w, generator=g) * 1.5
+        gt = torch.randint(0, 2, (b, h, w), generator=g)
+        gt[0, 0, 0] = 1  # some foreground: the soft union is never about 0
+        direction = torch.randn(b, 2, h, w, generator=g)
+        probes.append({"pred": pred.tolist(), "gt": gt.tolist(),
+                       "direction": (direction / direction.norm()).tolist()})
+    return probes
 
 
 def _public_record(record: dict) -> dict:
@@ -119,7 +164,7 @@ def finetune(reference, assignment) -> dict:
 
 
 # -- D.2 ---------------------------------------------------------------------------------
-def iou(reference, assignment) -> dict:
+def _readings(reference, assignment):
     readings = {"whole batch": reference.compute_iou_loss,
                 "per image": reference.compute_iou_loss_per_image}
     accepted = [r for r in assignment.data["iou"]["accepted_variants"] if r in readings]
@@ -128,16 +173,25 @@ def iou(reference, assignment) -> dict:
         p, g = torch.tensor(pred, dtype=torch.float32), torch.tensor(gt, dtype=torch.long)
         return {r: float(readings[r](p, g)) for r in accepted}
 
-    cases = []
-    for pred, gt in _iou_inputs():
-        cases.append({"pred": pred, "gt": gt, "values": values(pred, gt)})
+    return accepted, values
+
+
+def _iou_cases(reference, assignment, rng, count=IOU_CASES) -> list:
+    _, values = _readings(reference, assignment)
+    cases = [{"pred": pred, "gt": gt, "values": values(pred, gt)}
+             for pred, gt in _iou_inputs(rng, count)]
     # Smallest first, so the first failing case shown to a student is a small one.
     cases.sort(key=lambda c: (_numel(c["gt"]), len(c["gt"]), len(c["gt"][0]), str(c)))
+    return cases
+
+
+def iou(reference, assignment) -> dict:
+    accepted, values = _readings(reference, assignment)
     return {
         "names": ["compute_iou_loss", "compute_IoU_loss"],  # v1.0 of the notebook used the second
         "accepted": accepted,
         "probe": {"pred": PROBE_PRED, "gt": PROBE_GT, "values": values(PROBE_PRED, PROBE_GT)},
-        "cases": cases,
+        "cases": _iou_cases(reference, assignment, random.Random(2021)),
     }
 
 
@@ -145,13 +199,12 @@ def _numel(gt) -> int:
     return len(gt) * len(gt[0]) * len(gt[0][0])
 
 
-def _iou_inputs():
+def _iou_inputs(rng, count):
     """Logits and masks from the domain the hidden checks draw from: 1-3 images of 1-4 x 1-4
     pixels, masks mixed, all background or all foreground. Cases whose soft union is about 0
     are left out (there SMOOTH alone decides the value)."""
-    rng = random.Random(2021)
     shapes = [(1, 1, 2), (1, 2, 1), (2, 1, 3), (2, 3, 1), (1, 1, 1)]  # H == 1 and W == 1
-    while len(shapes) < IOU_CASES * 2:
+    while len(shapes) < count * 2:
         shapes.append((rng.randint(1, 3), rng.randint(1, 4), rng.randint(1, 4)))
     found = []
     for k, (b, h, w) in enumerate(shapes):
@@ -165,6 +218,6 @@ def _iou_inputs():
         g = torch.tensor(gt, dtype=torch.float32)
         if float((p + g - p * g).sum()) > 1e-2:
             found.append((pred, gt))
-        if len(found) == IOU_CASES:
+        if len(found) == count:
             break
     return found
