@@ -101,3 +101,34 @@ def test_run_autograder_with_a_broken_notebook(autograder):
         broken.unlink()
     assert results["score"] == 0
     assert "Cannot grade" in results["output"] and "not a valid notebook" in results["output"]
+
+
+def test_hidden_checks_show_no_input_before_the_due_date(autograder):
+    """A hidden check's inputs are never published: on Gradescope a student sees its name,
+    points and pass/fail, and its message (inputs, counterexamples) only in a separate
+    0-point entry from the due date on (the zip's default)."""
+    import shutil
+
+    from classroom import TEMPLATE_NOTEBOOK
+    submission = autograder / "submission" / "a2-cnn.ipynb"
+    shutil.copy(TEMPLATE_NOTEBOOK, submission)
+    try:
+        results = run_autograder(autograder, "--part D.2")
+    finally:
+        submission.unlink()
+    tests = results["tests"]
+    details = [t for t in tests if t["name"].endswith(" (details)")]
+    assert details, tests  # the template fails D.2's hidden check, with a counterexample
+    for entry in details:
+        assert entry["visibility"] == "after_due_date"
+        assert entry["score"] == 0 and entry["max_score"] == 0
+        summary = next(t for t in tests if t["name"] == entry["name"].removesuffix(" (details)"))
+        assert summary["visibility"] == "visible" and summary["max_score"] > 0
+        assert summary["output"] == "Details of this hidden check are shown after the due date."
+        assert entry["output"] and entry["output"] != summary["output"]
+    visible_text = "\n".join(t["output"] for t in tests if t["visibility"] == "visible")
+    for detail in details:
+        for line in detail["output"].splitlines():
+            if "Try:" in line or "input" in line.lower() or "=" in line:
+                assert line.strip() not in visible_text, line
+    assert results["score"] == sum(t["score"] for t in tests)

@@ -150,8 +150,7 @@ def finetune_mismatch(reference, spec, device, secret, run) -> str | None:
     trainable) leaves it; else why not. If anything else trained, the features feeding the
     layer moved, and so did its weights: requires_grad flags and "changed" lists the child
     reports cannot hide that."""
-    items = tuple(sorted((k, v) for k, v in spec.items() if isinstance(v, (str, int, float))))
-    want = reproduce_finetune(reference, spec["model_factory"], device, secret, items)
+    want = reproduce_finetune(reference, spec["model_factory"], device, secret, spec_items(spec))
     steps = FINETUNE[device]["steps"]
     for name, value in want.items():
         mine = run["final"].get(name)
@@ -161,3 +160,35 @@ def finetune_mismatch(reference, spec, device, secret, run) -> str | None:
                     "is not where the grader's own run with only classifier.4 trainable leaves "
                     "it: some other parameter trained too, or the new layer did not.")
     return None
+
+
+def held_out_set(device, secret):
+    """Segmentation images and masks the child never trains on, from the secret seed."""
+    b = FINETUNE[device]
+    images, masks, _ = _data().segmentation_set(b["n"], b["size"], seed=1 + (secret or 0) % 2**31)
+    return images, masks
+
+
+@functools.lru_cache(maxsize=4)
+def held_out_iou_before_training(reference, factory, device, secret, spec_items):
+    """The reference's IoU loss on the held-out set for the frozen model with the grader's
+    starting head, before any training (train mode: batch statistics, as in training)."""
+    spec = dict(spec_items)
+    module_name, attr = factory.split(":")
+    torch.manual_seed(0)  # as the child's build_trusted
+    model = getattr(importlib.import_module(module_name), attr)(
+        weights=None, weights_backbone=None, aux_loss=True)
+    model = reference.replace_head_and_freeze(model)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in starting_head(spec, secret).items():
+            params[name].copy_(value)
+    images, masks = held_out_set(device, secret)
+    model.train()
+    with torch.no_grad():
+        return float(reference.compute_iou_loss(model(images)["out"], masks))
+
+
+def spec_items(spec):
+    """The hashable part of the assignment's [finetune] table (a cache key)."""
+    return tuple(sorted((k, v) for k, v in spec.items() if isinstance(v, (str, int, float))))

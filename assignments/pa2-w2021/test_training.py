@@ -135,8 +135,14 @@ def test_finetune_trains_only_head(submission, assignment, reference, device, fe
     assert problem is None, problem
 
 
+# On held-out images the parent scores itself, fine-tuning with a correct IoU loss lowers the
+# (reference's) IoU loss by about 0.02-0.03 in these few steps; a run that did not train
+# leaves it where it was.
+HELD_OUT_GAIN = 0.005
+
+
 @pytest.mark.grade(part="D.2", points=1)
-def test_finetune_with_iou_loss(submission, assignment, device, feedback):
+def test_finetune_with_iou_loss(submission, assignment, reference, device, feedback, secret):
     """Fine-tuning the head with your compute_iou_loss: the loss falls"""
     spec = assignment.data["finetune"]
     name = submission.first_defining_name("compute_iou_loss", "compute_IoU_loss")
@@ -148,7 +154,22 @@ def test_finetune_with_iou_loss(submission, assignment, device, feedback):
                                      aux_loss=True)
     model.set_submodule(spec["head"], "torch.nn:Conv2d", spec["head_in_channels"],
                         spec["num_classes"], kernel_size=1, trainable_prefixes=[spec["head"] + "."])
+    model.set_parameters(pa2.starting_head(spec, secret))
     got = model.train(images, masks, loss=name, steps=b["steps"], batch_size=b["batch_size"],
                       lr=b["lr"], device=device, output_key="out", timeout=180)
     segmentation_picture(f"DeepLabV3 head trained with your {name}", raw, got, masks, feedback)
     judge_curve(got, what=f"{name}", drop=0.02)
+    # The verdict rests on what the grader measures: the trained model's outputs on secret
+    # held-out images, scored with the reference's IoU loss, against the same model before
+    # training (computed here). A made-up curve does not move the model.
+    held_images, held_masks = pa2.held_out_set(device, secret)
+    out = model.forward(held_images, mode="train", output_key="out").output
+    assert list(out.shape) == [b["n"], spec["num_classes"], b["size"], b["size"]], (
+        f"after fine-tuning, model(x)['out'] has shape {list(out.shape)} on new images.")
+    after = float(reference.compute_iou_loss(out.float(), held_masks))
+    before = pa2.held_out_iou_before_training(reference, spec["model_factory"], device, secret,
+                                              pa2.spec_items(spec))
+    assert after <= before - HELD_OUT_GAIN, (
+        f"on {b['n']} images it did not train on, the IoU loss (the reference's) is {after:.4f} "
+        f"after fine-tuning with your {name}, {before:.4f} before: it should fall by at least "
+        f"{HELD_OUT_GAIN}. Does your loss pull the foreground probability towards the mask?")
