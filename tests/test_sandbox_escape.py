@@ -353,3 +353,37 @@ def test_every_result_names_the_protections_that_held():
     assert any(i.startswith("seccomp") for i in isolation), isolation
     if IS_ROOT:
         assert "own uid" in isolation
+
+
+def test_memory_is_capped_over_all_the_submissions_processes():
+    """Five processes each under the per-process limit must not add up past the submission's
+    memory (cgroup, where the grader can make one: root). Everywhere: the grader survives and
+    nothing is left."""
+    tag = "gm" + secrets.token_hex(6)
+    source = NAME_SELF + ("import os, time\n"
+                          "def hog(tag, megabytes, count):\n"
+                          "    pids = []\n"
+                          "    for _ in range(count):\n"
+                          "        pid = os.fork()\n"
+                          "        if pid == 0:\n"
+                          "            name_self(tag)\n"
+                          "            try:\n"
+                          "                block = b'x' * (megabytes * 2**20)\n"
+                          "            except MemoryError:\n"
+                          "                os._exit(1)\n"
+                          "            time.sleep(60)\n"
+                          "            os._exit(0)\n"
+                          "        pids.append(pid)\n"
+                          "    time.sleep(4)\n"
+                          "    alive = [p for p in pids if os.waitpid(p, os.WNOHANG) == (0, 0)]\n"
+                          "    return len(alive)\n")
+    limit_mib = 600
+    with box(source, memory_bytes=limit_mib * 2**20, request_seconds=30) as sandbox:
+        alive = call(sandbox, "hog", tag, 250, 5)
+        held = any(i.startswith("cgroup limits (memory") for i in sandbox.boot.isolation)
+        if held:
+            assert alive * 250 <= limit_mib, alive  # the rest were stopped by the group's limit
+    deadline = time.monotonic() + 5
+    while leftover_named(tag) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not leftover_named(tag)
