@@ -28,12 +28,13 @@ import re
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from . import __version__
 from .assignment import Assignment
-from .report import atomic_write, to_gradescope_dict
-from .results import CheckResult, GradingResult
+from .report import atomic_write
+from .results import GradingResult
 
 SUBMISSION_SUFFIXES = (".ipynb", ".py")
 # Files of ours in an output folder that are not per-submission results.
@@ -125,15 +126,6 @@ def fingerprint(path: Path, assignment: Assignment, options: dict | None = None)
     return stamp
 
 
-def options_key(args) -> dict:
-    """The command-line options that change a grading, for the resume stamp (the inner
-    pytest also reads PYTEST_ADDOPTS, which can deselect checks)."""
-    return {"part": sorted(args.part or []), "no_train": bool(getattr(args, "no_train", False)),
-            "timeout": args.timeout, "device": args.device,
-            "public_only": bool(getattr(args, "public_only", False)),
-            "pytest_addopts": os.environ.get("PYTEST_ADDOPTS", "")}
-
-
 def read_results(json_path: Path) -> dict | None:
     try:
         data = json.loads(json_path.read_text())
@@ -145,73 +137,10 @@ def read_results(json_path: Path) -> dict | None:
     return data
 
 
-def load_if_current(json_path: Path, stamp: dict) -> GradingResult | None:
-    data = read_results(json_path)
-    if data is None or data["grader"].get("stamp") != stamp:
-        return None
-    return from_results_dict(data)
-
-
-def from_results_dict(data: dict) -> GradingResult:
-    meta = data.get("grader", {})
-    result = GradingResult(submission=meta.get("submission", ""), assignment=meta.get("assignment", ""),
-                           execution_time=data.get("execution_time", 0.0), error=meta.get("error"),
-                           notes=meta.get("notes", []), device=meta.get("device", "cpu"))
-    for t in data.get("tests", []):
-        tags = t.get("tags", ["", ""]) + ["", ""]
-        result.checks.append(CheckResult(
-            name=t["name"], part=tags[0], kind=tags[1], max_score=t["max_score"], score=t["score"],
-            passed=t["status"] == "passed", output=t.get("output", ""),
-            visibility=t.get("visibility", "visible"), number=t.get("number", "")))
-    return result
-
-
-def results_dict(result: GradingResult, stamp: dict | None) -> dict:
-    data = to_gradescope_dict(result)
-    data["grader"] = {"submission": result.submission, "assignment": result.assignment,
-                      "error": result.error, "notes": result.notes, "device": result.device,
-                      "isolation": result.isolation, "challenge_seed": result.challenge_seed,
-                      "stamp": stamp}
-    return data
-
-
 def status_of(result: GradingResult) -> str:
     if result.error:
         return "error"
     return "complete" if all(c.passed for c in result.checks) else "graded"
-
-
-# -- the assignment's checks, without grading ---------------------------------------------------
-
-def collect_checks(assignment: Assignment, options) -> list[dict]:
-    """The checks a grading with these options runs, in order, from pytest's collection alone
-    (no submission needed): name, part, kind, points as max_score, visibility, number.
-
-    This is where an unusable submission's max_score comes from: the checks it would have been
-    graded on. It follows --part, --no-train and PYTEST_ADDOPTS exactly like a grading does,
-    and needs no successful grading in the batch. (Imports pytest: call it in a worker.)"""
-    import pytest
-
-    from .engine import _quiet_stdout, pytest_args
-    from .plugin import GradingPlugin, check_name, grade_marks
-
-    listed: list[dict] = []
-
-    class Catalog:
-        @pytest.hookimpl(trylast=True)  # after GradingPlugin has selected and ordered them
-        def pytest_collection_modifyitems(self, items):
-            for item in items:
-                marks = grade_marks(item)
-                listed.append({"name": check_name(item), "part": str(marks.get("part", "")),
-                               "kind": str(marks.get("kind", "")),
-                               "max_score": float(marks.get("points", 1)),
-                               "visibility": str(marks.get("visibility", "visible")),
-                               "number": str(len(listed) + 1)})
-
-    plugin = GradingPlugin(None, None, assignment, options.device, options.select)
-    with _quiet_stdout():
-        pytest.main([*pytest_args(assignment, options), "--collect-only"], plugins=[plugin, Catalog()])
-    return listed if not plugin.collection_errors else []
 
 
 # -- what the output folder says ----------------------------------------------------------------
@@ -417,35 +346,6 @@ class OutputLock:
 
 # -- in-process sequential grading (the library API) ------------------------------------------
 
-def grade_many(paths: list[Path], assignment: Assignment, options, out_dir: Path,
-               on_result=None) -> list[tuple[str, GradingResult]]:
-    """Grade each submission in turn in this process (skipping up-to-date ones); returns
-    (name, result) rows. The `grade` command uses run_batch (worker processes) instead."""
-    from .engine import grade
-
-    names = result_names(paths)
-    rows: list[tuple[str, GradingResult]] = []
-    parts = [p.id for p in assignment.parts]
-    for path in paths:
-        name = names[path]
-        json_path = out_dir / f"{name}.json"
-        stamp = fingerprint(path, assignment)
-        result = load_if_current(json_path, stamp)
-        skipped = result is not None
-        if result is None:
-            try:
-                result = grade(path, assignment, options)
-            except Exception as exc:  # never let one submission stop the batch
-                result = GradingResult(submission=str(path), assignment=assignment.name,
-                                       error=f"internal error in the grader: {type(exc).__name__}: {exc}")
-            atomic_write(json_path, json.dumps(results_dict(result, stamp), indent=2) + "\n")
-        rows.append((name, result))
-        atomic_write(out_dir / "gradebook.csv", gradebook_csv(rows, parts))
-        if on_result:
-            on_result(name, result, skipped)
-    return rows
-
-
 # -- the batch command --------------------------------------------------------------------------
 
 class _Display:
@@ -527,11 +427,17 @@ def run_batch(args) -> int:
 
 def _run_locked(args, assignment, by_name, selected, jobs, out) -> int:
     from . import pool
-    from .cli import make_options
+    from .options import Options
 
     sweep_temporary_files(out)
     parts = [p.id for p in assignment.parts]
-    key = options_key(args)
+    options = Options.from_args(args)
+    key = options.stamp()
+    if options.seed is None:
+        # One secret seed for the whole batch (never written where students see it): the
+        # parent's seed-dependent reference runs (D.1's fine-tuning) are then made once per
+        # worker, not once per submission.
+        options = replace(options, seed=int.from_bytes(os.urandom(6), "big"))
     entries: dict[str, dict] = {}
     stamps: dict[str, dict] = {}
     todo: list[pool.Task] = []
@@ -566,7 +472,7 @@ def _run_locked(args, assignment, by_name, selected, jobs, out) -> int:
         atomic_write(out / "gradebook.csv", gradebook_rows_csv(entries, parts))
         display.result(task.name, data, f"{data.get('execution_time', 0):.1f} s")
 
-    setup = {"assignment": assignment.name, "make_options": functools.partial(make_options, args),
+    setup = {"assignment": assignment.name, "options": options,
              "threads": pool.worker_threads(jobs)}
     started = time.perf_counter()
 

@@ -13,7 +13,7 @@ SUBCOMMANDS = {
     # verb: "module:function" taking the remaining argv and returning an exit status
     "merge": "grader.batch:merge_main",
     "gradescope-zip": "grader.gradescope:main",
-    "build-public": "grader.public:main",
+    "build-public": "grader.buildpublic:main",
     "release": "grader.release:main",
 }
 
@@ -82,8 +82,9 @@ def main(argv=None) -> int:
     from .sandbox import warm_up
     warm_up()
     from .assignment import load_assignment
-    from .engine import Options, grade
+    from .engine import grade
     from .errors import SubmissionError
+    from .options import Options
     from .report import terminal, write_json
     from .results import GradingResult
 
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
     result = None
     try:
         assignment = load_assignment(args.assignment)
-        result = grade(args.path, assignment, make_options(args))
+        result = grade(args.path, assignment, Options.from_args(args).resolved())
     except SubmissionError as exc:
         result = GradingResult(submission=args.path, assignment=args.assignment or "?",
                                error=str(exc))
@@ -109,29 +110,6 @@ def main(argv=None) -> int:
     else:
         terminal(result)
     return result.exit_code
-
-
-def make_options(args):
-    from .engine import Options
-    options = Options(device=resolve_device(args.device),
-                      public_only=getattr(args, "public_only", False),
-                      allow_unsafe_sandbox=getattr(args, "allow_unsafe_sandbox", False),
-                      seed=getattr(args, "seed", None))
-    wanted = set(args.part or [])
-    skip_training = args.no_train
-    if wanted or skip_training:
-        options.select = lambda marks: ((not wanted or marks.get("part") in wanted)
-                                        and not (skip_training and marks.get("kind") == "training"))
-    if args.timeout:
-        options.limit_overrides.update(request_seconds=args.timeout, boot_seconds=args.timeout)
-    return options
-
-
-def resolve_device(choice: str) -> str:
-    if choice != "auto":
-        return choice
-    import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def entry_point() -> None:

@@ -9,9 +9,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from . import layers
 from .proxy import Remote
 
 # What a layer description compares; padding and stride show up through the shapes.
@@ -66,42 +64,11 @@ class Equivalence:
     max_difference: float = 0.0
 
 
-def compare_with_weights(student: Remote, reference: nn.Module, x: torch.Tensor,
-                         atol: float = 1e-4, rtol: float = 1e-4) -> Equivalence:
-    """Load `reference`'s weights into the student's model (by forward order and shape), then
-    compare outputs in eval mode and train mode."""
-    problems = student.load_layers_from(reference, x)
-    if problems:
-        return weights_do_not_fit(problems)
-    # eval first: train-mode BatchNorm would move the running statistics just loaded.
-    for mode in ("eval", "train"):
-        reference.train(mode == "train")
-        with torch.no_grad():
-            expected, ref_trace = layers.trace(reference, (x,), keep_values=True)
-        got = student.forward(x, mode=mode, trace=True, keep_values=True)
-        if got.output.shape != expected.shape:
-            return Equivalence(False, f"in {mode} mode the output has shape "
-                               f"{shape_text(list(got.output.shape))}, expected "
-                               f"{shape_text(list(expected.shape))}", float("inf"))
-        diff = (got.output.float() - expected).abs().max().item()
-        if not torch.allclose(got.output.float(), expected, atol=atol, rtol=rtol):
-            where = locate_value_difference(got.layers, ref_trace, atol, rtol)
-            return Equivalence(False, f"with the reference's weights loaded, your output "
-                               f"differs from the reference's in {mode} mode (largest "
-                               f"difference {diff:.3g}). {where}", diff)
-    return Equivalence(True, "", 0.0)
-
-
 def weights_do_not_fit(problems: list[str]) -> Equivalence:
     # A different number of layers makes every later pairing meaningless: say only that.
     shown = problems[:1] if "parametrised layers are used" in problems[0] else problems[:3]
     return Equivalence(False, "the reference's weights do not fit your layers: "
                        + "; ".join(shown) + ".", float("inf"))
-
-
-def locate_value_difference(student: list[dict], reference: list[dict], atol, rtol) -> str:
-    return _locate(student, reference,
-                   lambda s, r, which: _close(s[which], r[which], atol, rtol))
 
 
 def _locate(student: list[dict], reference: list[dict], same) -> str:
@@ -119,12 +86,6 @@ def _locate(student: list[dict], reference: list[dict], same) -> str:
             return (f"Layer {i + 1}, {describe_layer(r)}, gets the same input but gives a "
                     "different output: check its settings (stride, padding, dilation).")
     return "Every layer agrees: the difference comes after the last parametrised layer."
-
-
-def _close(a, b, atol, rtol) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=atol, rtol=rtol)
 
 
 # -- comparing with stored expectations (public checks: no reference needed) ---------------
@@ -189,8 +150,8 @@ def _same_as_stored(s: dict, r: dict, which: str) -> bool:
 
 def compare_with_stored(student: Remote, states: list[dict], x: torch.Tensor, variants: list[dict],
                         atol: float = 1e-4, rtol: float = 1e-4) -> Equivalence:
-    """compare_with_weights without the reference: load stored per-layer `states` (forward
-    order) into the student's model, run it on `x` in eval then train mode, and compare with
+    """Load stored per-layer `states` (forward order, computed from the reference by
+    grader.public) into the student's model, run it on `x` in eval then train mode, and compare with
     stored outputs. `variants` lists every stored answer a correct solution may give:
     [{"label": str, "eval": {"output": tensor, "layers": sketch_trace}, "train": {...}}]."""
     problems = student.load_layer_states(states, x)

@@ -35,6 +35,7 @@ import struct
 import sys
 import sysconfig
 import time
+import types
 
 # -- shared helpers -------------------------------------------------------------------------
 
@@ -108,6 +109,19 @@ class environment_swapped:
     def __exit__(self, *exc):
         os.environ.clear()
         os.environ.update(self._saved)
+
+
+@contextlib.contextmanager
+def main_module_hidden():
+    """multiprocessing makes every new child import the parent's __main__ script (the
+    `grade` entry point, pytest, a benchmark). The child needs none of it, and must not run
+    it: show multiprocessing a bare __main__ while a process is being started."""
+    real = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = real
 
 
 # -- the file-system allow-list (computed in the parent, applied in the child) --------------

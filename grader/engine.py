@@ -1,44 +1,26 @@
 """The grading pipeline: an ordered list of small stages, each with one job.
 
-    load -> harvest -> regions -> sandbox -> checks
+    load -> harvest -> regions -> sandbox -> checks (grader.checkrun)
 
 Each stage reads and fills one GradingContext. A stage that finds the submission unusable
 raises SubmissionError; everything else a student gets wrong ends up as failed checks.
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import harvest as harvest_mod
 from .assignment import Assignment
+from .checkrun import run_checks
 from .errors import StudentCodeError, SubmissionError, UnsafeSandbox
 from .load import LoadedSubmission, load_submission
+from .options import Options
 from .proxy import Submission
 from .regions import RegionNotFound, extract_region
 from .results import GradingResult
 from .sandbox import Limits, Sandbox, has_file_system_isolation
-
-
-@dataclass
-class Options:
-    device: str = "cpu"
-    # Limits given on the command line; they win over the assignment's [limits].
-    limit_overrides: dict = field(default_factory=dict)
-    select: object = None  # predicate on a check's markers, e.g. to skip training checks
-    pytest_args: tuple = ()
-    # Run only the public checks (grader.public), as on a student's machine. Automatic when
-    # the reference solution is not installed.
-    public_only: bool = False
-    # Grade with the reference installed even where the sandbox could not isolate the file
-    # system (each result then carries the warning).
-    allow_unsafe_sandbox: bool = False
-    # The secret seed of the instructor side's challenges (grader.public.Expectations) and of
-    # the hidden checks' hypothesis inputs. None: drawn from os.urandom for each grading;
-    # `--seed` replays a run.
-    seed: int | None = None
 
 
 @dataclass
@@ -123,51 +105,7 @@ def check_stage(ctx: GradingContext) -> None:
                                     f"{format_error(problem['error'])}")
 
 
-def pytest_args(assignment: Assignment, options: Options, targets: list | None = None) -> list[str]:
-    """How the checks are run (also used to list them without grading, grader.batch).
-    `targets`: the files or folders to collect (default: the whole assignment folder, or only
-    its public checks when those are all that can run: see grader.public)."""
-    from . import public
-
-    folder = str(assignment.folder)
-    if targets is None:
-        targets = public.check_targets(assignment, public.public_only(assignment, options))
-    return [*map(str, targets), "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib",
-            "--rootdir", folder, "--confcutdir", folder, "-o", "addopts=", "-o", "python_files=test_*.py",
-            "--no-header", "-W", "ignore", *options.pytest_args]
-
-
 STAGES = [load_stage, harvest_stage, region_stage, sandbox_stage, check_stage]
-
-
-def run_checks(submission, assignment: Assignment, options: Options, result: GradingResult) -> None:
-    """Run the assignment's checks (pytest) on `submission` (a proxy: grader.proxy, or the
-    in-process one of grader.selfcheck) and put their results into `result`. Without the
-    reference solution only the public checks run, and the result says so."""
-    import pytest
-
-    from . import public
-    from .plugin import GradingPlugin
-
-    reference = None if options.public_only else assignment.load_reference()
-    public_only = reference is None
-    seed = None
-    if not public_only:
-        seed = options.seed if options.seed is not None else int.from_bytes(os.urandom(6), "big")
-        result.challenge_seed = seed
-    expectations = public.Expectations(assignment, reference, challenge_seed=seed)
-    plugin = GradingPlugin(submission, reference, assignment, options.device, options.select,
-                           expected=expectations.cases, secret=seed)
-    with _quiet_stdout():
-        pytest.main(pytest_args(assignment, options,
-                                public.check_targets(assignment, public_only)), plugins=[plugin])
-    if plugin.collection_errors:
-        raise RuntimeError("the assignment's checks could not be loaded:\n"
-                           + "\n".join(plugin.collection_errors))
-    result.checks = plugin.results
-    result.notes.extend(expectations.notes)
-    if public_only:
-        result.notes.insert(0, public.public_only_note(expectations, plugin.results))
 
 
 def grade(path: str | Path, assignment: Assignment, options: Options | None = None) -> GradingResult:
@@ -185,19 +123,3 @@ def grade(path: str | Path, assignment: Assignment, options: Options | None = No
             ctx.sandbox.close()
         ctx.result.execution_time = time.perf_counter() - started
     return ctx.result
-
-
-class _quiet_stdout:
-    """pytest prints its own progress; the grader prints its own report instead."""
-
-    def __enter__(self):
-        import io
-        import sys
-        self._saved = sys.stdout
-        sys.stdout = io.StringIO()
-
-    def __exit__(self, *exc):
-        import sys
-        captured = sys.stdout.getvalue()
-        sys.stdout = self._saved
-        self.captured = captured

@@ -130,10 +130,11 @@ Gradescope programming assignment's autograder (Ubuntu base image).
   check shows its name, points and pass/fail, and its message (inputs, counterexamples) in a
   separate 0-point "(details)" entry visible {hidden_details}.
 
-Resources: give the autograder at least 2 CPUs and 4 GB of memory. Grading the reference
-notebook with training peaks at about 3.2 GiB summed over the grader's process tree (the
-warm server, the grader and the sandbox child; measured on a 2-core x86_64 machine with
-benchmarks/bench_memory.py); Gradescope's default of 768 MB is not enough.
+Resources: give the autograder at least 2 CPUs and 6 GB of memory. Grading the reference
+notebook with training peaks at 3.83 GiB resident summed over the grader's process tree (the
+warm server, the grader with its own reference runs, the sandbox child; pages shared between
+them counted twice, so an upper bound; measured on a 2-core x86_64 machine with
+benchmarks/bench_memory.py). Gradescope's default of 768 MB is not enough.
 
 Security: setup.sh deletes the wheel and leaves the installed reference and checks readable
 by root only; student code runs in a sandbox (Landlock file-system allow-list, seccomp, its
@@ -154,9 +155,11 @@ def source_root() -> Path:
     return root
 
 
-def build_wheel(root: Path, target: Path) -> Path:
-    """`pip wheel --no-deps` of a clean copy of the source tree (so the build's scratch files
-    never land in the checkout), without network: the build uses the installed setuptools."""
+def engine_wheel(root: Path, target: Path) -> Path:
+    """The grader's wheel, built (grader.release.build_wheel) from a clean copy of the source
+    tree, so the build's scratch files never land in the checkout."""
+    from .release import ReleaseError, build_wheel
+
     with tempfile.TemporaryDirectory(prefix="grader-wheel-") as tmp:
         copy = Path(tmp, "src")
         copy.mkdir()
@@ -167,15 +170,10 @@ def build_wheel(root: Path, target: Path) -> Path:
                 shutil.copytree(source, copy / item, ignore=ignore)
             elif source.is_file():
                 shutil.copy2(source, copy / item)
-        proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                               "--no-index", "-q", "-w", str(target), str(copy)],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"grade gradescope-zip: building the wheel failed:\n{proc.stdout}{proc.stderr}")
-    wheels = sorted(target.glob("*.whl"))
-    if not wheels:
-        raise SystemExit("grade gradescope-zip: pip made no wheel")
-    return wheels[-1]
+        try:
+            return build_wheel(copy, target)
+        except ReleaseError as exc:
+            raise SystemExit(f"grade gradescope-zip: {exc}")
 
 
 def constraints() -> str:
@@ -202,7 +200,7 @@ def build_zip(assignment: str, out: Path, grade_args: list[str], torch: str = TO
     from . import __version__
     root = source_root()
     with tempfile.TemporaryDirectory(prefix="grader-zip-") as tmp:
-        wheel = build_wheel(root, Path(tmp))
+        wheel = engine_wheel(root, Path(tmp))
         quoted = " ".join(shlex.quote(a) for a in grade_args)
         from .assignment import load_assignment
         notebook = load_assignment(assignment).data.get("notebook", "submission.ipynb")

@@ -33,44 +33,32 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import json
 import multiprocessing
 import os
 import signal
-import sys
 import time
-import types
 from dataclasses import dataclass, field
 from multiprocessing import connection, forkserver
 from pathlib import Path
 
+from .confine import environment_swapped, main_module_hidden
+
 # Imported once by the forkserver: a superset of grader.sandbox.PRELOAD (the sandbox children
 # need those) plus what a worker needs to grade. Keep it in step with sandbox.PRELOAD.
 SERVER_PRELOAD = ["torch", "torchvision", "grader.child", "grader.confine", "grader.engine", "grader.plugin",
-                  "grader.batch", "grader.pool", "pytest", "hypothesis"]
+                  "grader.checkrun", "grader.pool", "pytest", "hypothesis"]
 
 MAX_ATTEMPTS = 2  # a submission whose worker died is graded once more, then recorded as an error
 START_FAILURES_ALLOWED = 3  # workers dying before they are ready: the grader itself is broken
 START_SECONDS = 600  # a worker not ready by then (importing, listing the checks) is stopped
 
 
-@contextlib.contextmanager
-def _bare_main():
-    """multiprocessing would make the new process import this process's __main__ (the `grade`
-    script, pytest, a benchmark): show it a bare module while a process is being started."""
-    real = sys.modules["__main__"]
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = real
-
-
 def start_server() -> None:
     """Start the forkserver with SERVER_PRELOAD (or start a new one if it died)."""
-    from .confine import environment_swapped
     multiprocessing.set_forkserver_preload(SERVER_PRELOAD)
-    with _bare_main(), environment_swapped():
+    with main_module_hidden(), environment_swapped():
         forkserver.ensure_running()
 
 
@@ -116,7 +104,7 @@ def _reuse_server() -> None:
     global _server_lost
     try:
         probe = multiprocessing.get_context("forkserver").Process(target=os.getpid)
-        with _bare_main():
+        with main_module_hidden():
             probe.start()
         probe.join(30)
         works = probe.exitcode == 0
@@ -159,14 +147,16 @@ def worker_main(conn, setup: dict) -> None:
     import torch
 
     from .assignment import load_assignment
-    from .batch import collect_checks, results_dict
+    from .checkrun import collect_checks
     from .engine import grade
+    from .report import results_dict
     from .results import GradingResult
 
     torch.set_num_threads(setup["threads"])
     assignment = load_assignment(setup["assignment"])
-    options = setup["make_options"]()
-    options.limit_overrides["threads"] = 1  # the sandbox child: one thread per job
+    options = setup["options"].resolved()
+    # The sandbox child: one thread per job.
+    options = dataclasses.replace(options, limit_overrides=options.limit_overrides | {"threads": 1})
     assignment.load_reference()
     catalog = collect_checks(assignment, options)
     _send(conn, {"hello": os.getpid(), "catalog": catalog})
@@ -253,7 +243,7 @@ def run_pool(tasks: list[Task], setup: dict, jobs: int, on_result, on_catalog=No
             process = ctx.Process(target=worker_main, args=(child_conn, config), daemon=False,
                                   name=f"grader-worker-{slot}")
             try:
-                with _bare_main():
+                with main_module_hidden():
                     process.start()
             except (OSError, EOFError) as exc:
                 problem = exc
@@ -376,7 +366,7 @@ def run_pool(tasks: list[Task], setup: dict, jobs: int, on_result, on_catalog=No
 
 
 def error_results(task: Task, reason: str, assignment: str) -> dict:
-    from .batch import results_dict
+    from .report import results_dict
     from .results import GradingResult
     return results_dict(GradingResult(submission=task.path, assignment=assignment,
                                       error=f"could not be graded: {reason}"), None)

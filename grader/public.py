@@ -9,8 +9,9 @@ reference, assignment)` says WHAT to compute), and stored as data next to them:
     public/tensors.pt      the tensors, a flat {key: tensor} written by torch.save and read
                            back only with torch.load(weights_only=True)
 
-`grade build-public NAME` writes both (this module: HOW to run it and store the result). The
-same build twice gives the same bytes. The checks get the data through the `expected` fixture.
+`grade build-public NAME` (grader.buildpublic) writes both (this module: HOW to run it and
+store the result). The same build twice gives the same bytes. The checks get the data through
+the `expected` fixture.
 
 The instructor's grading runs the public checks and the hidden ones (the other check files);
 a student's installation (`grade release`) has no reference and no hidden checks, and the
@@ -20,13 +21,11 @@ is stored too, so a student can be told what the real grading adds.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.util
 import io
 import json
 import math
-import sys
 from pathlib import Path
 
 PUBLIC_DIR = "public"
@@ -69,9 +68,9 @@ def fingerprint(assignment) -> str | None:
 
 
 # -- computing -------------------------------------------------------------------------------
-def compute(assignment, reference, with_checks: bool = True, challenge_seed: int | None = None) -> dict:
+def compute(assignment, reference, challenge_seed: int | None = None) -> dict:
     """Run the assignment's `build(reference, assignment)` deterministically (seeded, one
-    thread) and wrap its result; with_checks adds the lists of public and hidden checks.
+    thread) and wrap its result (grader.buildpublic adds the lists of checks).
     With `challenge_seed`, `build(reference, assignment, seed=...)` makes the secret cases
     instead (see Expectations)."""
     import torch
@@ -98,49 +97,7 @@ def compute(assignment, reference, with_checks: bool = True, challenge_seed: int
     data = {"format": FORMAT, "assignment": assignment.name,
             "fingerprint": fingerprint(assignment), "cases": cases,
             "generated_by": f"grade build-public {assignment.name}"}
-    if with_checks:
-        data["checks"] = {"public": list_checks(assignment, public=True),
-                          "hidden": list_checks(assignment, public=False)}
     return data
-
-
-def list_checks(assignment, public: bool) -> list[dict]:
-    """Name, part, kind and points of the public or the hidden checks, in report order
-    (collected by pytest, nothing run)."""
-    import pytest
-
-    from .engine import Options, _quiet_stdout, pytest_args
-    from .plugin import GradingPlugin, check_name, grade_marks
-
-    class Collector:
-        items: list = []
-
-        def pytest_collection_finish(self, session):
-            self.items = list(session.items)
-
-    collector = Collector()
-    plugin = GradingPlugin(None, None, assignment, "cpu")
-    folder = public_folder(assignment)
-    if public:
-        if not has_public_checks(assignment):
-            return []
-        targets, extra = [folder], []
-    else:
-        targets, extra = [assignment.folder], [f"--ignore={folder}"]
-    with _quiet_stdout():
-        pytest.main(pytest_args(assignment, Options(), targets) + ["--collect-only", *extra],
-                    plugins=[plugin, collector])
-    if plugin.collection_errors:
-        raise RuntimeError("the assignment's checks could not be collected:\n"
-                           + "\n".join(plugin.collection_errors))
-    out = []
-    for item in collector.items:
-        marks = grade_marks(item)
-        points = float(marks.get("points", 1))
-        out.append({"name": check_name(item), "part": str(marks.get("part", "")),
-                    "kind": str(marks.get("kind", "")),
-                    "points": int(points) if points.is_integer() else points})
-    return out
 
 
 # -- storing ---------------------------------------------------------------------------------
@@ -269,14 +226,6 @@ def differences(stored, fresh, path: str = "") -> list[str]:
     return [] if stored == fresh else [path or "/"]
 
 
-def build(assignment, out: Path | None = None) -> list[Path]:
-    reference = assignment.load_reference()
-    if reference is None:
-        raise RuntimeError(f"the reference solution of {assignment.name} is not installed: "
-                           "public expectations are computed from it")
-    return write(compute(assignment, reference), out or public_folder(assignment))
-
-
 def is_current(assignment) -> bool:
     folder = public_folder(assignment)
     try:
@@ -318,7 +267,7 @@ class Expectations:
                     f"the public expectations in {folder} are out of date or missing: they were "
                     "computed from the reference for this grading; run `grade build-public "
                     f"{self.assignment.name}` to store them for students")
-                stored = roundtrip(compute(self.assignment, self.reference, with_checks=False))
+                stored = roundtrip(compute(self.assignment, self.reference))
             if stored is None:
                 raise RuntimeError(f"no stored expectations in {folder}")
             self._data = stored
@@ -328,7 +277,7 @@ class Expectations:
         if self._cases is None:
             cases = self.data()["cases"]
             if self.reference is not None and self.challenge_seed is not None:
-                fresh = compute(self.assignment, self.reference, with_checks=False,
+                fresh = compute(self.assignment, self.reference,
                                 challenge_seed=self.challenge_seed)
                 cases = with_challenges(cases, roundtrip(fresh)["cases"])
             self._cases = cases
@@ -380,65 +329,17 @@ def public_only_note(expectations: Expectations, ran: list) -> str:
     adds (names and points only)."""
     points = sum(c.max_score for c in ran)
     lines = [f"No reference solution is installed here, so only the public checks ran "
-             f"({len(ran)} checks, {_points(points)})."]
+             f"({len(ran)} checks, {points_text(points)})."]
     hidden = expectations.stored_checks().get("hidden")
     if hidden:
         total = sum(c["points"] for c in hidden)
         lines.append(f"The real grading also runs {len(hidden)} hidden checks worth "
-                     f"{_points(total)} (their inputs are not published):")
-        lines += [f"  - {c['name']} ({c['kind']}, {_points(c['points'])})" for c in hidden]
+                     f"{points_text(total)} (their inputs are not published):")
+        lines += [f"  - {c['name']} ({c['kind']}, {points_text(c['points'])})" for c in hidden]
     elif hidden is not None:
         lines.append("The real grading runs no other checks.")
     return "\n".join(lines)
 
 
-def _points(x) -> str:
+def points_text(x) -> str:
     return f"{x:g} point{'' if x == 1 else 's'}"
-
-
-# -- command line ----------------------------------------------------------------------------
-def main(argv=None) -> int:
-    """`grade build-public NAME [--out DIR] [--check]`."""
-    p = argparse.ArgumentParser(prog="grade build-public",
-                                description="Compute an assignment's public expectations from "
-                                            "its reference solution and store them as data.")
-    p.add_argument("assignment", help="assignment edition, e.g. pa2-w2021")
-    p.add_argument("--out", metavar="DIR", help="write here instead of assignments/NAME/public/")
-    p.add_argument("--check", action="store_true",
-                   help="write nothing; exit 1 when the stored files differ from a fresh build")
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as exc:
-        return 2 if exc.code else 0
-    from .assignment import load_assignment
-    from .errors import SubmissionError
-
-    try:
-        assignment = load_assignment(args.assignment)
-        reference = assignment.load_reference()
-        if reference is None:
-            raise SubmissionError(f"the reference solution of {assignment.name} is not installed")
-        data = compute(assignment, reference)
-    except (SubmissionError, FileNotFoundError) as exc:
-        print(f"grade build-public: {exc}", file=sys.stderr)
-        return 2
-    folder = Path(args.out) if args.out else public_folder(assignment)
-    if args.check:
-        # Not byte equality: numbers may differ in their last digits on another machine
-        # (see SAME_RTOL); the fingerprint (reference and cases) must match exactly.
-        try:
-            changed = differences(read(folder), roundtrip(data))
-            why = f"differs at {', '.join(changed[:5])}"
-        except (OSError, ValueError, RuntimeError) as exc:  # missing, broken JSON, bad archive
-            changed, why = True, f"cannot read the stored files: {exc}"
-        if changed:
-            print(f"{folder}: OUT OF DATE ({why}): run grade build-public {assignment.name}")
-        else:
-            print(f"{folder}: up to date")
-        return 1 if changed else 0
-    paths = write(data, folder)
-    checks = data["checks"]
-    print(f"Wrote {', '.join(str(p) for p in paths)}: {len(checks['public'])} public checks "
-          f"({_points(sum(c['points'] for c in checks['public']))}), {len(checks['hidden'])} "
-          f"hidden ({_points(sum(c['points'] for c in checks['hidden']))}).")
-    return 0

@@ -142,13 +142,16 @@ def requirements() -> list[str]:
     return [r for r in (requires(DIST_NAME) or []) if "extra ==" not in r]
 
 
-def build_wheel(staging: Path, out: Path) -> Path:
+def build_wheel(source: Path, out: Path) -> Path:
+    """`pip wheel --no-deps` of a source tree into `out` (the student bundle here, the
+    Gradescope zip in grader.gradescope): offline, with the installed setuptools, and with
+    fixed file dates so that the same sources give the same wheel."""
     env = dict(os.environ, SOURCE_DATE_EPOCH="315532800", PIP_NO_INPUT="1")
     with tempfile.TemporaryDirectory(prefix="grader-wheel-") as wheel_dir:
         proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
                                "--no-build-isolation", "--no-index", "-q", "-w", wheel_dir,
-                               str(staging)], capture_output=True, text=True, env=env,
-                              cwd=staging)
+                               str(source)], capture_output=True, text=True, env=env,
+                              cwd=source)
         wheels = list(Path(wheel_dir).glob("*.whl"))
         if proc.returncode != 0 or len(wheels) != 1:
             raise ReleaseError(f"building the wheel failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")

@@ -159,3 +159,14 @@ figure {{ margin: .5rem 0; }} img {{ max-width: 100%; border: 1px solid #ddd; }}
 
 def write_html(result: GradingResult, path: str | Path) -> None:
     atomic_write(path, to_html(result))
+
+
+# -- a batch's results file: Gradescope's schema plus a `grader` block ------------------------
+
+def results_dict(result: GradingResult, stamp: dict | None) -> dict:
+    data = to_gradescope_dict(result)
+    data["grader"] = {"submission": result.submission, "assignment": result.assignment,
+                      "error": result.error, "notes": result.notes, "device": result.device,
+                      "isolation": result.isolation, "challenge_seed": result.challenge_seed,
+                      "stamp": stamp}
+    return data

@@ -12,10 +12,8 @@ import functools
 import multiprocessing
 import os
 import signal
-import sys
 import tempfile
 import time
-import types
 import uuid
 from dataclasses import dataclass, field
 from multiprocessing import connection
@@ -51,21 +49,8 @@ def warm_up() -> None:
     memory holds the environment its process was started with."""
     multiprocessing.set_forkserver_preload(PRELOAD)
     from multiprocessing import forkserver
-    with _main_module_hidden(), confine.environment_swapped():
+    with confine.main_module_hidden(), confine.environment_swapped():
         forkserver.ensure_running()
-
-
-@contextlib.contextmanager
-def _main_module_hidden():
-    """multiprocessing makes every new child import the parent's __main__ script (the
-    `grade` entry point, pytest, a benchmark). The child needs none of it, and must not run
-    it: show multiprocessing a bare __main__ while a process is being started."""
-    real = sys.modules["__main__"]
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = real
 
 
 # What a result must show for file-system isolation to count as in place (rule 4).
@@ -133,7 +118,7 @@ class Sandbox:
         self._process = self._ctx.Process(target=child.main, daemon=True,
                                           args=(child_conn, output_conn, config, self.statements))
         try:
-            with _main_module_hidden():
+            with confine.main_module_hidden():
                 self._process.start()
         finally:
             child_conn.close()

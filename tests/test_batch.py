@@ -366,3 +366,40 @@ def test_every_csv_quotes_text_that_a_spreadsheet_would_run():
     rows = list(csv.reader(gradebook_csv([("=x", bad)], []).splitlines()))
     assert rows[1][0] == "'=x" and rows[1][-1] == "'-cmd|' /C calc'!A0"
 
+
+
+def test_options_are_plain_data_and_stamp_what_changes_a_grading():
+    import pickle
+    from types import SimpleNamespace
+
+    from grader.options import Options
+
+    args = SimpleNamespace(device="cpu", timeout=5, part=["D.2", "A.1", "D.2"], no_train=True,
+                           public_only=False, allow_unsafe_sandbox=False, seed=7)
+    options = Options.from_args(args)
+    assert pickle.loads(pickle.dumps(options)) == options  # sent as is to the pool's workers
+    assert options.selects({"part": "D.2", "kind": "unit"})
+    assert not options.selects({"part": "D.2", "kind": "training"})
+    assert not options.selects({"part": "B.1", "kind": "unit"})
+    assert Options().selects({"part": "B.1", "kind": "training"})
+    assert not Options(kinds=("training",)).selects({"part": "B.1", "kind": "unit"})
+    # The seed is drawn per grading: replaying one must not regrade a batch.
+    assert Options.from_args(SimpleNamespace(**(vars(args) | {"seed": None}))).stamp() == options.stamp()
+    assert Options.from_args(SimpleNamespace(**(vars(args) | {"public_only": True}))).stamp() != options.stamp()
+    assert options.stamp()["parts"] == ["A.1", "D.2"]
+
+
+def test_public_only_batch_then_full_batch_regrades_everything(tmp_path):
+    submissions = tmp_path / "class"
+    submissions.mkdir()
+    make_notebook(submissions, "reference")
+    out = tmp_path / "out"
+    fast = ("--part", "D.2", "--no-train", "--quiet")
+    public = run(submissions, "--out", out, "--public-only", *fast, timeout=300)
+    assert public.returncode == 0, public.stdout[-2000:] + public.stderr[-2000:]
+    public_stamp = results(out)["reference"]["grader"]["stamp"]
+    assert public_stamp["options"]["public_only"] is True
+    full = run(submissions, "--out", out, *fast, timeout=300)
+    assert full.returncode == 0, full.stdout[-2000:] + full.stderr[-2000:]
+    assert "(0 up to date)" in full.stdout, full.stdout[-2000:]
+    assert results(out)["reference"]["grader"]["stamp"]["options"]["public_only"] is False

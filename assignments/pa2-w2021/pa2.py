@@ -33,6 +33,9 @@ def hyper_parameters(name):
 # (kernel 3, 24 colours, greyscale) with few filters, and a colour-input variant.
 FIXED_SETTINGS = [(3, 4, 24, 1), (3, 7, 5, 3)]
 
+# What D.2's loss may be called: v1.0 of the notebook used the second name.
+IOU_LOSS_NAMES = ("compute_iou_loss", "compute_IoU_loss")
+
 
 def reference_variants(reference, name, hp):
     """Every reference network a correct solution may be equivalent to."""

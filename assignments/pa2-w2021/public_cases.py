@@ -188,7 +188,7 @@ def _iou_cases(reference, assignment, rng, count=IOU_CASES) -> list:
 def iou(reference, assignment) -> dict:
     accepted, values = _readings(reference, assignment)
     return {
-        "names": ["compute_iou_loss", "compute_IoU_loss"],  # v1.0 of the notebook used the second
+        "names": list(pa2.IOU_LOSS_NAMES),
         "accepted": accepted,
         "probe": {"pred": PROBE_PRED, "gt": PROBE_GT, "values": values(PROBE_PRED, PROBE_GT)},
         "cases": _iou_cases(reference, assignment, random.Random(2021)),

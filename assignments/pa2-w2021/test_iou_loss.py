@@ -5,9 +5,12 @@ import pytest
 import torch
 from hypothesis import assume, given, strategies as st
 
+from grader.assignment import import_sibling
+
+pa2 = import_sibling(__file__, "pa2")
+
 pytestmark = pytest.mark.grade(part="D.2")
 
-NAMES = ("compute_iou_loss", "compute_IoU_loss")  # v1.0 of the notebook used the second
 LOGITS = st.sampled_from([-30.0, -4.0, -1.0, -0.25, 0.0, 0.5, 2.0, 30.0])
 
 
@@ -32,9 +35,9 @@ def paste(pred, gt, name):
 
 @pytest.fixture
 def loss_name(submission):
-    name = submission.first_defining_name(*NAMES)
+    name = submission.first_defining_name(*pa2.IOU_LOSS_NAMES)
     if name is None:
-        submission.require(NAMES[0])  # raises with the reason (does not parse, not defined, ...)
+        submission.require(pa2.IOU_LOSS_NAMES[0])  # raises with the reason (does not parse, not defined, ...)
     return name
 
 

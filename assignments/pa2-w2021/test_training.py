@@ -145,9 +145,9 @@ HELD_OUT_GAIN = 0.005
 def test_finetune_with_iou_loss(submission, assignment, reference, device, feedback, secret):
     """Fine-tuning the head with your compute_iou_loss: the loss falls"""
     spec = assignment.data["finetune"]
-    name = submission.first_defining_name("compute_iou_loss", "compute_IoU_loss")
+    name = submission.first_defining_name(*pa2.IOU_LOSS_NAMES)
     if name is None:
-        submission.require("compute_iou_loss")
+        submission.require(pa2.IOU_LOSS_NAMES[0])
     b = pa2.FINETUNE[device]
     images, masks, raw = data.segmentation_set(b["n"], b["size"])
     model = submission.build_trusted(spec["model_factory"], weights=None, weights_backbone=None,

@@ -1,0 +1,66 @@
+"""`grade build-public NAME [--out DIR] [--check]`: compute an assignment's public
+expectations from its reference solution (grader.public says how) and store them with the
+lists of its public and hidden checks (grader.checkrun lists them)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .checkrun import list_checks
+from .public import compute, differences, points_text, public_folder, read, roundtrip, write
+
+
+def compute_with_checks(assignment, reference) -> dict:
+    data = compute(assignment, reference)
+    data["checks"] = {"public": list_checks(assignment, public_checks=True),
+                      "hidden": list_checks(assignment, public_checks=False)}
+    return data
+
+
+# -- command line ----------------------------------------------------------------------------
+def main(argv=None) -> int:
+    """`grade build-public NAME [--out DIR] [--check]`."""
+    p = argparse.ArgumentParser(prog="grade build-public",
+                                description="Compute an assignment's public expectations from "
+                                            "its reference solution and store them as data.")
+    p.add_argument("assignment", help="assignment edition, e.g. pa2-w2021")
+    p.add_argument("--out", metavar="DIR", help="write here instead of assignments/NAME/public/")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 when the stored files differ from a fresh build")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exc:
+        return 2 if exc.code else 0
+    from .assignment import load_assignment
+    from .errors import SubmissionError
+
+    try:
+        assignment = load_assignment(args.assignment)
+        reference = assignment.load_reference()
+        if reference is None:
+            raise SubmissionError(f"the reference solution of {assignment.name} is not installed")
+        data = compute_with_checks(assignment, reference)
+    except (SubmissionError, FileNotFoundError) as exc:
+        print(f"grade build-public: {exc}", file=sys.stderr)
+        return 2
+    folder = Path(args.out) if args.out else public_folder(assignment)
+    if args.check:
+        # Not byte equality: numbers may differ in their last digits on another machine
+        # (see SAME_RTOL); the fingerprint (reference and cases) must match exactly.
+        try:
+            changed = differences(read(folder), roundtrip(data))
+            why = f"differs at {', '.join(changed[:5])}"
+        except (OSError, ValueError, RuntimeError) as exc:  # missing, broken JSON, bad archive
+            changed, why = True, f"cannot read the stored files: {exc}"
+        if changed:
+            print(f"{folder}: OUT OF DATE ({why}): run grade build-public {assignment.name}")
+        else:
+            print(f"{folder}: up to date")
+        return 1 if changed else 0
+    paths = write(data, folder)
+    checks = data["checks"]
+    print(f"Wrote {', '.join(str(p) for p in paths)}: {len(checks['public'])} public checks "
+          f"({points_text(sum(c['points'] for c in checks['public']))}), {len(checks['hidden'])} "
+          f"hidden ({points_text(sum(c['points'] for c in checks['hidden']))}).")
+    return 0

@@ -1,0 +1,123 @@
+"""Stage 5, checks: run the assignment's checks (pytest) on a submission, or list them
+without grading. The pytest command line for both lives here, so a listing selects exactly
+the checks a grading runs."""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+
+from . import public
+from .assignment import Assignment
+from .options import Options
+from .results import GradingResult
+
+
+def pytest_args(assignment: Assignment, options: Options, targets: list | None = None) -> list[str]:
+    """How the checks are run. `targets`: the files or folders to collect (default: the
+    whole assignment folder, or only its public checks when those are all that can run: see
+    grader.public)."""
+    folder = str(assignment.folder)
+    if targets is None:
+        targets = public.check_targets(assignment, public.public_only(assignment, options))
+    return [*map(str, targets), "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib",
+            "--rootdir", folder, "--confcutdir", folder, "-o", "addopts=", "-o", "python_files=test_*.py",
+            "--no-header", "-W", "ignore", *options.pytest_args]
+
+
+def _pytest_quietly(args: list[str], plugins: list) -> None:
+    """pytest prints its own progress; the grader prints its own report instead."""
+    import pytest
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        pytest.main(args, plugins=plugins)
+
+
+def run_checks(submission, assignment: Assignment, options: Options, result: GradingResult) -> None:
+    """Run the assignment's checks on `submission` (a proxy: grader.proxy, or the in-process
+    one of grader.selfcheck) and put their results into `result`. Without the reference
+    solution only the public checks run, and the result says so."""
+    from .plugin import GradingPlugin
+
+    reference = None if options.public_only else assignment.load_reference()
+    public_only = reference is None
+    seed = None
+    if not public_only:
+        seed = options.seed if options.seed is not None else int.from_bytes(os.urandom(6), "big")
+        result.challenge_seed = seed
+    expectations = public.Expectations(assignment, reference, challenge_seed=seed)
+    plugin = GradingPlugin(submission, reference, assignment, options.device, options.selects,
+                           expected=expectations.cases, secret=seed)
+    _pytest_quietly(pytest_args(assignment, options, public.check_targets(assignment, public_only)),
+                    [plugin])
+    if plugin.collection_errors:
+        raise RuntimeError("the assignment's checks could not be loaded:\n"
+                           + "\n".join(plugin.collection_errors))
+    result.checks = plugin.results
+    result.notes.extend(expectations.notes)
+    if public_only:
+        result.notes.insert(0, public.public_only_note(expectations, plugin.results))
+
+
+def collect_checks(assignment: Assignment, options: Options) -> list[dict]:
+    """The checks a grading with these options runs, in order, from pytest's collection alone
+    (no submission needed): name, part, kind, points as max_score, visibility, number.
+
+    This is where an unusable submission's max_score comes from in a batch: the checks it
+    would have been graded on. It follows --part, --no-train and PYTEST_ADDOPTS exactly like
+    a grading does. (Imports pytest: the batch calls it in a worker.)"""
+    import pytest
+
+    from .plugin import GradingPlugin, check_name, grade_marks
+
+    listed: list[dict] = []
+
+    class Catalog:
+        @pytest.hookimpl(trylast=True)  # after GradingPlugin has selected and ordered them
+        def pytest_collection_modifyitems(self, items):
+            for item in items:
+                marks = grade_marks(item)
+                listed.append({"name": check_name(item), "part": str(marks.get("part", "")),
+                               "kind": str(marks.get("kind", "")),
+                               "max_score": float(marks.get("points", 1)),
+                               "visibility": str(marks.get("visibility", "visible")),
+                               "number": str(len(listed) + 1)})
+
+    plugin = GradingPlugin(None, None, assignment, options.device, options.selects)
+    _pytest_quietly([*pytest_args(assignment, options), "--collect-only"], [plugin, Catalog()])
+    return listed if not plugin.collection_errors else []
+
+
+def list_checks(assignment: Assignment, public_checks: bool) -> list[dict]:
+    """Name, part, kind and points of the public or the hidden checks, in report order
+    (collected by pytest, nothing run): what `grade build-public` publishes."""
+    from .plugin import GradingPlugin, check_name, grade_marks
+
+    class Collector:
+        items: list = []
+
+        def pytest_collection_finish(self, session):
+            self.items = list(session.items)
+
+    collector = Collector()
+    plugin = GradingPlugin(None, None, assignment, "cpu")
+    folder = public.public_folder(assignment)
+    if public_checks:
+        if not public.has_public_checks(assignment):
+            return []
+        targets, extra = [folder], []
+    else:
+        targets, extra = [assignment.folder], [f"--ignore={folder}"]
+    _pytest_quietly(pytest_args(assignment, Options(), targets) + ["--collect-only", *extra],
+                    [plugin, collector])
+    if plugin.collection_errors:
+        raise RuntimeError("the assignment's checks could not be collected:\n"
+                           + "\n".join(plugin.collection_errors))
+    out = []
+    for item in collector.items:
+        marks = grade_marks(item)
+        points = float(marks.get("points", 1))
+        out.append({"name": check_name(item), "part": str(marks.get("part", "")),
+                    "kind": str(marks.get("kind", "")),
+                    "points": int(points) if points.is_integer() else points})
+    return out
