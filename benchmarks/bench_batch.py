@@ -130,7 +130,8 @@ def main() -> None:
                 wall, cpu, proc = timed(grade + [str(notebook), "--json", str(tmp / "single.json"), *extra])
                 assert proc.returncode in (0, 1), proc.stdout[-2000:] + proc.stderr[-2000:]
                 walls.append((wall, cpu))
-            standalone[label] = (statistics.median(w for w, _ in walls), statistics.median(c for _, c in walls))
+            standalone[label] = (statistics.median(w for w, _ in walls),
+                                 statistics.median(c for _, c in walls))
         per_standalone = sum(standalone[k][0] * n for k, n in mix.items()) / args.count
         cpu_standalone = sum(standalone[k][1] * n for k, n in mix.items()) / args.count
         batches = {}

@@ -67,7 +67,6 @@ def expand_paths(items: list[str]) -> list[Path]:
 
 def result_names(paths: list[Path]) -> dict[Path, str]:
     """A file name per submission: its stem, with parent folders added where stems collide."""
-    names: dict[Path, str] = {}
     depth = {p: 0 for p in paths}
     while True:
         candidates = {p: "__".join(p.with_suffix("").parts[-(depth[p] + 1):]) for p in paths}

@@ -20,7 +20,8 @@ def pytest_args(assignment: Assignment, options: Options, targets: list | None =
     folder = str(assignment.folder)
     if targets is None:
         targets = public.check_targets(assignment, public.public_only(assignment, options))
-    return [*map(str, targets), "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib",
+    return [*map(str, targets), "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+            "--import-mode=importlib",
             "--rootdir", folder, "--confcutdir", folder, "-o", "addopts=", "-o", "python_files=test_*.py",
             "--no-header", "-W", "ignore", *options.pytest_args]
 

@@ -10,9 +10,11 @@ An instructor writes a check as a test function with a marker and fixtures:
 
 Fixtures: `submission` (the proxy on the sandboxed student code), `reference` (the reference
 solution module, or None), `expected` (the assignment's stored expectations, for public checks
-that must run without the reference: see grader.public), `assignment`, `device`. Hypothesis runs derandomized, so a grading
-is the same on every run and machine. Any exception becomes a failed check with a message
-(a failing student is data, not a crash); the grader's own errors are marked as such.
+that must run without the reference, plus the secret challenges on the instructor's side: see
+grader.public), `secret` (the grading's secret seed, None on a student's side), `assignment`,
+`device`. Hypothesis runs derandomized, so a grading is the same on every run and machine.
+Any exception becomes a failed check with a message (a failing student is data, not a
+crash); the grader's own errors are marked as such.
 """
 from __future__ import annotations
 

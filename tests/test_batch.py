@@ -35,7 +35,8 @@ LOSS = "loss = 1 - (intersection + SMOOTH) / (union + SMOOTH)"
 
 # name: make_notebook arguments; "part" says which part the edit breaks.
 MUTANTS = {
-    "a1_no_final_conv": ("A.1", {"substitute": {FORWARD: "return self.up2(self.up1(self.down2(self.down1(x))))"}}),
+    "a1_no_final_conv": ("A.1", {"substitute": {
+        FORWARD: "return self.up2(self.up1(self.down2(self.down1(x))))"}}),
     "a1_relu_before_bn": ("A.1", {"substitute": {BLOCK: "                nn.ReLU(),\n"
                                                         "                nn.BatchNorm2d(cout),\n"}}),
     "a1_no_batchnorm": ("A.1", {"substitute": {BLOCK: "                nn.ReLU(),\n"}}),
@@ -45,7 +46,8 @@ MUTANTS = {
     "d2_sigmoid": ("D.2", {"substitute": {PROB: "prob = torch.sigmoid(pred[:, 1])"}}),
     "d2_background_channel": ("D.2", {"substitute": {PROB: "prob = torch.softmax(pred, dim=1)[:, 0]"}}),
     "d2_returns_iou": ("D.2", {"substitute": {LOSS: "loss = (intersection + SMOOTH) / (union + SMOOTH)"}}),
-    "d2_squared": ("D.2", {"substitute": {LOSS: "loss = (1 - (intersection + SMOOTH) / (union + SMOOTH)) ** 2"}}),
+    "d2_squared": ("D.2", {"substitute": {
+        LOSS: "loss = (1 - (intersection + SMOOTH) / (union + SMOOTH)) ** 2"}}),
 }
 # Hostile submissions: what each must not do to the batch, and what its results must say.
 HOSTILE = {
@@ -385,7 +387,8 @@ def test_options_are_plain_data_and_stamp_what_changes_a_grading():
     assert not Options(kinds=("training",)).selects({"part": "B.1", "kind": "unit"})
     # The seed is drawn per grading: replaying one must not regrade a batch.
     assert Options.from_args(SimpleNamespace(**(vars(args) | {"seed": None}))).stamp() == options.stamp()
-    assert Options.from_args(SimpleNamespace(**(vars(args) | {"public_only": True}))).stamp() != options.stamp()
+    public_only = Options.from_args(SimpleNamespace(**(vars(args) | {"public_only": True})))
+    assert public_only.stamp() != options.stamp()
     assert options.stamp()["parts"] == ["A.1", "D.2"]
 
 

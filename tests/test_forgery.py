@@ -169,7 +169,8 @@ def test_patched_child_handlers_earn_nothing_on_the_instructor_side(graded):
 
 
 def test_a_made_up_training_report_earns_nothing(graded):
-    training = "A.1 PoolUpsampleNet: Short training run: every layer learns and the loss falls like the reference's"
+    training = ("A.1 PoolUpsampleNet: Short training run: every layer learns and the loss falls "
+                "like the reference's")
     assert graded[("instructor", "honest_a1_cannot_learn")][training] == "failed"
     assert graded[("instructor", "forged_a1_training_report")][training] == "failed"
     assert graded[("instructor", "forged_a1_training_report")]["A.1"] <= \

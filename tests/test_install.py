@@ -12,7 +12,7 @@ def test_installed_grade_runs_outside_the_checkout(tmp_path):
     grade = Path(sys.executable).parent / "grade"
     assert grade.exists(), "the package is not installed in this environment: run `make test`"
     notebook = tmp_path / "submission.ipynb"
-    notebook.write_bytes((ROOT / "examples" / "submission.ipynb").read_bytes())
+    notebook.write_bytes((ROOT / "reference" / "pa2-w2021" / "a2-cnn.ipynb").read_bytes())
     out = tmp_path / "results.json"
     proc = subprocess.run([str(grade), str(notebook), "--part", "D.2", "--no-train", "--json", str(out)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)

@@ -19,7 +19,6 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from submissions import REFERENCE_NOTEBOOK, REFERENCE_SOLUTION, TEMPLATE_NOTEBOOK, make_notebook

@@ -66,7 +66,7 @@ FINETUNE = {"cpu": {"n": 4, "size": 64, "steps": 8, "batch_size": 4, "lr": 0.01}
 
 
 def _data():
-    from grader.assignment import import_sibling
+    from grader.checks import import_sibling
     return import_sibling(__file__, "data")
 
 
@@ -100,7 +100,7 @@ def finetune_run(submission, spec, device, secret) -> dict:
 
 
 def _finetune_run(submission, spec, device, secret) -> dict:
-    from grader.errors import StudentCodeError
+    from grader.checks import StudentCodeError
     b = FINETUNE[device]
     images, masks, raw = _data().segmentation_set(b["n"], b["size"])
     model = submission.build_trusted(spec["model_factory"], weights=None, weights_backbone=None,
@@ -125,7 +125,7 @@ def reproduce_finetune(reference, factory, device, secret, spec_items):
     """The grader's own fine-tuning run: the same library model, the reference's head and
     freezing, the same starting head, data, seed and loop, on one thread as in the child.
     Returns the head's final values. Independent of the submission: cached per seed."""
-    from grader.training import run_training
+    from grader.checks import run_training
     spec = dict(spec_items)
     b = FINETUNE[device]
     images, masks, _ = _data().segmentation_set(b["n"], b["size"])

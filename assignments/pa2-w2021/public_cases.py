@@ -13,9 +13,9 @@ import random
 
 import torch
 
-from grader.assignment import import_sibling
-from grader.compare import sketch_trace
-from grader.layers import layer_config, layer_state, load_layer_states, ordered_layers, trace
+from grader.checks import import_sibling
+from grader.checks import sketch_trace
+from grader.checks import layer_config, layer_state, load_layer_states, ordered_layers, trace
 
 pa2 = import_sibling(__file__, "pa2")
 

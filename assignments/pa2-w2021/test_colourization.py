@@ -5,8 +5,8 @@ with data stored from the reference, so students run them before submitting."""
 import pytest
 from hypothesis import given, strategies as st
 
-from grader.assignment import import_sibling
-from grader.compare import shape_text
+from grader.checks import import_sibling
+from grader.checks import shape_text
 
 pa2 = import_sibling(__file__, "pa2")
 MODELS = pa2.colour_model_params()

@@ -5,7 +5,7 @@ import pytest
 import torch
 from hypothesis import assume, given, strategies as st
 
-from grader.assignment import import_sibling
+from grader.checks import import_sibling
 
 pa2 = import_sibling(__file__, "pa2")
 

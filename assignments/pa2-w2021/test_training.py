@@ -10,9 +10,9 @@ import pytest
 import torch
 
 
-from grader.assignment import import_sibling
-from grader.pictures import prediction_grid
-from grader.training import run_training
+from grader.checks import import_sibling
+from grader.checks import prediction_grid
+from grader.checks import run_training
 
 pa2 = import_sibling(__file__, "pa2")
 data = import_sibling(__file__, "data")
@@ -117,7 +117,7 @@ def segmentation_picture(title, images, got, masks, feedback):
 
 @pytest.mark.grade(part="D.1", points=1)
 def test_finetune_trains_only_head(submission, assignment, reference, device, feedback, secret):
-    """Fine-tuning steps after the driver cell: frozen weights stay bit-identical, classifier.4 changes, the loss falls"""
+    """Fine-tuning steps after the driver cell: frozen weights stay bit-identical, classifier.4 changes, the loss falls"""  # noqa: E501 (the check's name)
     spec = assignment.data["finetune"]
     run = pa2.finetune_run(submission, spec, device, secret)
     got = run["report"]

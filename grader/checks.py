@@ -1,0 +1,21 @@
+"""What an assignment's check files import: one front, so check authors need not know the
+engine's modules. A check is a pytest test with `@pytest.mark.grade(part=..., kind=...,
+points=...)` and the fixtures `submission`, `reference`, `expected`, `secret`, `assignment`,
+`device`, `feedback` (grader.plugin); hypothesis supplies inputs.
+
+    from grader.checks import StudentCodeError, compare_with_stored, import_sibling
+"""
+from .assignment import import_sibling
+from .compare import compare_with_stored, first_layer_difference, shape_text, sketch_trace
+from .errors import MissingDefinition, StudentCodeError, StudentCrash, StudentTimeout
+from .layers import layer_config, layer_state, load_layer_states, ordered_layers, trace
+from .pictures import prediction_grid
+from .proxy import attrdict
+from .training import run_training
+
+__all__ = [
+    "import_sibling", "compare_with_stored", "first_layer_difference", "shape_text",
+    "sketch_trace", "MissingDefinition", "StudentCodeError", "StudentCrash", "StudentTimeout",
+    "layer_config", "layer_state", "load_layer_states", "ordered_layers", "trace",
+    "prediction_grid", "attrdict", "run_training",
+]
