@@ -277,9 +277,8 @@ class Expectations:
         if self._cases is None:
             cases = self.data()["cases"]
             if self.reference is not None and self.challenge_seed is not None:
-                fresh = compute(self.assignment, self.reference,
-                                challenge_seed=self.challenge_seed)
-                cases = with_challenges(cases, roundtrip(fresh)["cases"])
+                fresh = _challenge_cases(self.assignment, self.reference, self.challenge_seed)
+                cases = with_challenges(cases, fresh)
             self._cases = cases
         return self._cases
 
@@ -290,6 +289,19 @@ class Expectations:
             return tree.get("checks") or {}
         except (OSError, ValueError):
             return {}
+
+
+_CHALLENGES: dict = {}
+
+
+def _challenge_cases(assignment, reference, seed: int) -> dict:
+    """The secret cases of one seed, computed once per process: a batch shares one seed, so
+    its workers pay for them once (the checks only read them; the child gets copies)."""
+    key = (assignment.name, id(reference), seed)
+    if key not in _CHALLENGES:
+        _CHALLENGES.clear()  # a new seed: the old cases are not needed again
+        _CHALLENGES[key] = roundtrip(compute(assignment, reference, challenge_seed=seed))["cases"]
+    return _CHALLENGES[key]
 
 
 def with_challenges(stored, fresh):

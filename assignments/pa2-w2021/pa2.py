@@ -120,6 +120,21 @@ def _finetune_run(submission, spec, device, secret) -> dict:
             "raw": raw, "masks": masks}
 
 
+def reference_model_with_starting_head(reference, factory, spec, secret):
+    """In the parent: the library model as the child's build_trusted makes it (seed 0), with
+    the reference's head and freezing and the grader's starting head."""
+    module_name, attr = factory.split(":")
+    torch.manual_seed(0)
+    model = getattr(importlib.import_module(module_name), attr)(
+        weights=None, weights_backbone=None, aux_loss=True)
+    model = reference.replace_head_and_freeze(model)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in starting_head(spec, secret).items():
+            params[name].copy_(value)
+    return model
+
+
 @functools.lru_cache(maxsize=4)
 def reproduce_finetune(reference, factory, device, secret, spec_items):
     """The grader's own fine-tuning run: the same library model, the reference's head and
@@ -129,15 +144,7 @@ def reproduce_finetune(reference, factory, device, secret, spec_items):
     spec = dict(spec_items)
     b = FINETUNE[device]
     images, masks, _ = _data().segmentation_set(b["n"], b["size"])
-    module_name, attr = factory.split(":")
-    torch.manual_seed(0)  # as the child's build_trusted
-    model = getattr(importlib.import_module(module_name), attr)(
-        weights=None, weights_backbone=None, aux_loss=True)
-    model = reference.replace_head_and_freeze(model)
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in starting_head(spec, secret).items():
-            params[name].copy_(value)
+    model = reference_model_with_starting_head(reference, factory, spec, secret)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -145,6 +152,7 @@ def reproduce_finetune(reference, factory, device, secret, spec_items):
                      b["batch_size"], b["lr"], seed=0, device=device, output_key="out")
     finally:
         torch.set_num_threads(threads)
+    params = dict(model.named_parameters())
     return {name: params[name].detach().cpu().clone() for name in head_names(spec)}
 
 
@@ -176,16 +184,7 @@ def held_out_set(device, secret):
 def held_out_iou_before_training(reference, factory, device, secret, spec_items):
     """The reference's IoU loss on the held-out set for the frozen model with the grader's
     starting head, before any training (train mode: batch statistics, as in training)."""
-    spec = dict(spec_items)
-    module_name, attr = factory.split(":")
-    torch.manual_seed(0)  # as the child's build_trusted
-    model = getattr(importlib.import_module(module_name), attr)(
-        weights=None, weights_backbone=None, aux_loss=True)
-    model = reference.replace_head_and_freeze(model)
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in starting_head(spec, secret).items():
-            params[name].copy_(value)
+    model = reference_model_with_starting_head(reference, factory, dict(spec_items), secret)
     images, masks = held_out_set(device, secret)
     model.train()
     with torch.no_grad():

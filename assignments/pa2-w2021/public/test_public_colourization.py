@@ -5,7 +5,7 @@ stored as data (`expected`: see public_cases.py and grader/public.py). Students 
 checks on the same data before submitting; the real grading runs them too."""
 import pytest
 
-from grader.compare import compare_with_stored, first_layer_difference
+from grader.checks import compare_with_stored, first_layer_difference
 
 MODELS = [pytest.param(name, marks=pytest.mark.grade(part=part, subject=name), id=part)
           for name, part in (("PoolUpsampleNet", "A.1"), ("ConvTransposeNet", "B.1"),

@@ -5,10 +5,12 @@ Region 2 (the driver cell) is run against a fresh torchvision model built offlin
 optimizer, so no data is loaded and nothing trains. What they expect (the new head, the
 parameters left trainable, what reaches the optimizer) was computed from the reference and
 stored as data (`expected["finetune"]`)."""
+from pathlib import Path
+
 import pytest
 import torch
 
-from grader.proxy import attrdict
+from grader.checks import attrdict, import_sibling
 
 pytestmark = pytest.mark.grade(part="D.1", visibility="visible")
 
@@ -59,7 +61,7 @@ def test_head_replaced(submission, spec):
 
 
 @pytest.mark.grade(kind="freezing", points=2)
-def test_only_head_trainable(submission, spec):
+def test_only_head_trainable(submission, spec, request):
     """Driver cell: every parameter is frozen except those of classifier.4"""
     params = model_after_driver(submission, spec).parameters()
     head = new_layer_prefixes(spec)
@@ -79,6 +81,18 @@ def test_only_head_trainable(submission, spec):
     if not any(p["name"].startswith(head) for p in params):
         problems.append(f"the model has no parameters under {spec['head']}")
     assert not problems, "; ".join(problems) + "."
+    # The requires_grad flags above are what the child says. On the instructor's side (a
+    # secret seed and the reference are there) the grader also checks the behaviour: a few
+    # fine-tuning steps must move the new layer exactly as its own run with only classifier.4
+    # trainable does (pa2.finetune_mismatch; docs/security.md, "Forged answers").
+    secret = request.getfixturevalue("secret")
+    if secret is not None:
+        pa2 = import_sibling(str(Path(__file__).resolve().parent.parent / "pa2.py"), "pa2")
+        device = request.getfixturevalue("device")
+        run = pa2.finetune_run(submission, spec, device, secret)
+        problem = pa2.finetune_mismatch(request.getfixturevalue("reference"), spec, device,
+                                        secret, run)
+        assert problem is None, problem
 
 
 @pytest.mark.grade(kind="shape", points=1)

@@ -6,7 +6,7 @@ per image and averaged: both readings are stored, and the check says which one i
 import pytest
 import torch
 
-from grader.errors import StudentCodeError
+from grader.checks import StudentCodeError
 
 pytestmark = pytest.mark.grade(part="D.2", visibility="visible")
 
@@ -77,3 +77,22 @@ def test_gradient_reaches_pred(submission, expected, loss_name):
                               "reaches it): avoid .detach(), .item(), argmax or numpy inside.")
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0, (
         f"the gradient of {loss_name} with respect to pred is zero or not finite.")
+    # Instructor side only (secret probes): the gradient must agree with how the values change,
+    # along a secret direction and along the gradient itself (a central difference of two
+    # more calls), so a gradient cannot be made up without a function behind it.
+    for probe in expected["iou"].get("gradient_probes", []):
+        pred, gt = probe["pred"], probe["gt"]
+        _, grad = student_loss(submission, loss_name, pred, gt, grad=True)
+        assert grad is not None and grad.shape == torch.Size(torch.tensor(pred).shape), (
+            f"{loss_name} gives no gradient of pred's shape. Try:\n{paste(pred, gt, loss_name)}")
+        for direction in (torch.tensor(probe["direction"]), grad / (grad.norm() + 1e-12)):
+            step = 1e-2
+            ahead = (torch.tensor(pred) + step * direction).tolist()
+            behind = (torch.tensor(pred) - step * direction).tolist()
+            slope = (student_loss(submission, loss_name, ahead, gt)
+                     - student_loss(submission, loss_name, behind, gt)) / (2 * step)
+            claimed = float((grad * direction).sum())
+            assert abs(slope - claimed) <= 1e-3 + 0.05 * abs(slope), (
+                f"the gradient {loss_name} reports does not match how its value changes: along "
+                f"a direction the loss changes at {slope:.6f} per unit, the gradient says "
+                f"{claimed:.6f}. Try:\n{paste(pred, gt, loss_name)}")
