@@ -119,7 +119,12 @@ def segmentation_picture(title, images, got, masks, feedback):
 def test_finetune_trains_only_head(submission, assignment, reference, device, feedback, secret):
     """Fine-tuning steps after the driver cell: frozen weights stay bit-identical, classifier.4 changes, the loss falls"""  # noqa: E501 (the check's name)
     spec = assignment.data["finetune"]
-    run = pa2.finetune_run(submission, spec, device, secret)
+    try:
+        run = pa2.finetune_run(submission, spec, device, secret)
+    except pa2.HeadDoesNotFit:
+        # Another head shape (a 3x3 kernel): the grader cannot reproduce the run, so the
+        # child's own report decides (docs/security.md says what that leaves open).
+        run = pa2.finetune_run_as_is(submission, spec, device)
     got = run["report"]
     segmentation_picture("DeepLabV3 after fine-tuning with your freezing (cross-entropy)",
                          run["raw"], got, run["masks"], feedback)
@@ -131,8 +136,9 @@ def test_finetune_trains_only_head(submission, assignment, reference, device, fe
     still = [n for n in got["unchanged"] if n.startswith(head)]
     assert not still, f"{', '.join(still)} did not change during fine-tuning: the new layer must train."
     judge_curve(got, drop=0.02)
-    problem = pa2.finetune_mismatch(reference, spec, device, secret, run)
-    assert problem is None, problem
+    if run.get("reproducible", True):
+        problem = pa2.finetune_mismatch(reference, spec, device, secret, run)
+        assert problem is None, problem
 
 
 # On held-out images the parent scores itself, fine-tuning with a correct IoU loss lowers the
