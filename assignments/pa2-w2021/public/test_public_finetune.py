@@ -8,7 +8,7 @@ stored as data (`expected["finetune"]`)."""
 import pytest
 import torch
 
-from grader.checks import attrdict, import_sibling
+from grader.checks import attrdict
 
 pytestmark = pytest.mark.grade(part="D.1", visibility="visible")
 
@@ -83,18 +83,8 @@ def test_only_head_trainable(submission, spec, request):
     # secret seed and the reference are there) the grader also checks the behaviour: a few
     # fine-tuning steps must move the new layer exactly as its own run with only classifier.4
     # trainable does (pa2.finetune_mismatch; docs/security.md, "Forged answers").
-    # A head of another shape than the reference's cannot start from the grader's weights:
-    # then the report above decides, as on a student's side.
-    secret = request.getfixturevalue("secret")
-    if secret is not None:
-        pa2 = import_sibling(str(request.getfixturevalue("assignment").folder / "pa2.py"), "pa2")
-        device = request.getfixturevalue("device")
-        try:
-            run = pa2.finetune_run(submission, spec, device, secret)
-        except pa2.HeadDoesNotFit:
-            return
-        problem = pa2.finetune_mismatch(request.getfixturevalue("reference"), spec, device,
-                                        secret, run)
+    if request.getfixturevalue("secret") is not None:
+        problem = request.getfixturevalue("finetune_verdict")  # ../conftest.py
         assert problem is None, problem
 
 

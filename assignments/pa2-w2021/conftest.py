@@ -1,0 +1,22 @@
+"""PA2 fixtures the check files share. Public checks reach the instructor-only ones by name
+(`request.getfixturevalue`) only when a secret seed is there: on a student's side nothing
+here is asked for."""
+import pytest
+
+from grader.checks import import_sibling
+
+pa2 = import_sibling(__file__, "pa2")
+
+
+@pytest.fixture
+def finetune_verdict(submission, reference, assignment, device, secret):
+    """Instructor side: None when a few fine-tuning steps move the new layer exactly as the
+    grader's own run with only classifier.4 trainable does, else why not. Also None when
+    the student's head has another shape: the grader cannot reproduce that run, and the
+    child's report decides, as on a student's side."""
+    spec = assignment.data["finetune"]
+    try:
+        run = pa2.finetune_run(submission, spec, device, secret)
+    except pa2.HeadDoesNotFit:
+        return None
+    return pa2.finetune_mismatch(reference, spec, device, secret, run)
