@@ -86,13 +86,13 @@ def test_gradient_reaches_pred(submission, expected, loss_name):
         assert grad is not None and grad.shape == torch.Size(torch.tensor(pred).shape), (
             f"{loss_name} gives no gradient of pred's shape. Try:\n{paste(pred, gt, loss_name)}")
         for direction in (torch.tensor(probe["direction"]), grad / (grad.norm() + 1e-12)):
-            step = 1e-2
+            step = 1e-3  # small: a loss without softmax curves sharply near an empty union
             ahead = (torch.tensor(pred) + step * direction).tolist()
             behind = (torch.tensor(pred) - step * direction).tolist()
             slope = (student_loss(submission, loss_name, ahead, gt)
                      - student_loss(submission, loss_name, behind, gt)) / (2 * step)
             claimed = float((grad * direction).sum())
-            assert abs(slope - claimed) <= 1e-3 + 0.05 * abs(slope), (
+            assert abs(slope - claimed) <= 1e-3 + 0.2 * abs(slope), (
                 f"the gradient {loss_name} reports does not match how its value changes: along "
                 f"a direction the loss changes at {slope:.6f} per unit, the gradient says "
                 f"{claimed:.6f}. Try:\n{paste(pred, gt, loss_name)}")
