@@ -57,6 +57,14 @@ def leftover_named(tag: str) -> list[int]:
     return found
 
 
+def gone_within(tag: str, seconds: float) -> list[int]:
+    """The processes named `tag` still alive after waiting up to `seconds` for them to go."""
+    deadline = time.monotonic() + seconds
+    while leftover_named(tag) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return leftover_named(tag)
+
+
 NAME_SELF = """
 import ctypes
 def name_self(tag):
@@ -255,10 +263,7 @@ def test_a_double_forked_setsid_grandchild_does_not_outlive_its_grading():
     with box(source) as sandbox:
         assert call(sandbox, "escape", tag) == "escaped"
         assert leftover_named(tag), "the grandchild should be running while the grading lasts"
-    deadline = time.monotonic() + 5
-    while leftover_named(tag) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not leftover_named(tag)
+    assert not gone_within(tag, 5)
 
 
 def test_process_count_is_capped_and_none_survive():
@@ -281,10 +286,7 @@ def test_process_count_is_capped_and_none_survive():
         made = call(sandbox, "sleepers", tag, 150)
         if IS_ROOT:  # RLIMIT_NPROC on the sandbox's own uid, pids.max on its cgroup
             assert made < confine.MAX_PROCESSES
-    deadline = time.monotonic() + 5
-    while leftover_named(tag) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not leftover_named(tag)
+    assert not gone_within(tag, 5)
 
 
 def test_a_deep_tree_in_the_working_folder_is_removed():
@@ -383,7 +385,4 @@ def test_memory_is_capped_over_all_the_submissions_processes():
         held = any(i.startswith("cgroup limits (memory") for i in sandbox.boot.isolation)
         if held:
             assert alive * 250 <= limit_mib, alive  # the rest were stopped by the group's limit
-    deadline = time.monotonic() + 5
-    while leftover_named(tag) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not leftover_named(tag)
+    assert not gone_within(tag, 5)
