@@ -11,8 +11,8 @@ __version__ = "0.1.0"
 def check(*parts: str, **options) -> None:
     """A student's self-check from inside the notebook: `from grader import check; check()`
     runs the public checks on the classes and functions this kernel defines and prints the
-    feedback (grader.selfcheck)."""
-    from .selfcheck import check as run_check
+    feedback (grader.student.selfcheck)."""
+    from .student.selfcheck import check as run_check
 
     options.setdefault("namespace", sys._getframe(1).f_globals)
     run_check(*parts, **options)

@@ -3,12 +3,11 @@ expectations from its reference solution (grader.public says how) and store them
 lists of its public and hidden checks (grader.checkrun lists them)."""
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 from .checkrun import list_checks
 from .public import compute, differences, points_text, public_folder, read, roundtrip, write
+from .verbs import run_verb, verb_parser
 
 
 def compute_with_checks(assignment, reference) -> dict:
@@ -21,29 +20,23 @@ def compute_with_checks(assignment, reference) -> dict:
 # -- command line ----------------------------------------------------------------------------
 def main(argv=None) -> int:
     """`grade build-public NAME [--out DIR] [--check]`."""
-    p = argparse.ArgumentParser(prog="grade build-public",
-                                description="Compute an assignment's public expectations from "
-                                            "its reference solution and store them as data.")
-    p.add_argument("assignment", help="assignment edition, e.g. pa2-w2021")
+    p = verb_parser("grade build-public", "Compute an assignment's public expectations from its "
+                    "reference solution and store them as data.", assignment="positional")
     p.add_argument("--out", metavar="DIR", help="write here instead of assignments/NAME/public/")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 when the stored files differ from a fresh build")
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as exc:
-        return 2 if exc.code else 0
+    return run_verb(p, argv, build_public, expected=(FileNotFoundError,))
+
+
+def build_public(args) -> int:
     from .assignment import load_assignment
     from .errors import SubmissionError
 
-    try:
-        assignment = load_assignment(args.assignment)
-        reference = assignment.load_reference()
-        if reference is None:
-            raise SubmissionError(f"the reference solution of {assignment.name} is not installed")
-        data = compute_with_checks(assignment, reference)
-    except (SubmissionError, FileNotFoundError) as exc:
-        print(f"grade build-public: {exc}", file=sys.stderr)
-        return 2
+    assignment = load_assignment(args.assignment)
+    reference = assignment.load_reference()
+    if reference is None:
+        raise SubmissionError(f"the reference solution of {assignment.name} is not installed")
+    data = compute_with_checks(assignment, reference)
     folder = Path(args.out) if args.out else public_folder(assignment)
     if args.check:
         # Not byte equality: numbers may differ in their last digits on another machine

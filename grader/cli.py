@@ -11,10 +11,10 @@ import sys
 
 SUBCOMMANDS = {
     # verb: "module:function" taking the remaining argv and returning an exit status
-    "merge": "grader.batch:merge_main",
+    "merge": "grader.batch.merge:main",
     "gradescope-zip": "grader.gradescope:main",
     "build-public": "grader.buildpublic:main",
-    "release": "grader.release:main",
+    "release": "grader.student.release:main",
 }
 
 
@@ -74,8 +74,8 @@ def main(argv=None) -> int:
     except SystemExit as exc:
         return 2 if exc.code else 0
     if args.out or len(args.paths) > 1 or args.shard or args.junit:
-        # Batch mode: a scheduler that never imports torch, and worker processes (grader.pool).
-        from .batch import run_batch
+        # Batch mode: a scheduler that never imports torch, and worker processes (grader.batch.pool).
+        from .batch.scheduler import run_batch
         return run_batch(args)
     # Start the warm sandbox server first: it imports torch in its own process while this
     # one imports torch, pytest and hypothesis.

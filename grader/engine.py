@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import harvest as harvest_mod
 from .assignment import Assignment
-from .checkrun import run_checks
+from .checkrun import collect_checks, run_checks
 from .errors import StudentCodeError, SubmissionError, UnsafeSandbox
 from .load import LoadedSubmission, load_submission
 from .options import Options
@@ -105,6 +105,14 @@ def check_stage(ctx: GradingContext) -> None:
                                     f"{format_error(problem['error'])}")
 
 
+def checks_it_would_run(assignment: Assignment, options: Options) -> list[dict]:
+    """The checks an unusable submission fails (its score is then out of the full points)."""
+    try:
+        return collect_checks(assignment, options)
+    except Exception:  # the checks cannot even be listed: the result has none
+        return []
+
+
 STAGES = [load_stage, harvest_stage, region_stage, sandbox_stage, check_stage]
 
 
@@ -117,7 +125,7 @@ def grade(path: str | Path, assignment: Assignment, options: Options | None = No
         for stage in STAGES:
             stage(ctx)
     except SubmissionError as exc:
-        ctx.result.error = str(exc)
+        ctx.result.mark_unusable(str(exc), checks_it_would_run(assignment, ctx.options))
     finally:
         if ctx.sandbox is not None:
             ctx.sandbox.close()

@@ -19,7 +19,6 @@ For tests, run_autograder reads AUTOGRADER_ROOT (default /autograder), GRADER_PY
 """
 from __future__ import annotations
 
-import argparse
 import io
 import shlex
 import shutil
@@ -28,6 +27,8 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+from .verbs import run_verb, verb_parser
 
 TORCH = "2.14.1"
 TORCHVISION = "0.29.1"
@@ -158,7 +159,7 @@ def source_root() -> Path:
 def engine_wheel(root: Path, target: Path) -> Path:
     """The grader's wheel, built (grader.release.build_wheel) from a clean copy of the source
     tree, so the build's scratch files never land in the checkout."""
-    from .release import ReleaseError, build_wheel
+    from .student.release import ReleaseError, build_wheel
 
     with tempfile.TemporaryDirectory(prefix="grader-wheel-") as tmp:
         copy = Path(tmp, "src")
@@ -223,9 +224,8 @@ def build_zip(assignment: str, out: Path, grade_args: list[str], torch: str = TO
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="grade gradescope-zip",
-                                description="Build Gradescope's autograder zip for an assignment.")
-    p.add_argument("--assignment", help="assignment edition (default: the only one installed)")
+    p = verb_parser("grade gradescope-zip", "Build Gradescope's autograder zip for an assignment.",
+                    assignment="option")
     p.add_argument("--out", default="autograder.zip", help="the zip to write (default autograder.zip)")
     p.add_argument("--grade-arg", action="append", default=[], metavar="ARG",
                    help="an argument run_autograder passes to `grade` (repeatable), e.g. "
@@ -239,17 +239,13 @@ def main(argv: list[str]) -> int:
                    help=f"torchvision version setup.sh installs (default {TORCHVISION})")
     p.add_argument("--index-url", default=TORCH_INDEX,
                    help=f"where setup.sh gets torch (default: the CPU builds, {TORCH_INDEX})")
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as exc:
-        return 2 if exc.code else 0
+    return run_verb(p, argv, gradescope_zip)
+
+
+def gradescope_zip(args) -> int:
     from .assignment import load_assignment
-    from .errors import SubmissionError
-    try:
-        assignment = load_assignment(args.assignment)
-    except SubmissionError as exc:
-        print(f"grade gradescope-zip: {exc}", file=sys.stderr)
-        return 2
+
+    assignment = load_assignment(args.assignment)
     out = build_zip(assignment.name, Path(args.out), args.grade_arg, args.torch, args.torchvision,
                     args.index_url, args.hidden_details)
     print(f"Wrote {out} (assignment {assignment.name}): setup.sh, run_autograder, "

@@ -62,6 +62,7 @@ class GradingPlugin:
         self.results: list[CheckResult] = []
         self._started: dict[str, float] = {}
         self.collection_errors: list[str] = []
+        self._previous_profile = "default"
 
     # -- fixtures ---------------------------------------------------------------------
     @pytest.fixture(scope="session")
@@ -107,7 +108,13 @@ class GradingPlugin:
     # -- hooks ------------------------------------------------------------------------
     def pytest_configure(self, config):
         config.addinivalue_line("markers", "grade(part, kind, points, visibility): a graded check")
+        # Hypothesis's profile is global: a self-check inside a student's kernel gives back the
+        # one the student had (their own @given tests keep their settings).
+        self._previous_profile = settings.get_current_profile_name()
         settings.load_profile("grading")
+
+    def pytest_unconfigure(self, config):
+        settings.load_profile(self._previous_profile)
 
     def pytest_collection_modifyitems(self, items):
         kept = [item for item in items if self._select is None or self._select(grade_marks(item))]

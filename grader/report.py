@@ -24,7 +24,7 @@ def terminal(result: GradingResult, console=None, verbose: bool = True) -> None:
         console.print(Text.assemble(("Cannot grade:", "red"), " ", result.error), soft_wrap=True)
     for note in result.notes:
         console.print(Text.assemble(("note:", "yellow"), " ", note), soft_wrap=True)
-    if result.checks:
+    if result.checks and result.error is None:  # unusable: every check failed for one reason
         table = Table(show_lines=False, expand=False)
         table.add_column("#", justify="right")
         table.add_column("Check")
@@ -65,25 +65,19 @@ def to_gradescope_dict(result: GradingResult, hidden_details: str | None = None)
     and a 0-point "(details)" entry with the message, shown from `hidden_details` on. Its
     inputs and counterexamples never show before then. None (the instructor's --json): one
     entry per check with everything."""
-    output = "\n".join([f"Cannot grade: {result.error}"] if result.error else [])
-    if result.notes:
-        output += ("\n" if output else "") + "\n".join(f"note: {n}" for n in result.notes)
-    if result.isolation:
-        output += ("\n" if output else "") + result.isolation_line
+    data = result.to_dict()
+    del data["grader"]
+    if hidden_details is None:
+        return data
     tests = []
-    for c in result.checks:
-        entry = {"name": c.name, "score": c.score, "max_score": c.max_score, "status": c.status,
-                 "output": c.output, "visibility": c.visibility, "number": c.number,
-                 "tags": [c.part, c.kind]}
-        if hidden_details is not None and c.hidden:
+    for c, entry in zip(result.checks, data["tests"]):
+        if c.hidden and c.output:
             details = dict(entry, name=f"{c.name} (details)", score=0, max_score=0,
                            visibility=hidden_details, number=f"{c.number}.1")
-            entry["output"] = WITHHELD if c.output else ""
-            tests += [entry, details] if c.output else [entry]
+            tests += [dict(entry, output=WITHHELD), details]
         else:
             tests.append(entry)
-    return {"score": result.score, "execution_time": round(result.execution_time, 3),
-            "output": output, "tests": tests}
+    return dict(data, tests=tests)
 
 
 def write_json(result: GradingResult, path: str | Path, hidden_details: str | None = None) -> None:
@@ -159,14 +153,3 @@ figure {{ margin: .5rem 0; }} img {{ max-width: 100%; border: 1px solid #ddd; }}
 
 def write_html(result: GradingResult, path: str | Path) -> None:
     atomic_write(path, to_html(result))
-
-
-# -- a batch's results file: Gradescope's schema plus a `grader` block ------------------------
-
-def results_dict(result: GradingResult, stamp: dict | None) -> dict:
-    data = to_gradescope_dict(result)
-    data["grader"] = {"submission": result.submission, "assignment": result.assignment,
-                      "error": result.error, "notes": result.notes, "device": result.device,
-                      "isolation": result.isolation, "challenge_seed": result.challenge_seed,
-                      "stamp": stamp}
-    return data

@@ -57,9 +57,77 @@ class GradingResult:
             return 2
         return 0 if all(c.passed for c in self.checks) else 1
 
+    @property
+    def status(self) -> str:
+        """"error" (could not be graded), "complete" (every check passed) or "graded"."""
+        if self.error is not None:
+            return "error"
+        return "complete" if all(c.passed for c in self.checks) else "graded"
+
     def parts(self) -> dict[str, tuple[float, float]]:
         totals: dict[str, tuple[float, float]] = {}
         for c in self.checks:
             got, out_of = totals.get(c.part, (0.0, 0.0))
             totals[c.part] = (got + c.score, out_of + c.max_score)
         return totals
+
+    def mark_unusable(self, reason: str, catalog: list[dict]) -> None:
+        """The submission cannot be graded at all: record why, and fail every check it would
+        have been graded on (`catalog`: grader.checkrun.collect_checks), so its score is out
+        of the assignment's full points and pass rates count it."""
+        self.error = reason
+        self.checks = [CheckResult(name=c["name"], part=c["part"], kind=c["kind"],
+                                   max_score=float(c["max_score"]), score=0.0, passed=False,
+                                   output=NOT_GRADED, visibility=c.get("visibility", "visible"),
+                                   number=str(c.get("number", "")))
+                       for c in catalog]
+
+    @property
+    def overview(self) -> str:
+        """What concerns the whole submission (results.json's top-level `output`)."""
+        lines = [f"Cannot grade: {self.error}"] if self.error else []
+        lines += [f"note: {n}" for n in self.notes]
+        if self.isolation:
+            lines.append(self.isolation_line)
+        return "\n".join(lines)
+
+    # -- as data: what a batch stores per submission and a worker sends its scheduler ---------
+
+    def to_dict(self) -> dict:
+        """Gradescope's results.json schema (one entry per check, everything shown) plus a
+        `grader` block holding the rest, so that from_dict gives the same result back
+        (pictures and per-check seconds aside). grader.report derives the files students
+        see from this."""
+        tests = [{"name": c.name, "score": c.score, "max_score": c.max_score, "status": c.status,
+                  "output": c.output, "visibility": c.visibility, "number": c.number,
+                  "tags": [c.part, c.kind]} for c in self.checks]
+        return {"score": self.score, "execution_time": round(self.execution_time, 3),
+                "output": self.overview, "tests": tests,
+                "grader": {"submission": self.submission, "assignment": self.assignment,
+                           "error": self.error, "notes": self.notes, "device": self.device,
+                           "isolation": self.isolation, "challenge_seed": self.challenge_seed,
+                           "hidden": [c.number for c in self.checks if c.hidden]}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GradingResult:
+        """The result to_dict wrote (a batch's results file; keys it does not know are left)."""
+        meta = data.get("grader") or {}
+        hidden = set(meta.get("hidden") or [])
+        checks = []
+        for t in data.get("tests") or []:
+            tags = list(t.get("tags") or []) + ["", ""]
+            number = str(t.get("number", ""))
+            checks.append(CheckResult(name=str(t["name"]), part=str(tags[0]), kind=str(tags[1]),
+                                      max_score=float(t["max_score"]), score=float(t["score"]),
+                                      passed=t.get("status") == "passed", output=str(t.get("output", "")),
+                                      visibility=str(t.get("visibility", "visible")),
+                                      hidden=number in hidden, number=number))
+        return cls(submission=str(meta.get("submission", "")), assignment=str(meta.get("assignment", "")),
+                   checks=checks, execution_time=float(data.get("execution_time") or 0.0),
+                   notes=[str(n) for n in meta.get("notes") or []], error=meta.get("error"),
+                   device=str(meta.get("device", "cpu")), isolation=list(meta.get("isolation") or []),
+                   challenge_seed=meta.get("challenge_seed"))
+
+
+# The message of each check of a submission that could not be graded at all.
+NOT_GRADED = "Not graded: the submission could not be graded (the reason is at the top)."

@@ -11,10 +11,10 @@ import json
 import sys
 import time
 
-from grader.child import _compile
+from grader.sandbox.child import _compile
 from grader.harvest import harvest
 from grader.load import load_submission
-import grader.selfcheck as selfcheck
+import grader.student.selfcheck as selfcheck
 
 PARTIAL = '''
 import torch

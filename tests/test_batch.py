@@ -299,7 +299,7 @@ def test_shards_merge_into_the_full_gradebook(full, folder, killed, tmp_path):
 
 
 def test_shard_slices_are_disjoint_and_cover_everything():
-    from grader.batch import parse_shard, shard
+    from grader.batch.discover import parse_shard, shard
 
     names = [f"s{i:02d}" for i in range(23)][::-1]
     slices = [shard(names, f"{i}/4") for i in range(1, 5)]
@@ -313,17 +313,18 @@ def test_shard_slices_are_disjoint_and_cover_everything():
 
 def test_scheduler_does_not_import_torch():
     """The batch scheduler stays light: torch is imported once, by the warm server."""
-    code = ("import sys, grader.cli, grader.batch, grader.pool, grader.gradescope; "
+    code = ("import sys, grader.cli, grader.batch.scheduler, grader.batch.pool, grader.gradescope; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False"
-    from grader import pool, sandbox
-    assert set(sandbox.PRELOAD) <= set(pool.SERVER_PRELOAD)
+    from grader.batch import pool
+    from grader.sandbox import parent
+    assert set(parent.PRELOAD) <= set(pool.SERVER_PRELOAD)
 
 
 def test_second_batch_on_the_same_folder_is_refused(tmp_path):
-    from grader.batch import OutputLock
+    from grader.batch.store import OutputLock
     with OutputLock(tmp_path):
         proc = run(TEMPLATE_NOTEBOOK, "--out", tmp_path, timeout=60)
     assert proc.returncode == 2 and "another batch" in proc.stderr
@@ -356,7 +357,7 @@ def test_links_folders_and_formula_names_in_a_class_folder(tmp_path):
 
 
 def test_every_csv_quotes_text_that_a_spreadsheet_would_run():
-    from grader.batch import csv_text, gradebook_csv, summary_csv
+    from grader.batch.outputs import csv_text, gradebook_csv, summary_csv
     from grader.results import GradingResult
 
     assert [csv_text(t) for t in ("=1+1", "+1", "-1", "@A1", "\tx", "\rx", "a=1", "", 3)] == [
@@ -365,7 +366,7 @@ def test_every_csv_quotes_text_that_a_spreadsheet_would_run():
                                          "rate": 0.0}]).splitlines()))
     assert rows[1][:2] == ["'=evil()", "'@p"]
     bad = GradingResult(submission="x", assignment="a", error="-cmd|' /C calc'!A0")
-    rows = list(csv.reader(gradebook_csv([("=x", bad)], []).splitlines()))
+    rows = list(csv.reader(gradebook_csv({"=x": bad}, []).splitlines()))
     assert rows[1][0] == "'=x" and rows[1][-1] == "'-cmd|' /C calc'!A0"
 
 

@@ -126,10 +126,13 @@ def test_some_checks_failed_exit_1(runs):
 def test_unusable_submission_exit_2_with_reason_and_results_file(runs, name, reason):
     run = runs[name]
     assert run.returncode == 2, run.stdout + run.stderr
-    assert run.last_line == "Score: 0 / 0"
+    # Out of the full points: every check it would have been graded on fails, for one reason.
+    assert run.last_line == "Score: 0 / 25"
     assert "Traceback" not in run.stdout + run.stderr
     data = run.results()
-    assert data["score"] == 0 and data["tests"] == []
+    assert data["score"] == 0 and sum(t["max_score"] for t in data["tests"]) == 25
+    assert {(t["status"], t["score"]) for t in data["tests"]} == {("failed", 0)}
+    assert all(t["output"].startswith("Not graded") for t in data["tests"])
     assert data["output"].startswith("Cannot grade: ") and reason in data["output"]
     assert "\n" not in data["output"].strip()
 
@@ -154,7 +157,7 @@ def test_markup_in_a_path_is_printed_as_text(runs):
     run = runs["markup_path"]
     assert run.returncode == 2, run.stdout + run.stderr
     assert "Traceback" not in run.stdout + run.stderr
-    assert run.last_line == "Score: 0 / 0"
+    assert run.last_line == "Score: 0 / 25"
     reason = run.results()["output"].splitlines()[0]
     assert reason.endswith("x[/yellow] :smile:.ipynb: the notebook cannot be read: its JSON is "
                            "nested too deeply")

@@ -107,7 +107,7 @@ def patched_handlers_cell() -> str:
     return (
         "class _Answers:\n"
         "    import base64, json\n"
-        "    import grader.child as _child\n"
+        "    import grader.sandbox.child as _child\n"
         f"    _table = json.loads(base64.b64decode({blob!r}))\n"
         "    def _call(self, name, args, kwargs, grad_wrt=(), source_pattern=None, _table=_table):\n"
         "        import hashlib, torch\n"

@@ -191,7 +191,7 @@ def test_stale_expectations_are_recomputed_for_grading_and_block_a_release(tmp_p
 
     from grader import public
     from grader.assignment import load_assignment
-    from grader.release import ReleaseError, release
+    from grader.student.release import ReleaseError, release
 
     real = load_assignment(ASSIGNMENT)
     folder = tmp_path / ASSIGNMENT

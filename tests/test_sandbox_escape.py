@@ -12,13 +12,16 @@ from __future__ import annotations
 import ast
 import os
 import secrets
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from grader import confine
+from grader.sandbox import confine
 from grader.errors import StudentCodeError, StudentCrash, StudentTimeout
 from grader.sandbox import Limits, Sandbox
 
@@ -386,3 +389,31 @@ def test_memory_is_capped_over_all_the_submissions_processes():
         if held:
             assert alive * 250 <= limit_mib, alive  # the rest were stopped by the group's limit
     assert not gone_within(tag, 5)
+
+
+def test_working_folder_of_a_killed_grader_is_removed_by_the_next():
+    """A grading process SIGKILLed mid-request cannot clean up, and its child may not write to
+    the temporary folder: the next grading process removes the orphaned working folder (and
+    leaves the folders of live graders alone)."""
+    script = ("import os, signal, sys\n"
+              "sys.path.insert(0, sys.argv[1])\n"
+              "from test_sandbox_escape import box, call\n"
+              "sandbox = box('import os\\ndef fill():\\n    os.makedirs(\"a/b/c\")\\n"
+              "    open(\"a/b/c/f\", \"w\").write(\"x\")\\n    return \"ok\"\\n').__enter__()\n"
+              "call(sandbox, 'fill')\n"
+              "print(sandbox._workdir, flush=True)\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    orphan = Path(proc.stdout.strip())
+    assert orphan.name.startswith("grader-child-") and (orphan / "a/b/c/f").exists()
+    from grader.sandbox import parent
+    parent.sweep_orphaned_workdirs.cache_clear()
+    with box("def f():\n    return 1\n") as sandbox:
+        assert call(sandbox, "f") == 1
+        alive = Path(sandbox._workdir)
+        parent.sweep_orphaned_workdirs.cache_clear()
+        parent.sweep_orphaned_workdirs()
+        assert alive.is_dir()  # ours, and we are alive
+    assert not orphan.exists()

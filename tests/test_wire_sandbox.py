@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from grader import wire
+from grader.sandbox import wire
 from grader.errors import StudentCodeError, StudentCrash, StudentTimeout
 from grader.sandbox import Limits, Sandbox
 
@@ -241,7 +241,7 @@ def test_stdin_is_closed(sandbox):
 
 @ROOT_ONLY
 def test_child_runs_as_its_own_uid_when_the_grader_is_root(sandbox):
-    from grader.confine import UID_BASE
+    from grader.sandbox.confine import UID_BASE
     uid, euid, gid, groups = ast.literal_eval(call(sandbox, "identity"))
     assert uid == euid == gid == UID_BASE + sandbox._process.pid and groups == []
     assert "own uid" in sandbox.boot.isolation

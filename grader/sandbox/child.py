@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from . import confine as os_layers
-from . import layers, wire
+from .. import layers
+from . import wire
 
 try:
     import resource
@@ -358,7 +359,7 @@ class Child:
                  device="cpu", output_key=None, loss_source_pattern=None):
         """A short training run of one of the child's models (see grader.training). `loss` is
         "cross_entropy" or the name of a student function loss(output, target)."""
-        from .training import run_training
+        from ..training import run_training
         if loss == "cross_entropy":
             loss_fn = nn.CrossEntropyLoss()
         else:

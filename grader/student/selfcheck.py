@@ -27,11 +27,11 @@ import sys
 import time
 from types import SimpleNamespace
 
-from .child import Child, _compile, _source_of, describe_exception
-from .errors import StudentCodeError
-from .load import Cell
-from .proxy import Submission
-from .sandbox import Limits
+from ..sandbox.child import Child, _compile, _source_of, describe_exception
+from ..errors import StudentCodeError
+from ..load import Cell
+from ..proxy import Submission
+from ..sandbox import Limits
 
 last_result = None  # the GradingResult of the latest check(), for scripts and tests
 
@@ -44,19 +44,19 @@ def check(*parts: str, namespace: dict | None = None, notebook: str | None = Non
     if namespace is None:
         namespace = sys._getframe(1).f_globals  # the notebook's (the caller's) globals
     last_result = run(parts, namespace, notebook=notebook, assignment=assignment)
-    from .report import terminal
+    from ..report import terminal
     terminal(last_result, console=console)
 
 
 def run(parts=(), namespace: dict | None = None, notebook: str | None = None,
         assignment: str | None = None):
     """check() without printing: returns the GradingResult."""
-    from .assignment import load_assignment
-    from .checkrun import run_checks
-    from .errors import SubmissionError
-    from .options import Options
-    from .regions import RegionNotFound, extract_region
-    from .results import GradingResult
+    from ..assignment import load_assignment
+    from ..checkrun import run_checks
+    from ..errors import SubmissionError
+    from ..options import Options
+    from ..regions import RegionNotFound, extract_region
+    from ..results import GradingResult
 
     started = time.perf_counter()
     namespace = namespace if namespace is not None else sys.modules["__main__"].__dict__
@@ -116,7 +116,7 @@ def history_cells(namespace: dict, notebook: str | None) -> tuple[tuple[Cell, ..
     """The cells to look for regions in: the notebook file's, or the kernel's input history
     (newest first, so the latest run of a cell wins)."""
     if notebook:
-        from .load import load_submission
+        from ..load import load_submission
         return load_submission(notebook).cells, notebook
     history = namespace.get("In") or namespace.get("_ih") or []
     cells = [Cell(i - 1, src) for i, src in enumerate(history) if isinstance(src, str) and src.strip()]
@@ -150,8 +150,7 @@ class KernelSubmission(Submission):
         pass
 
     def ask(self, op: str, timeout: float | None = None, _memo: tuple | None = None, **payload):
-        from . import wire
-        from .sandbox import format_error
+        from ..sandbox import format_error, wire
 
         handler = getattr(self.child, "op_" + op, None)
         if handler is None:

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import multiprocessing
 import os
+import re
 import signal
 import tempfile
 import time
@@ -20,9 +21,9 @@ from multiprocessing import connection
 from pathlib import Path
 
 from . import confine, wire
-from .errors import StudentCodeError, StudentCrash, StudentTimeout
+from ..errors import StudentCodeError, StudentCrash, StudentTimeout
 
-PRELOAD = ["torch", "torchvision", "grader.child"]
+PRELOAD = ["torch", "torchvision", "grader.sandbox.child"]
 
 
 @dataclass
@@ -51,6 +52,38 @@ def warm_up() -> None:
     from multiprocessing import forkserver
     with confine.main_module_hidden(), confine.environment_swapped():
         forkserver.ensure_running()
+
+
+# A child's working folder is named after the grading process that owns it: the child cannot
+# remove its own folder (it may not write to the temporary folder), so when that process is
+# killed before it cleans up, the next grading process removes the folder instead.
+WORKDIR_PREFIX = "grader-child-"
+_WORKDIR_NAME = re.compile(re.escape(WORKDIR_PREFIX) + r"(\d+)-[A-Za-z0-9_]+$")
+
+
+@functools.cache  # once per process: a dead owner's folders do not come back
+def sweep_orphaned_workdirs() -> int:
+    """Remove the working folders whose owning process is gone; returns how many."""
+    removed = 0
+    folder = tempfile.gettempdir()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            match = _WORKDIR_NAME.match(entry.name)
+            if not match or int(match[1]) == os.getpid() or _process_exists(int(match[1])):
+                continue
+            confine.remove_tree(entry.path)
+            removed += not os.path.lexists(entry.path)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        return True
+    return True
 
 
 # What a result must show for file-system isolation to count as in place (rule 4).
@@ -102,7 +135,8 @@ class Sandbox:
         return the protections it put in place."""
         warm_up()
         readable, keep_search = _readable_roots(tuple(self.hidden_paths))
-        self._workdir = tempfile.mkdtemp(prefix="grader-child-")
+        sweep_orphaned_workdirs()
+        self._workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
         os.chmod(self._workdir, 0o700)
         self._output = tempfile.TemporaryFile(prefix="grader-output-")
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)

@@ -16,7 +16,6 @@ runs the public checks alone (grader.public).
 """
 from __future__ import annotations
 
-import argparse
 import configparser
 import os
 import re
@@ -27,7 +26,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from . import __version__, public
+from .. import __version__, public
+from ..verbs import run_verb, verb_parser
 
 DIST_NAME = "pytorch-notebook-grader"
 # A reference line this short can appear anywhere (`super().__init__()`); longer ones cannot.
@@ -35,24 +35,16 @@ LEAK_MIN_CHARS = 24
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="grade release",
-                                description="Write the student bundle of an assignment: the "
-                                            "starter notebook and a wheel with the public checks.")
-    p.add_argument("assignment", help="assignment edition, e.g. pa2-w2021")
+    p = verb_parser("grade release", "Write the student bundle of an assignment: the starter "
+                    "notebook and a wheel with the public checks.", assignment="positional")
     p.add_argument("--out", metavar="DIR", default="dist", help="output folder (default: dist)")
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as exc:
-        return 2 if exc.code else 0
-    from .assignment import load_assignment
-    from .errors import SubmissionError
+    return run_verb(p, argv, _release_command, expected=(ReleaseError,))
 
-    try:
-        assignment = load_assignment(args.assignment)
-        paths = release(assignment, Path(args.out))
-    except (SubmissionError, ReleaseError) as exc:
-        print(f"grade release: {exc}", file=sys.stderr)
-        return 2
+
+def _release_command(args) -> int:
+    from ..assignment import load_assignment
+
+    paths = release(load_assignment(args.assignment), Path(args.out))
     for path in paths:
         print(f"wrote {path}")
     return 0
@@ -95,7 +87,7 @@ def release(assignment, out: Path) -> list[Path]:
 
 def stage(assignment, staging: Path, version: str) -> None:
     """A source tree with only what students may have."""
-    engine = Path(__file__).resolve().parent
+    engine = Path(__file__).resolve().parent.parent  # the grader package
     shutil.copytree(engine, staging / "grader", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     target = staging / "assignments"
     target.mkdir(parents=True)
@@ -116,7 +108,7 @@ def stage(assignment, staging: Path, version: str) -> None:
     }
     config["options"] = {
         "python_requires": ">=3.10",
-        "packages": "grader, grader_assignments",
+        "packages": "grader, grader.sandbox, grader.batch, grader.student, grader_assignments",
         "package_dir": "\ngrader = grader\ngrader_assignments = assignments",
         "install_requires": "\n" + "\n".join(requirements()),
         "include_package_data": "False",
@@ -132,7 +124,7 @@ def stage(assignment, staging: Path, version: str) -> None:
 def requirements() -> list[str]:
     """The engine's dependencies: from the source tree's setup.cfg, or from the installed
     distribution's metadata."""
-    setup_cfg = Path(__file__).resolve().parent.parent / "setup.cfg"
+    setup_cfg = Path(__file__).resolve().parents[2] / "setup.cfg"
     if setup_cfg.is_file():
         config = configparser.ConfigParser(interpolation=None)
         config.read(setup_cfg)

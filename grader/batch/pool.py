@@ -43,12 +43,12 @@ from dataclasses import dataclass, field
 from multiprocessing import connection, forkserver
 from pathlib import Path
 
-from .confine import environment_swapped, main_module_hidden
+from ..sandbox.confine import environment_swapped, main_module_hidden
 
 # Imported once by the forkserver: a superset of grader.sandbox.PRELOAD (the sandbox children
 # need those) plus what a worker needs to grade. Keep it in step with sandbox.PRELOAD.
-SERVER_PRELOAD = ["torch", "torchvision", "grader.child", "grader.confine", "grader.engine", "grader.plugin",
-                  "grader.checkrun", "grader.pool", "pytest", "hypothesis"]
+SERVER_PRELOAD = ["torch", "torchvision", "grader.sandbox.child", "grader.engine", "grader.plugin",
+                  "grader.checkrun", "grader.batch.pool", "pytest", "hypothesis"]
 
 MAX_ATTEMPTS = 2  # a submission whose worker died is graded once more, then recorded as an error
 START_FAILURES_ALLOWED = 3  # workers dying before they are ready: the grader itself is broken
@@ -146,11 +146,10 @@ def worker_main(conn, setup: dict) -> None:
 
     import torch
 
-    from .assignment import load_assignment
-    from .checkrun import collect_checks
-    from .engine import grade
-    from .report import results_dict
-    from .results import GradingResult
+    from ..assignment import load_assignment
+    from ..checkrun import collect_checks
+    from ..engine import grade
+    from ..results import GradingResult
 
     torch.set_num_threads(setup["threads"])
     assignment = load_assignment(setup["assignment"])
@@ -174,12 +173,12 @@ def worker_main(conn, setup: dict) -> None:
         try:
             result = grade(task["path"], assignment, options)
         except Exception as exc:  # the grader broke on this submission: record it, go on
-            result = GradingResult(submission=task["path"], assignment=assignment.name,
-                                   error=f"internal error in the grader: {type(exc).__name__}: {exc}")
+            result = GradingResult(submission=task["path"], assignment=assignment.name)
+            result.mark_unusable(f"internal error in the grader: {type(exc).__name__}: {exc}", catalog)
         if _server_lost:
             _send(conn, {"id": task["id"], "server_lost": True})
             return
-        _send(conn, {"id": task["id"], "result": results_dict(result, None)})
+        _send(conn, {"id": task["id"], "result": result.to_dict()})
 
 
 # -- the scheduler ------------------------------------------------------------------------------
@@ -215,11 +214,13 @@ def worker_threads(jobs: int) -> int:
     return max(1, cpus // max(1, jobs))
 
 
-def run_pool(tasks: list[Task], setup: dict, jobs: int, on_result, on_catalog=None,
+def run_pool(tasks: list[Task], setup: dict, jobs: int, on_result,
              submission_timeout: float | None = None, log_dir: Path | None = None) -> None:
-    """Grade `tasks` with `jobs` workers. `on_result(task, data)` receives each results dict
-    (Gradescope schema plus the `grader` block, error results included) as it arrives;
-    `on_catalog(checks)` the assignment's checks, once, as soon as a worker has listed them."""
+    """Grade `tasks` with `jobs` workers. `on_result(task, result)` receives each
+    GradingResult as it arrives, including those of submissions no worker could grade (they
+    fail every check of the catalog the first worker listed)."""
+    from ..results import GradingResult
+
     if not tasks:
         return
     start_server()
@@ -229,7 +230,7 @@ def run_pool(tasks: list[Task], setup: dict, jobs: int, on_result, on_catalog=No
     pending = collections.deque(tasks)
     workers: list[_Worker] = []
     start_failures = 0
-    catalog_sent = False
+    catalog: list[dict] = []  # the checks a grading runs, listed by each worker when ready
 
     def spawn(slot: int) -> _Worker:
         config = dict(setup, log=str(log_dir / f"worker-{slot}.log"), environ=dict(os.environ))
@@ -288,8 +289,10 @@ def run_pool(tasks: list[Task], setup: dict, jobs: int, on_result, on_catalog=No
         if retry and task.attempts < MAX_ATTEMPTS:
             pending.appendleft(task)
         else:
-            on_result(task, error_results(task, "; ".join(dict.fromkeys(task.deaths)),
-                                          setup["assignment"]))
+            failed = GradingResult(submission=task.path, assignment=setup["assignment"])
+            failed.mark_unusable("could not be graded: " + "; ".join(dict.fromkeys(task.deaths)),
+                                 catalog)
+            on_result(task, failed)
 
     try:
         for slot in range(min(jobs, len(pending))):
@@ -318,16 +321,14 @@ def run_pool(tasks: list[Task], setup: dict, jobs: int, on_result, on_catalog=No
                         if "hello" in message:
                             w.ready = True
                             start_failures = 0
-                            if on_catalog and not catalog_sent:
-                                on_catalog(message.get("catalog") or [])
-                                catalog_sent = True
+                            catalog[:] = message.get("catalog") or catalog
                         elif message.get("server_lost"):
                             start_server()  # a new server; this worker exits by itself
                             lost(w, "the grader's process server died", retry=True)
                             replace = True
                         elif w.task is not None and message.get("id") == w.task.id:
                             task, w.task = w.task, None
-                            on_result(task, message["result"])
+                            on_result(task, GradingResult.from_dict(message["result"]))
                 if not replace and w.task is not None and submission_timeout and \
                         time.monotonic() - w.started > submission_timeout:
                     stop(w)
@@ -363,13 +364,6 @@ def run_pool(tasks: list[Task], setup: dict, jobs: int, on_result, on_catalog=No
         for w in workers:
             w.process.join(max(0.1, deadline - time.monotonic()))
             stop(w, grace=1.0)
-
-
-def error_results(task: Task, reason: str, assignment: str) -> dict:
-    from .report import results_dict
-    from .results import GradingResult
-    return results_dict(GradingResult(submission=task.path, assignment=assignment,
-                                      error=f"could not be graded: {reason}"), None)
 
 
 def describe_exit(code) -> str:

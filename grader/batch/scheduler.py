@@ -1,0 +1,160 @@
+"""The batch command, `grade PATH... --out DIR`: decide what needs grading, hand it to the
+pool, write each result as it arrives, then the class files (see grader.batch)."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ..report import atomic_write
+from ..results import GradingResult
+from .discover import expand_paths, result_names, shard
+from .outputs import gradebook_csv, write_class_files
+from .store import OutputLock, fingerprint, read_results, stamp_of, sweep_temporary_files, write_results
+
+
+class _Display:
+    """A rich progress bar with a running count of errors, or (--quiet) one plain line per
+    submission, for logs."""
+
+    def __init__(self, plain: bool, total: int, done: int):
+        self.plain = plain
+        self.errors = 0
+        self.progress = None
+        if not plain:
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+            self.progress = Progress(
+                TextColumn("[bold]grading"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("errors: {task.fields[errors]}"), TimeElapsedColumn(),
+                TextColumn("eta"), TimeRemainingColumn(),
+                console=Console(stderr=True, highlight=False))
+            self.progress.start()
+            self.task = self.progress.add_task("grading", total=total, completed=done, errors=0)
+
+    def line(self, text: str) -> None:
+        if self.progress is not None:
+            from rich.text import Text
+            self.progress.console.print(Text(text))  # submission names are students' text
+        else:
+            print(text, flush=True)
+
+    def result(self, name: str, result: GradingResult, state: str) -> None:
+        error = result.error
+        self.errors += bool(error)
+        text = (f"{name}: {result.score:g} / {result.max_score:g}"
+                f"{' (error: ' + error + ')' if error else ''} [{state}]")
+        if self.progress is None:
+            self.line(text)
+        else:
+            if error:
+                self.line(text)
+            if state != "up to date":
+                self.progress.update(self.task, advance=1, errors=self.errors)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def run_batch(args) -> int:
+    """`grade PATH... --out DIR`: see the module docstring."""
+    from ..assignment import load_assignment
+    from ..errors import SubmissionError
+
+    try:
+        assignment = load_assignment(args.assignment)
+        paths = expand_paths(args.paths)
+        if not paths:
+            raise SubmissionError("no submissions found in " + " ".join(args.paths))
+        names = result_names(paths)  # over the whole list, so every shard names alike
+        by_name = {name: path for path, name in names.items()}
+        selected = shard(list(by_name), getattr(args, "shard", None))
+        jobs = int(getattr(args, "jobs", 1) or 1)
+        if jobs < 1:
+            raise ValueError("--jobs must be at least 1")
+    except (SubmissionError, ValueError) as exc:
+        print(f"grade: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out or "results")
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = OutputLock(out).__enter__()
+    except RuntimeError as exc:
+        print(f"grade: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _run_locked(args, assignment, by_name, selected, jobs, out)
+    finally:
+        lock.__exit__()
+
+
+def _run_locked(args, assignment, by_name, selected, jobs, out) -> int:
+    from ..options import Options
+    from . import pool
+
+    sweep_temporary_files(out)
+    parts = [p.id for p in assignment.parts]
+    options = Options.from_args(args)
+    key = options.stamp()
+    if options.seed is None:
+        # One secret seed for the whole batch (never written where students see it): the
+        # parent's seed-dependent reference runs (D.1's fine-tuning) are then made once per
+        # worker, not once per submission.
+        options = replace(options, seed=int.from_bytes(os.urandom(6), "big"))
+    entries: dict[str, GradingResult] = {}
+    stamps: dict[str, dict] = {}
+    todo: list[pool.Task] = []
+    for name in selected:
+        path = by_name[name]
+        stamps[name] = fingerprint(path, assignment, key)
+        data = read_results(out / f"{name}.json")
+        if data is not None and stamp_of(data) == stamps[name]:
+            entries[name] = GradingResult.from_dict(data)
+        else:
+            todo.append(pool.Task(len(todo), name, str(path)))
+    display = _Display(bool(args.quiet), total=len(selected), done=len(entries))
+    for name in sorted(entries):
+        if args.quiet:
+            display.result(name, entries[name], "up to date")
+    if entries:
+        atomic_write(out / "gradebook.csv", gradebook_csv(entries, parts))
+
+    def on_result(task, result: GradingResult):
+        write_results(out / f"{task.name}.json", result, stamps[task.name])
+        entries[task.name] = result
+        atomic_write(out / "gradebook.csv", gradebook_csv(entries, parts))
+        display.result(task.name, result, f"{result.execution_time:.1f} s")
+
+    setup = {"assignment": assignment.name, "options": options,
+             "threads": pool.worker_threads(jobs)}
+    started = time.perf_counter()
+
+    def terminated(signum, frame):  # a cancelled CI job: stop the workers, keep what is done
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        pool.run_pool(todo, setup, jobs, on_result,
+                      submission_timeout=getattr(args, "submission_timeout", None),
+                      log_dir=out / ".logs")
+    except pool.PoolError as exc:
+        display.close()
+        print(f"grade: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        display.close()
+        print(f"grade: interrupted; {len(entries)} results kept in {out}/, "
+              "run the same command again to grade the rest", file=sys.stderr)
+        return 130
+    display.close()
+    seconds = time.perf_counter() - started
+    write_class_files(entries, parts, out, assignment.name, getattr(args, "junit", None),
+                      plain=bool(args.quiet))
+    print(f"Graded {len(todo)} submissions ({len(entries) - len(todo)} up to date) in {seconds:.1f} s "
+          f"with {jobs} job{'s' if jobs > 1 else ''} into {out}/ (gradebook: {out / 'gradebook.csv'})")
+    return 0

@@ -1,0 +1,236 @@
+"""In-process unit tests of the engine's torch-free rooms: the results model and its writers,
+the batch's discovery, store and class outputs, regions, layer comparison and the verbs'
+command-line helper. Each runs in milliseconds; the end-to-end files (marked slow) show the
+same behaviour through `grade`."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from grader.assignment import load_assignment
+from grader.batch.discover import expand_paths, result_names
+from grader.batch.outputs import gradebook_csv, isolation_summary, junit_xml, pass_rates
+from grader.batch.store import fingerprint, read_results, stamp_of, sweep_temporary_files, write_results
+from grader.compare import first_layer_difference
+from grader.errors import SubmissionError
+from grader.load import Cell
+from grader.regions import RegionNotFound, RegionSpec, extract_region
+from grader.report import WITHHELD, to_gradescope_dict
+from grader.results import NOT_GRADED, CheckResult, GradingResult
+from grader.verbs import run_verb, verb_parser
+
+CATALOG = [{"name": "A shape", "part": "A.1", "kind": "shape", "max_score": 2.0, "number": "1"},
+           {"name": "A params", "part": "A.1", "kind": "params", "max_score": 1.0, "number": "2"},
+           {"name": "D loss", "part": "D.2", "kind": "loss", "max_score": 3.0, "number": "3"}]
+
+
+def graded(passed: tuple[bool, bool, bool], **fields) -> GradingResult:
+    checks = [CheckResult(name=c["name"], part=c["part"], kind=c["kind"], max_score=c["max_score"],
+                          score=c["max_score"] if ok else 0.0, passed=ok, number=c["number"],
+                          output="" if ok else f"{c['name']} is wrong\nsecond line",
+                          hidden=c["part"] == "D.2")
+              for c, ok in zip(CATALOG, passed)]
+    return GradingResult(submission="s.ipynb", assignment="pa2-w2021", checks=checks, **fields)
+
+
+# -- the results model --------------------------------------------------------------------------
+
+def test_results_round_trip_through_data():
+    result = graded((True, False, False), notes=["cell 3 skipped"], device="cuda",
+                    isolation=["landlock ABI 7"], challenge_seed=1234, execution_time=1.5)
+    data = json.loads(json.dumps(result.to_dict()))  # what a batch stores and a worker sends
+    back = GradingResult.from_dict(data)
+    assert back == result
+    assert data["score"] == 2 and data["execution_time"] == 1.5
+    assert [t["tags"] for t in data["tests"]] == [["A.1", "shape"], ["A.1", "params"], ["D.2", "loss"]]
+
+
+def test_unusable_submission_fails_every_check_out_of_the_full_points():
+    result = GradingResult(submission="s.ipynb", assignment="pa2-w2021")
+    result.mark_unusable("not a valid notebook", CATALOG)
+    assert (result.score, result.max_score, result.status, result.exit_code) == (0, 6, "error", 2)
+    assert {c.output for c in result.checks} == {NOT_GRADED}
+    assert GradingResult.from_dict(result.to_dict()) == result
+
+
+def test_students_results_file_withholds_hidden_details_and_the_seed():
+    result = graded((True, True, False), challenge_seed=99)
+    instructor = to_gradescope_dict(result)
+    assert "grader" not in instructor and "99" not in json.dumps(instructor)
+    assert [t["name"] for t in instructor["tests"]] == ["A shape", "A params", "D loss"]
+    student = to_gradescope_dict(result, hidden_details="after_due_date")
+    loss, details = student["tests"][2:]
+    assert (loss["output"], loss["max_score"], loss["visibility"]) == (WITHHELD, 3.0, "visible")
+    assert (details["name"], details["max_score"], details["visibility"]) == \
+        ("D loss (details)", 0, "after_due_date")
+    assert details["output"] == result.checks[2].output and student["score"] == 3
+
+
+# -- batch: discovery, store, class outputs -----------------------------------------------------
+
+def test_discovery_lists_submissions_and_names_them_uniquely(tmp_path):
+    for path in ("a/x.ipynb", "b/x.ipynb", "c/y.py", "c/.ipynb_checkpoints/y-checkpoint.ipynb",
+                 "c/notes.txt"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("{}")
+    found = expand_paths([str(tmp_path)])
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a/x.ipynb", "b/x.ipynb", "c/y.py"]
+    assert sorted(result_names(found).values()) == ["a__x", "b__x", "y"]
+    assert expand_paths([str(tmp_path / "*" / "y.py")]) == [tmp_path / "c" / "y.py"]
+
+
+def test_store_stamps_what_a_result_was_graded_from(tmp_path):
+    assignment = load_assignment("pa2-w2021")
+    submission = tmp_path / "s.py"
+    submission.write_text("x = 1\n")
+    stamp = fingerprint(submission, assignment, {"no_train": True})
+    assert stamp == fingerprint(submission, assignment, {"no_train": True})
+    assert stamp != fingerprint(submission, assignment, {"no_train": False})
+    submission.write_text("x = 2\n")
+    assert stamp != fingerprint(submission, assignment, {"no_train": True})
+
+    result = graded((True, False, True))
+    write_results(tmp_path / "s.json", result, stamp)
+    data = read_results(tmp_path / "s.json")
+    assert stamp_of(data) == stamp and GradingResult.from_dict(data) == result
+    (tmp_path / "junk.json").write_text('{"score": 1}')
+    (tmp_path / ".s.json.abcd1234").write_text("half")
+    assert read_results(tmp_path / "junk.json") is None
+    sweep_temporary_files(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["junk.json", "s.json", "s.py"]
+
+
+def test_class_outputs_count_an_unusable_submission_as_failing():
+    unusable = GradingResult(submission="u", assignment="pa2-w2021", isolation=["landlock"])
+    unusable.mark_unusable("=broken", CATALOG)
+    entries = {"good": graded((True, True, True), isolation=["landlock"]),
+               "half": graded((True, False, False), isolation=["landlock"]), "bad": unusable}
+    rows = list(csv.DictReader(gradebook_csv(entries, ["A.1", "D.2"]).splitlines()))
+    assert [(r["submission"], r["score"], r["max_score"], r["A.1"], r["D.2"], r["status"], r["error"])
+            for r in rows] == [("bad", "0", "6", "0", "0", "error", "'=broken"),
+                               ("good", "6", "6", "3", "3", "complete", ""),
+                               ("half", "2", "6", "2", "0", "graded", "")]
+    rates = pass_rates(entries, ["A.1", "D.2"])
+    assert [(r["check"], r["passed"], r["total"]) for r in rates] == \
+        [("A shape", 2, 3), ("A params", 1, 3), ("D loss", 1, 3)]
+    cases = ET.fromstring(junit_xml(entries, "pa2")).findall(".//testcase")
+    failures = {(c.get("classname"), c.get("name")): c.find("failure") for c in cases}
+    assert len(failures) == 9 and failures[("good", "A shape")] is None
+    assert failures[("half", "D loss")].get("message") == "D loss is wrong"
+    assert failures[("bad", "A shape")].get("message") == "Cannot grade: =broken"
+    assert isolation_summary(entries) == "isolation: landlock"
+    entries["bad"].isolation = []
+    assert isolation_summary(entries) == "isolation: [2x] landlock; [1x] none (no sandbox started)"
+
+
+# -- regions, layer comparison, verbs -----------------------------------------------------------
+
+def test_region_found_by_what_the_cell_does():
+    cells = (Cell(0, "import torch\n"),
+             Cell(1, "args = AttrDict()\nmodel = build()\nmodel.head = 3\ntrain(args, model)\n"),
+             Cell(2, "def train(args, model):\n    pass\n"))
+    spec = RegionSpec.from_dict("driver", {"cell_patterns": [r"train\(args, model\)"],
+                                           "drop_calls": ["train", "AttrDict"],
+                                           "description": "the driver cell"})
+    kept = extract_region(cells, spec)
+    assert [s.source for s in kept] == ["model = build()\n", "model.head = 3\n"]
+    assert {s.cell for s in kept} == {1}
+    with pytest.raises(RegionNotFound, match="the driver cell was not found"):
+        extract_region(cells[:1], spec)
+
+
+def test_first_layer_difference_names_the_layer_and_both_sides():
+    conv = {"type": "Conv2d", "out_shape": [1, 8, 16, 16],
+            "config": {"in_channels": 1, "out_channels": 8, "kernel_size": [3, 3], "stride": [1, 1]}}
+    wide = dict(conv, config=dict(conv["config"], out_channels=16), out_shape=[1, 16, 16, 16])
+    assert first_layer_difference([conv], [conv]) is None
+    message = first_layer_difference([wide], [conv])
+    assert message.startswith("parametrised layer 1 in forward order")
+    assert "expected Conv2d(1->8, kernel 3)" in message and "found Conv2d(1->16, kernel 3)" in message
+    assert "found nothing" in first_layer_difference([], [conv])
+
+
+def test_verbs_fail_in_one_line_with_status_2(capsys):
+    parser = verb_parser("grade thing", "Do a thing.", assignment="positional")
+
+    def body(args):
+        raise SubmissionError(f"unknown assignment {args.assignment!r}")
+
+    assert run_verb(parser, ["nope"], body) == 2
+    assert capsys.readouterr().err == "grade thing: unknown assignment 'nope'\n"
+    assert run_verb(parser, [], body) == 2  # argparse's own message: the argument is missing
+    assert "required: assignment" in capsys.readouterr().err
+    assert run_verb(parser, ["--help"], body) == 0
+    assert run_verb(parser, ["x"], lambda args: 0) == 0
+
+
+
+# -- the checks plugin: what a check author writes, turned into results --------------------------
+
+CHECKS_FILE = '''
+import pytest
+from hypothesis import given, strategies as st
+from grader.errors import StudentCodeError
+
+
+@pytest.mark.grade(part="D.2", kind="loss", points=2)
+def test_passes(submission, feedback):
+    "A check that passes"
+    feedback("a note for the student")
+
+
+@pytest.mark.grade(part="A.1", kind="shape", points=3)
+def test_student_code_failed(submission):
+    raise StudentCodeError("your forward() returned [2, 3], expected [2, 4]")
+
+
+@pytest.mark.grade(part="A.1", kind="params")
+@given(n=st.integers(0, 1000))
+def test_property(submission, n):
+    "A property with a counterexample"
+    assert n < 10, f"{n} is too big"
+
+
+@pytest.mark.grade(part="A.1", kind="layers")
+def test_broken_check(submission):
+    return {}["missing"]
+'''
+
+
+def test_plugin_turns_checks_into_results_in_the_assignments_order(tmp_path):
+    from hypothesis import settings
+
+    from grader.checkrun import _pytest_quietly
+    from grader.plugin import GradingPlugin
+
+    (tmp_path / "test_checks.py").write_text(CHECKS_FILE)
+    settings.register_profile("students-own", max_examples=3)
+    settings.load_profile("students-own")
+    try:
+        submission = type("Submission", (), {"current_check": None})()
+        plugin = GradingPlugin(submission, None, load_assignment("pa2-w2021"), "cpu")
+        _pytest_quietly([str(tmp_path), "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)],
+                        [plugin])
+        assert settings.get_current_profile_name() == "students-own"  # given back after grading
+    finally:
+        settings.load_profile("default")
+    by_name = {c.name: c for c in plugin.results}
+    # Part order of the assignment (A.1 before D.2), file order within a part; numbered so.
+    assert [c.name for c in plugin.results] == [
+        "A.1: student code failed", "A.1: A property with a counterexample", "A.1: broken check",
+        "D.2: A check that passes"]
+    assert [c.number for c in plugin.results] == ["1", "2", "3", "4"]
+    passed = by_name["D.2: A check that passes"]
+    assert (passed.passed, passed.score, passed.max_score, passed.output) == \
+        (True, 2.0, 2.0, "a note for the student")
+    failed = by_name["A.1: student code failed"]
+    assert (failed.passed, failed.score, failed.output) == \
+        (False, 0.0, "your forward() returned [2, 3], expected [2, 4]")
+    shrunk = by_name["A.1: A property with a counterexample"].output
+    assert shrunk == "10 is too big\nSmallest failing input: n = 10"
+    broken = by_name["A.1: broken check"].output
+    assert broken.startswith("the check itself failed (KeyError") and "please report this" in broken
