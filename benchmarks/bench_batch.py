@@ -11,6 +11,7 @@ Reports submissions per minute, the speed-up over --jobs 1, and the cost of one 
 in a batch (wall time / count) against a standalone run of the same mix of notebooks. By
 default the training checks are left out (--no-train), as in the tests; --training keeps them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,10 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "reference" / "pa2-w2021" / "a2-cnn.ipynb"
 TEMPLATE = ROOT / "student_template" / "pa2-w2021" / "a2-cnn.ipynb"
-SWAP = ("                nn.BatchNorm2d(cout),\n                nn.ReLU(),\n",
-        "                nn.ReLU(),\n                nn.BatchNorm2d(cout),\n")
+SWAP = (
+    "                nn.BatchNorm2d(cout),\n                nn.ReLU(),\n",
+    "                nn.ReLU(),\n                nn.BatchNorm2d(cout),\n",
+)
 
 
 def make_class(folder: Path, count: int) -> dict[str, int]:
@@ -82,8 +85,7 @@ def timed(cmd: list[str], cwd: Path = ROOT) -> tuple[float, float, subprocess.Co
     env.pop("PYTEST_ADDOPTS", None)
     cpu: dict[int, float] = {}
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     done = threading.Event()
 
     def sample():
@@ -130,36 +132,47 @@ def main() -> None:
                 wall, cpu, proc = timed(grade + [str(notebook), "--json", str(tmp / "single.json"), *extra])
                 assert proc.returncode in (0, 1), proc.stdout[-2000:] + proc.stderr[-2000:]
                 walls.append((wall, cpu))
-            standalone[label] = (statistics.median(w for w, _ in walls),
-                                 statistics.median(c for _, c in walls))
+            standalone[label] = (
+                statistics.median(w for w, _ in walls),
+                statistics.median(c for _, c in walls),
+            )
         per_standalone = sum(standalone[k][0] * n for k, n in mix.items()) / args.count
         cpu_standalone = sum(standalone[k][1] * n for k, n in mix.items()) / args.count
         batches = {}
         for jobs in args.jobs:
             out = tmp / f"out-jobs{jobs}"
             load = load_average()
-            wall, cpu, proc = timed(grade + [str(tmp / "class"), "--out", str(out), "--jobs", str(jobs),
-                                             "--quiet", *extra])
+            wall, cpu, proc = timed(
+                grade + [str(tmp / "class"), "--out", str(out), "--jobs", str(jobs), "--quiet", *extra]
+            )
             assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
             rows = list(csv.DictReader((out / "gradebook.csv").read_text().splitlines()))
             assert len(rows) == args.count, len(rows)
             batches[jobs] = (wall, cpu, load, sum(r["status"] == "error" for r in rows))
     base = batches[args.jobs[0]][0]
-    print(f"{args.count} submissions ({mix['reference']} reference variants, {mix['template']} "
-          f"template copies), {'with' if args.training else 'without'} training checks; "
-          f"cpus={len(os.sched_getaffinity(0))}; niceness {os.nice(0)}")
-    print(f"standalone `grade --json`: reference {standalone['reference'][0]:.1f} s "
-          f"({standalone['reference'][1]:.1f} CPU s), template {standalone['template'][0]:.1f} s "
-          f"({standalone['template'][1]:.1f} CPU s), medians of {args.runs}; the class's mix: "
-          f"{per_standalone:.1f} s and {cpu_standalone:.1f} CPU s per submission, "
-          f"{60 / per_standalone:.1f} per minute")
-    print(f"{'jobs':>4} {'wall s':>7} {'subs/min':>8} {'speed-up':>8} {'s/sub':>6} {'vs alone':>8} "
-          f"{'CPU s/sub':>9} {'vs alone':>8} {'cores busy':>10} {'errors':>6}  load avg before")
+    print(
+        f"{args.count} submissions ({mix['reference']} reference variants, {mix['template']} "
+        f"template copies), {'with' if args.training else 'without'} training checks; "
+        f"cpus={len(os.sched_getaffinity(0))}; niceness {os.nice(0)}"
+    )
+    print(
+        f"standalone `grade --json`: reference {standalone['reference'][0]:.1f} s "
+        f"({standalone['reference'][1]:.1f} CPU s), template {standalone['template'][0]:.1f} s "
+        f"({standalone['template'][1]:.1f} CPU s), medians of {args.runs}; the class's mix: "
+        f"{per_standalone:.1f} s and {cpu_standalone:.1f} CPU s per submission, "
+        f"{60 / per_standalone:.1f} per minute"
+    )
+    print(
+        f"{'jobs':>4} {'wall s':>7} {'subs/min':>8} {'speed-up':>8} {'s/sub':>6} {'vs alone':>8} "
+        f"{'CPU s/sub':>9} {'vs alone':>8} {'cores busy':>10} {'errors':>6}  load avg before"
+    )
     for jobs, (wall, cpu, load, errors) in batches.items():
         per = wall / args.count
-        print(f"{jobs:>4} {wall:7.1f} {60 * args.count / wall:8.1f} {base / wall:8.2f} {per:6.2f} "
-              f"{per / per_standalone:8.0%} {cpu / args.count:9.2f} {cpu / args.count / cpu_standalone:8.0%} "
-              f"{cpu / wall:10.2f} {errors:>6}  {load}")
+        print(
+            f"{jobs:>4} {wall:7.1f} {60 * args.count / wall:8.1f} {base / wall:8.2f} {per:6.2f} "
+            f"{per / per_standalone:8.0%} {cpu / args.count:9.2f} {cpu / args.count / cpu_standalone:8.0%} "
+            f"{cpu / wall:10.2f} {errors:>6}  {load}"
+        )
 
 
 if __name__ == "__main__":

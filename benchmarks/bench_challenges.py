@@ -6,6 +6,7 @@ the fresh cases from the reference in the parent, per grading.
 The checks then also run the fresh cases in the sandbox; grade the reference notebook with
 and without `--public-only` (benchmarks/bench_grade.py) for the whole difference.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,11 +32,15 @@ def main() -> None:
         cases = public.Expectations(assignment, reference, challenge_seed=seed).cases()
         fresh.append(time.perf_counter() - started)
     counts = {name: len(c["equivalence"]) for name, c in cases["colour"].items()}
-    print(f"stored cases only: {stored * 1000:.0f} ms; with secret challenges: median "
-          f"{statistics.median(fresh) * 1000:.0f} ms (min {min(fresh) * 1000:.0f}, max "
-          f"{max(fresh) * 1000:.0f}) over {args.runs} seeds")
-    print(f"equivalence cases per model {counts}; IoU cases {len(cases['iou']['cases'])}; "
-          f"gradient probes {len(cases['iou']['gradient_probes'])}")
+    print(
+        f"stored cases only: {stored * 1000:.0f} ms; with secret challenges: median "
+        f"{statistics.median(fresh) * 1000:.0f} ms (min {min(fresh) * 1000:.0f}, max "
+        f"{max(fresh) * 1000:.0f}) over {args.runs} seeds"
+    )
+    print(
+        f"equivalence cases per model {counts}; IoU cases {len(cases['iou']['cases'])}; "
+        f"gradient probes {len(cases['iou']['gradient_probes'])}"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ target), the same for parts A-C only (the difference is what Part D adds), the f
 with the training checks, and peak memory (the sum over the process tree of each process's
 peak resident set: grader, warm server, sandbox child).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,15 +87,19 @@ def main() -> None:
         commands = {
             "floor: import torch, torchvision": [sys.executable, "-c", "import torch, torchvision"],
             "grade --json --no-train": grade + ["--json", out, "--no-train"],
-            "grade --json --no-train, A-C only": grade + ["--json", out, "--no-train"] + [
-                a for p in ("A.1", "B.1", "C.1") for a in ("--part", p)],
+            "grade --json --no-train, A-C only": grade
+            + ["--json", out, "--no-train"]
+            + [a for p in ("A.1", "B.1", "C.1") for a in ("--part", p)],
             "grade --json (with training, cpu)": grade + ["--json", out, "--device", "cpu"],
         }
         rows = {}
         for label, cmd in commands.items():
             runs = [run(cmd) for _ in range(args.runs)]
-            rows[label] = (statistics.median(r[0] for r in runs),
-                           statistics.median(r[1] for r in runs), {r[2] for r in runs})
+            rows[label] = (
+                statistics.median(r[0] for r in runs),
+                statistics.median(r[1] for r in runs),
+                {r[2] for r in runs},
+            )
         score = json.loads(Path(out).read_text())["score"]
     floor = rows["floor: import torch, torchvision"][0]
     full = rows["grade --json --no-train"][0]
@@ -102,9 +107,11 @@ def main() -> None:
     print(f"{'command':38} {'wall s':>8} {'x floor':>8} {'peak MiB':>9} exit")
     for label, (wall, mem, codes) in rows.items():
         print(f"{label:38} {wall:8.2f} {wall / floor:8.2f} {mem:9.0f} {sorted(codes)}")
-    print(f"Part D adds {full - abc:.2f} s (target <= 5); grading (no training) / floor = "
-          f"{full / floor:.2f} (target <= 3); medians of {args.runs} runs; cpus={os.cpu_count()}; "
-          f"score with training: {score:g}")
+    print(
+        f"Part D adds {full - abc:.2f} s (target <= 5); grading (no training) / floor = "
+        f"{full / floor:.2f} (target <= 3); medians of {args.runs} runs; cpus={os.cpu_count()}; "
+        f"score with training: {score:g}"
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Samples the resident set size (RSS) of `grade NOTEBOOK` and all its descendants 
 RSS counts pages shared between a forked child and its parent twice, so this is an upper
 bound of what the tree needs.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,17 +42,20 @@ def tree_rss(root: int) -> int:
 
 def main(argv: list[str]) -> int:
     notebook = argv[0] if argv and argv[0] != "--" else str(REPO / "reference" / "pa2-w2021" / "a2-cnn.ipynb")
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "grader.cli", notebook, "--quiet", *extra],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "grader.cli", notebook, "--quiet", *extra], stdout=subprocess.PIPE, text=True
+    )
     peak = 0
     while proc.poll() is None:
         peak = max(peak, tree_rss(proc.pid))
         time.sleep(0.1)
     out = proc.stdout.read().strip()
-    print(f"{Path(notebook).name}: {out}; {time.perf_counter() - started:.1f} s; "
-          f"peak RSS summed over the process tree {peak / 2**30:.2f} GiB")
+    print(
+        f"{Path(notebook).name}: {out}; {time.perf_counter() - started:.1f} s; "
+        f"peak RSS summed over the process tree {peak / 2**30:.2f} GiB"
+    )
     return 0
 
 

@@ -7,6 +7,7 @@ Prints the median and the spread of N children, after one warm-up child (which p
 server's torch import). Works on any version of the engine that has Sandbox.ensure_started
 and Sandbox.close, so the same script measures before and after a change (PYTHONPATH=OLD).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,10 @@ def main() -> None:
     args = parser.parse_args()
     from grader.sandbox import Limits, Sandbox
 
-    statements = [{"cell": 0, "lineno": 1, "source": "import torch\n"},
-                  {"cell": 0, "lineno": 3, "source": "def answer():\n    return 42\n"}]
+    statements = [
+        {"cell": 0, "lineno": 1, "source": "import torch\n"},
+        {"cell": 0, "lineno": 3, "source": "def answer():\n    return 42\n"},
+    ]
     box = Sandbox(statements, Limits())
     box.ensure_started()
     box.close()
@@ -38,9 +41,11 @@ def main() -> None:
         box.close()
         closes.append(time.perf_counter() - started)
     isolation = getattr(box, "isolation", None) or (box.boot.isolation if box.boot else [])
-    print(f"{args.children} children: start+load+one request median "
-          f"{statistics.median(starts) * 1000:.1f} ms (min {min(starts) * 1000:.1f}, max "
-          f"{max(starts) * 1000:.1f}); close and clean up median {statistics.median(closes) * 1000:.1f} ms")
+    print(
+        f"{args.children} children: start+load+one request median "
+        f"{statistics.median(starts) * 1000:.1f} ms (min {min(starts) * 1000:.1f}, max "
+        f"{max(starts) * 1000:.1f}); close and clean up median {statistics.median(closes) * 1000:.1f} ms"
+    )
     print("isolation:", ", ".join(isolation))
 
 

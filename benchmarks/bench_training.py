@@ -5,6 +5,7 @@
 Grades only the training checks of the notebook in-process (one warm sandbox) and prints
 each check's wall time, the total, and the verdicts.
 """
+
 from __future__ import annotations
 
 import argparse

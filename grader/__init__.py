@@ -3,6 +3,7 @@
 The engine (this package) knows nothing about any one assignment: assignments live in their
 own folders (`assignments/<name>/`) with their checks written as pytest tests.
 """
+
 import sys
 
 __version__ = "0.1.0"

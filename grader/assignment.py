@@ -6,6 +6,7 @@ the trusted parent) and `student_template/<name>/` (the starter notebook). They 
 next to the `grader` package in a source checkout, or as the installed packages
 `grader_assignments`, `grader_reference` and `grader_templates`.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,8 +22,11 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-_ROOT_PACKAGES = {"assignments": "grader_assignments", "reference": "grader_reference",
-                  "student_template": "grader_templates"}
+_ROOT_PACKAGES = {
+    "assignments": "grader_assignments",
+    "reference": "grader_reference",
+    "student_template": "grader_templates",
+}
 
 
 def data_root(kind: str) -> Path | None:

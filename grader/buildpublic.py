@@ -1,6 +1,7 @@
 """`grade build-public NAME [--out DIR] [--check]`: compute an assignment's public
 expectations from its reference solution (grader.public says how) and store them with the
 lists of its public and hidden checks (grader.checkrun lists them)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,19 +13,27 @@ from .verbs import run_verb, verb_parser
 
 def compute_with_checks(assignment, reference) -> dict:
     data = compute(assignment, reference)
-    data["checks"] = {"public": list_checks(assignment, public_checks=True),
-                      "hidden": list_checks(assignment, public_checks=False)}
+    data["checks"] = {
+        "public": list_checks(assignment, public_checks=True),
+        "hidden": list_checks(assignment, public_checks=False),
+    }
     return data
 
 
 # -- command line ----------------------------------------------------------------------------
 def main(argv=None) -> int:
     """`grade build-public NAME [--out DIR] [--check]`."""
-    p = verb_parser("grade build-public", "Compute an assignment's public expectations from its "
-                    "reference solution and store them as data.", assignment="positional")
+    p = verb_parser(
+        "grade build-public",
+        "Compute an assignment's public expectations from its reference solution and store them as data.",
+        assignment="positional",
+    )
     p.add_argument("--out", metavar="DIR", help="write here instead of assignments/NAME/public/")
-    p.add_argument("--check", action="store_true",
-                   help="write nothing; exit 1 when the stored files differ from a fresh build")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 when the stored files differ from a fresh build",
+    )
     return run_verb(p, argv, build_public, expected=(FileNotFoundError,))
 
 
@@ -53,7 +62,9 @@ def build_public(args) -> int:
         return 1 if changed else 0
     paths = write(data, folder)
     checks = data["checks"]
-    print(f"Wrote {', '.join(str(p) for p in paths)}: {len(checks['public'])} public checks "
-          f"({points_text(sum(c['points'] for c in checks['public']))}), {len(checks['hidden'])} "
-          f"hidden ({points_text(sum(c['points'] for c in checks['hidden']))}).")
+    print(
+        f"Wrote {', '.join(str(p) for p in paths)}: {len(checks['public'])} public checks "
+        f"({points_text(sum(c['points'] for c in checks['public']))}), {len(checks['hidden'])} "
+        f"hidden ({points_text(sum(c['points'] for c in checks['hidden']))})."
+    )
     return 0

@@ -1,6 +1,7 @@
 """Stage 5, checks: run the assignment's checks (pytest) on a submission, or list them
 without grading. The pytest command line for both lives here, so a listing selects exactly
 the checks a grading runs."""
+
 from __future__ import annotations
 
 import contextlib
@@ -20,10 +21,27 @@ def pytest_args(assignment: Assignment, options: Options, targets: list | None =
     folder = str(assignment.folder)
     if targets is None:
         targets = public.check_targets(assignment, public.public_only(assignment, options))
-    return [*map(str, targets), "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-            "--import-mode=importlib",
-            "--rootdir", folder, "--confcutdir", folder, "-o", "addopts=", "-o", "python_files=test_*.py",
-            "--no-header", "-W", "ignore", *options.pytest_args]
+    return [
+        *map(str, targets),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        "--import-mode=importlib",
+        "--rootdir",
+        folder,
+        "--confcutdir",
+        folder,
+        "-o",
+        "addopts=",
+        "-o",
+        "python_files=test_*.py",
+        "--no-header",
+        "-W",
+        "ignore",
+        *options.pytest_args,
+    ]
 
 
 def _pytest_quietly(args: list[str], plugins: list) -> None:
@@ -47,13 +65,20 @@ def run_checks(submission, assignment: Assignment, options: Options, result: Gra
         seed = options.seed if options.seed is not None else int.from_bytes(os.urandom(6), "big")
         result.challenge_seed = seed
     expectations = public.Expectations(assignment, reference, challenge_seed=seed)
-    plugin = GradingPlugin(submission, reference, assignment, options.device, options.selects,
-                           expected=expectations.cases, secret=seed)
-    _pytest_quietly(pytest_args(assignment, options, public.check_targets(assignment, public_only)),
-                    [plugin])
+    plugin = GradingPlugin(
+        submission,
+        reference,
+        assignment,
+        options.device,
+        options.selects,
+        expected=expectations.cases,
+        secret=seed,
+    )
+    _pytest_quietly(pytest_args(assignment, options, public.check_targets(assignment, public_only)), [plugin])
     if plugin.collection_errors:
-        raise RuntimeError("the assignment's checks could not be loaded:\n"
-                           + "\n".join(plugin.collection_errors))
+        raise RuntimeError(
+            "the assignment's checks could not be loaded:\n" + "\n".join(plugin.collection_errors)
+        )
     result.checks = plugin.results
     result.notes.extend(expectations.notes)
     if public_only:
@@ -78,11 +103,16 @@ def collect_checks(assignment: Assignment, options: Options) -> list[dict]:
         def pytest_collection_modifyitems(self, items):
             for item in items:
                 marks = grade_marks(item)
-                listed.append({"name": check_name(item), "part": str(marks.get("part", "")),
-                               "kind": str(marks.get("kind", "")),
-                               "max_score": float(marks.get("points", 1)),
-                               "visibility": str(marks.get("visibility", "visible")),
-                               "number": str(len(listed) + 1)})
+                listed.append(
+                    {
+                        "name": check_name(item),
+                        "part": str(marks.get("part", "")),
+                        "kind": str(marks.get("kind", "")),
+                        "max_score": float(marks.get("points", 1)),
+                        "visibility": str(marks.get("visibility", "visible")),
+                        "number": str(len(listed) + 1),
+                    }
+                )
 
     plugin = GradingPlugin(None, None, assignment, options.device, options.selects)
     _pytest_quietly([*pytest_args(assignment, options), "--collect-only"], [plugin, Catalog()])
@@ -109,16 +139,23 @@ def list_checks(assignment: Assignment, public_checks: bool) -> list[dict]:
         targets, extra = [folder], []
     else:
         targets, extra = [assignment.folder], [f"--ignore={folder}"]
-    _pytest_quietly(pytest_args(assignment, Options(), targets) + ["--collect-only", *extra],
-                    [plugin, collector])
+    _pytest_quietly(
+        pytest_args(assignment, Options(), targets) + ["--collect-only", *extra], [plugin, collector]
+    )
     if plugin.collection_errors:
-        raise RuntimeError("the assignment's checks could not be collected:\n"
-                           + "\n".join(plugin.collection_errors))
+        raise RuntimeError(
+            "the assignment's checks could not be collected:\n" + "\n".join(plugin.collection_errors)
+        )
     out = []
     for item in collector.items:
         marks = grade_marks(item)
         points = float(marks.get("points", 1))
-        out.append({"name": check_name(item), "part": str(marks.get("part", "")),
-                    "kind": str(marks.get("kind", "")),
-                    "points": int(points) if points.is_integer() else points})
+        out.append(
+            {
+                "name": check_name(item),
+                "part": str(marks.get("part", "")),
+                "kind": str(marks.get("kind", "")),
+                "points": int(points) if points.is_integer() else points,
+            }
+        )
     return out

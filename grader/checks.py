@@ -5,6 +5,7 @@ points=...)` and the fixtures `submission`, `reference`, `expected`, `secret`, `
 
     from grader.checks import StudentCodeError, compare_with_stored, import_sibling
 """
+
 from .assignment import import_sibling
 from .compare import compare_with_stored, first_layer_difference, shape_text, sketch_trace
 from .errors import MissingDefinition, StudentCodeError, StudentCrash, StudentTimeout
@@ -14,8 +15,21 @@ from .proxy import attrdict
 from .training import run_training
 
 __all__ = [
-    "import_sibling", "compare_with_stored", "first_layer_difference", "shape_text",
-    "sketch_trace", "MissingDefinition", "StudentCodeError", "StudentCrash", "StudentTimeout",
-    "layer_config", "layer_state", "load_layer_states", "ordered_layers", "trace",
-    "prediction_grid", "attrdict", "run_training",
+    "import_sibling",
+    "compare_with_stored",
+    "first_layer_difference",
+    "shape_text",
+    "sketch_trace",
+    "MissingDefinition",
+    "StudentCodeError",
+    "StudentCrash",
+    "StudentTimeout",
+    "layer_config",
+    "layer_state",
+    "load_layer_states",
+    "ordered_layers",
+    "trace",
+    "prediction_grid",
+    "attrdict",
+    "run_training",
 ]

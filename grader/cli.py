@@ -3,6 +3,7 @@
 `grade PATH...` or `grade --out DIR ...` grades a batch. Other verbs (`grade merge ...`) are
 listed in SUBCOMMANDS, each implemented by a `main(argv) -> int` in its own module.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,46 +21,92 @@ SUBCOMMANDS = {
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="grade", description="Grade a PyTorch assignment notebook.")
-    p.add_argument("paths", nargs="+", metavar="PATH",
-                   help="submissions: .ipynb or .py files, folders, or glob patterns")
-    p.add_argument("--out", metavar="DIR", help="batch mode: write DIR/<name>.json per submission "
-                   "and DIR/gradebook.csv; re-running skips submissions already graded")
+    p.add_argument(
+        "paths", nargs="+", metavar="PATH", help="submissions: .ipynb or .py files, folders, or glob patterns"
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="batch mode: write DIR/<name>.json per submission "
+        "and DIR/gradebook.csv; re-running skips submissions already graded",
+    )
     p.add_argument("--assignment", help="assignment edition (default: the only one installed)")
     p.add_argument("--json", metavar="FILE", help="write Gradescope's results.json here")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="where training checks run (default: auto = CUDA when present)")
-    p.add_argument("--timeout", type=float,
-                   help="wall-time limit, in seconds, for loading the notebook and for each request "
-                        "to the student's code (default: the assignment's, 20 s)")
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where training checks run (default: auto = CUDA when present)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        help="wall-time limit, in seconds, for loading the notebook and for each request "
+        "to the student's code (default: the assignment's, 20 s)",
+    )
     p.add_argument("--no-train", action="store_true", help="skip the training checks")
-    p.add_argument("--html", metavar="FILE",
-                   help="write a self-contained feedback page (checks, messages, pictures)")
-    p.add_argument("--part", action="append", metavar="ID",
-                   help="grade only this part (repeatable), e.g. --part A.1 --part D.2")
-    p.add_argument("--public-only", action="store_true",
-                   help="run only the public checks, as a student's installation does "
-                        "(automatic when no reference solution is installed)")
-    p.add_argument("--hidden-details", metavar="VISIBILITY",
-                   choices=["visible", "after_due_date", "after_published", "hidden"],
-                   help="--json for students (Gradescope): show hidden checks' name, points and "
-                        "pass/fail only, their messages in a separate entry of this visibility")
-    p.add_argument("--seed", type=int, metavar="N",
-                   help="instructor side: replay a grading's secret challenges (the seed it "
-                        "printed) instead of drawing new ones")
-    p.add_argument("--allow-unsafe-sandbox", action="store_true",
-                   help="grade with the reference installed even where the sandbox cannot "
-                        "isolate the file system (every result carries the warning)")
-    p.add_argument("--quiet", action="store_true", help="print only the score line (batch: "
-                   "plain log lines instead of a progress bar)")
+    p.add_argument(
+        "--html", metavar="FILE", help="write a self-contained feedback page (checks, messages, pictures)"
+    )
+    p.add_argument(
+        "--part",
+        action="append",
+        metavar="ID",
+        help="grade only this part (repeatable), e.g. --part A.1 --part D.2",
+    )
+    p.add_argument(
+        "--public-only",
+        action="store_true",
+        help="run only the public checks, as a student's installation does "
+        "(automatic when no reference solution is installed)",
+    )
+    p.add_argument(
+        "--hidden-details",
+        metavar="VISIBILITY",
+        choices=["visible", "after_due_date", "after_published", "hidden"],
+        help="--json for students (Gradescope): show hidden checks' name, points and "
+        "pass/fail only, their messages in a separate entry of this visibility",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="instructor side: replay a grading's secret challenges (the seed it "
+        "printed) instead of drawing new ones",
+    )
+    p.add_argument(
+        "--allow-unsafe-sandbox",
+        action="store_true",
+        help="grade with the reference installed even where the sandbox cannot "
+        "isolate the file system (every result carries the warning)",
+    )
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only the score line (batch: plain log lines instead of a progress bar)",
+    )
     batch = p.add_argument_group("batch mode (see docs/batch.md)")
-    batch.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
-                       help="grade N submissions at a time (worker processes; default 1)")
-    batch.add_argument("--shard", metavar="I/N",
-                       help="grade only the I-th of N interleaved slices of the sorted submissions")
-    batch.add_argument("--junit", metavar="FILE",
-                       help="write a JUnit XML file: one test case per check per submission")
-    batch.add_argument("--submission-timeout", type=float, default=1800, metavar="SECONDS",
-                       help="stop grading a submission after this long in all (default 1800)")
+    batch.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=1,
+        metavar="N",
+        help="grade N submissions at a time (worker processes; default 1)",
+    )
+    batch.add_argument(
+        "--shard", metavar="I/N", help="grade only the I-th of N interleaved slices of the sorted submissions"
+    )
+    batch.add_argument(
+        "--junit", metavar="FILE", help="write a JUnit XML file: one test case per check per submission"
+    )
+    batch.add_argument(
+        "--submission-timeout",
+        type=float,
+        default=1800,
+        metavar="SECONDS",
+        help="stop grading a submission after this long in all (default 1800)",
+    )
     return p
 
 
@@ -76,10 +123,12 @@ def main(argv=None) -> int:
     if args.out or len(args.paths) > 1 or args.shard or args.junit:
         # Batch mode: a scheduler that never imports torch, and worker processes (grader.batch.pool).
         from .batch.scheduler import run_batch
+
         return run_batch(args)
     # Start the warm sandbox server first: it imports torch in its own process while this
     # one imports torch, pytest and hypothesis.
     from .sandbox import warm_up
+
     warm_up()
     from .assignment import load_assignment
     from .engine import grade
@@ -94,16 +143,19 @@ def main(argv=None) -> int:
         assignment = load_assignment(args.assignment)
         result = grade(args.path, assignment, Options.from_args(args).resolved())
     except SubmissionError as exc:
-        result = GradingResult(submission=args.path, assignment=args.assignment or "?",
-                               error=str(exc))
+        result = GradingResult(submission=args.path, assignment=args.assignment or "?", error=str(exc))
     except Exception as exc:  # the grader itself broke: still write a results file
-        result = GradingResult(submission=args.path, assignment=args.assignment or "?",
-                               error=f"internal error in the grader: {type(exc).__name__}: {exc}")
+        result = GradingResult(
+            submission=args.path,
+            assignment=args.assignment or "?",
+            error=f"internal error in the grader: {type(exc).__name__}: {exc}",
+        )
     finally:
         if args.json and result is not None:
             write_json(result, args.json, args.hidden_details)
         if args.html and result is not None:
             from .report import write_html
+
             write_html(result, args.html)
     if args.quiet:
         print(f"Score: {result.score:g} / {result.max_score:g}")

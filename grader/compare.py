@@ -3,6 +3,7 @@
 Everything here is by behaviour: layers are matched by the order forward() calls them, and
 values by running both networks on the same input with the same weights.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,8 +14,7 @@ import torch
 from .proxy import Remote
 
 # What a layer description compares; padding and stride show up through the shapes.
-_COMPARED = ("in_channels", "out_channels", "kernel_size", "num_features", "in_features",
-             "out_features")
+_COMPARED = ("in_channels", "out_channels", "kernel_size", "num_features", "in_features", "out_features")
 
 
 def describe_layer(rec: dict | None) -> str:
@@ -47,14 +47,19 @@ def first_layer_difference(student: list[dict], reference: list[dict]) -> str | 
         s = student[i] if i < len(student) else None
         r = reference[i] if i < len(reference) else None
         if s is None or r is None or _signature(s) != _signature(r):
-            return (f"parametrised layer {i + 1} in forward order: expected "
-                    f"{describe_layer(r)}, found {describe_layer(s)}")
+            return (
+                f"parametrised layer {i + 1} in forward order: expected "
+                f"{describe_layer(r)}, found {describe_layer(s)}"
+            )
     return None
 
 
 def _signature(rec: dict) -> tuple:
-    return (rec["type"], tuple(rec["out_shape"] or ()),
-            tuple((k, str(rec["config"].get(k))) for k in _COMPARED if k in rec["config"]))
+    return (
+        rec["type"],
+        tuple(rec["out_shape"] or ()),
+        tuple((k, str(rec["config"].get(k))) for k in _COMPARED if k in rec["config"]),
+    )
 
 
 @dataclass
@@ -67,8 +72,9 @@ class Equivalence:
 def weights_do_not_fit(problems: list[str]) -> Equivalence:
     # A different number of layers makes every later pairing meaningless: say only that.
     shown = problems[:1] if "parametrised layers are used" in problems[0] else problems[:3]
-    return Equivalence(False, "the reference's weights do not fit your layers: "
-                       + "; ".join(shown) + ".", float("inf"))
+    return Equivalence(
+        False, "the reference's weights do not fit your layers: " + "; ".join(shown) + ".", float("inf")
+    )
 
 
 def _locate(student: list[dict], reference: list[dict], same) -> str:
@@ -76,21 +82,27 @@ def _locate(student: list[dict], reference: list[dict], same) -> str:
     for i, (s, r) in enumerate(zip(student, reference)):
         if not same(s, r, "in_value"):
             if i == 0:
-                return (f"The input to the first layer, {describe_layer(r)}, already differs: "
-                        "check what forward does before it.")
-            return (f"Layers 1-{i} agree; the input to layer {i + 1}, {describe_layer(r)}, "
-                    f"differs: check the operations between layer {i} "
-                    f"({describe_layer(reference[i - 1])}) and layer {i + 1} (their order, "
-                    "activations, pooling or upsampling, and skip connections).")
+                return (
+                    f"The input to the first layer, {describe_layer(r)}, already differs: "
+                    "check what forward does before it."
+                )
+            return (
+                f"Layers 1-{i} agree; the input to layer {i + 1}, {describe_layer(r)}, "
+                f"differs: check the operations between layer {i} "
+                f"({describe_layer(reference[i - 1])}) and layer {i + 1} (their order, "
+                "activations, pooling or upsampling, and skip connections)."
+            )
         if not same(s, r, "out_value"):
-            return (f"Layer {i + 1}, {describe_layer(r)}, gets the same input but gives a "
-                    "different output: check its settings (stride, padding, dilation).")
+            return (
+                f"Layer {i + 1}, {describe_layer(r)}, gets the same input but gives a "
+                "different output: check its settings (stride, padding, dilation)."
+            )
     return "Every layer agrees: the difference comes after the last parametrised layer."
 
 
 # -- comparing with stored expectations (public checks: no reference needed) ---------------
 SKETCH_SIZE = 8
-_MASK32 = 2 ** 32
+_MASK32 = 2**32
 
 
 def sketch(tensor: torch.Tensor | None, size: int = SKETCH_SIZE) -> list[float] | None:
@@ -118,8 +130,9 @@ def sketch(tensor: torch.Tensor | None, size: int = SKETCH_SIZE) -> list[float] 
     return [float(f"{v:.9g}") for v in out]
 
 
-def sketch_close(a: list[float] | None, b: list[float] | None, atol: float = 1e-4,
-                 rtol: float = 1e-4, slack: float = 10.0) -> bool:
+def sketch_close(
+    a: list[float] | None, b: list[float] | None, atol: float = 1e-4, rtol: float = 1e-4, slack: float = 10.0
+) -> bool:
     if a is None or b is None:
         return a is None and b is None
     if len(a) != len(b):
@@ -148,8 +161,14 @@ def _same_as_stored(s: dict, r: dict, which: str) -> bool:
     return sketch_close(sketch(value), r["in_sketch" if which == "in_value" else "out_sketch"])
 
 
-def compare_with_stored(student: Remote, states: list[dict], x: torch.Tensor, variants: list[dict],
-                        atol: float = 1e-4, rtol: float = 1e-4) -> Equivalence:
+def compare_with_stored(
+    student: Remote,
+    states: list[dict],
+    x: torch.Tensor,
+    variants: list[dict],
+    atol: float = 1e-4,
+    rtol: float = 1e-4,
+) -> Equivalence:
     """Load stored per-layer `states` (forward order, computed from the reference by
     grader.public) into the student's model, run it on `x` in eval then train mode, and compare with
     stored outputs. `variants` lists every stored answer a correct solution may give:
@@ -157,8 +176,9 @@ def compare_with_stored(student: Remote, states: list[dict], x: torch.Tensor, va
     problems = student.load_layer_states(states, x)
     if problems:
         return weights_do_not_fit(problems)
-    got = {mode: student.forward(x, mode=mode, trace=True, keep_values=True)
-           for mode in ("eval", "train")}  # eval first: train mode moves running statistics
+    got = {
+        mode: student.forward(x, mode=mode, trace=True, keep_values=True) for mode in ("eval", "train")
+    }  # eval first: train mode moves running statistics
     attempts = []
     for variant in variants:
         result = _compare_variant(got, variant, atol, rtol)
@@ -173,13 +193,21 @@ def _compare_variant(got: dict, variant: dict, atol, rtol) -> Equivalence:
         expected = variant[mode]["output"]
         output = got[mode].output
         if output.shape != expected.shape:
-            return Equivalence(False, f"in {mode} mode the output has shape "
-                               f"{shape_text(list(output.shape))}, expected "
-                               f"{shape_text(list(expected.shape))}", float("inf"))
+            return Equivalence(
+                False,
+                f"in {mode} mode the output has shape "
+                f"{shape_text(list(output.shape))}, expected "
+                f"{shape_text(list(expected.shape))}",
+                float("inf"),
+            )
         diff = (output.float() - expected).abs().max().item()
         if not torch.allclose(output.float(), expected, atol=atol, rtol=rtol):
             where = _locate(got[mode].layers, variant[mode]["layers"], _same_as_stored)
-            return Equivalence(False, f"with the reference's weights loaded, your output "
-                               f"differs from the reference's in {mode} mode (largest "
-                               f"difference {diff:.3g}). {where}", diff)
+            return Equivalence(
+                False,
+                f"with the reference's weights loaded, your output "
+                f"differs from the reference's in {mode} mode (largest "
+                f"difference {diff:.3g}). {where}",
+                diff,
+            )
     return Equivalence(True, "", 0.0)

@@ -5,6 +5,7 @@
 Each stage reads and fills one GradingContext. A stage that finds the submission unusable
 raises SubmissionError; everything else a student gets wrong ends up as failed checks.
 """
+
 from __future__ import annotations
 
 import time
@@ -67,8 +68,9 @@ def sandbox_stage(ctx: GradingContext) -> None:
         limits.memory_bytes = 0
         ctx.result.notes.append("training on CUDA: the sandbox has no address-space limit")
     hidden = [str(p) for p in (ctx.assignment.reference_folder, ctx.assignment.folder) if p]
-    ctx.sandbox = Sandbox([st.to_wire() for st in ctx.harvest.statements], limits, hidden,
-                          device=ctx.options.device)
+    ctx.sandbox = Sandbox(
+        [st.to_wire() for st in ctx.harvest.statements], limits, hidden, device=ctx.options.device
+    )
     # The first child says which protections held; an instructor's grading (reference
     # installed) refuses to go on without file-system isolation unless told to.
     try:
@@ -77,6 +79,7 @@ def sandbox_stage(ctx: GradingContext) -> None:
         raise SubmissionError(f"the sandbox could not start: {exc}")
     ctx.result.isolation = isolation
     from . import public
+
     if not has_file_system_isolation(isolation):
         if public.public_only(ctx.assignment, ctx.options):
             return  # a student's self-check: nothing secret is installed
@@ -85,9 +88,13 @@ def sandbox_stage(ctx: GradingContext) -> None:
             raise UnsafeSandbox(
                 f"refusing to grade with the reference installed: the sandbox cannot hide the "
                 f"file system ({missing}). Run on Linux >= 5.13 with Landlock enabled (see "
-                f"docs/security.md), or pass --allow-unsafe-sandbox to accept the risk")
-        ctx.result.notes.insert(0, f"WARNING: graded without file-system isolation ({missing}): "
-                                   "the submission could read the reference")
+                f"docs/security.md), or pass --allow-unsafe-sandbox to accept the risk"
+            )
+        ctx.result.notes.insert(
+            0,
+            f"WARNING: graded without file-system isolation ({missing}): "
+            "the submission could read the reference",
+        )
 
 
 def check_stage(ctx: GradingContext) -> None:
@@ -101,8 +108,10 @@ def check_stage(ctx: GradingContext) -> None:
         for problem in boot.problems:
             st = ctx.harvest.statements[problem["index"]]
             from .sandbox import format_error
-            ctx.result.notes.append(f"cell {st.cell + 1}, line {st.lineno} raised "
-                                    f"{format_error(problem['error'])}")
+
+            ctx.result.notes.append(
+                f"cell {st.cell + 1}, line {st.lineno} raised {format_error(problem['error'])}"
+            )
 
 
 def checks_it_would_run(assignment: Assignment, options: Options) -> list[dict]:
@@ -119,8 +128,7 @@ STAGES = [load_stage, harvest_stage, region_stage, sandbox_stage, check_stage]
 def grade(path: str | Path, assignment: Assignment, options: Options | None = None) -> GradingResult:
     started = time.perf_counter()
     ctx = GradingContext(Path(path), assignment, options or Options())
-    ctx.result = GradingResult(submission=str(path), assignment=assignment.name,
-                               device=ctx.options.device)
+    ctx.result = GradingResult(submission=str(path), assignment=assignment.name, device=ctx.options.device)
     try:
         for stage in STAGES:
             stage(ctx)

@@ -17,6 +17,7 @@ The zip holds, at its root:
 For tests, run_autograder reads AUTOGRADER_ROOT (default /autograder), GRADER_PYTHON (default
 /autograder/venv/bin/python) and GRADER_EXTRA_ARGS (appended to the baked-in grade arguments).
 """
+
 from __future__ import annotations
 
 import io
@@ -34,8 +35,15 @@ TORCH = "2.14.1"
 TORCHVISION = "0.29.1"
 TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 # What the wheel is built from: the package metadata and the folders setup.cfg maps.
-SOURCE_ITEMS = ["setup.cfg", "pyproject.toml", "README.md", "grader", "assignments", "reference",
-                "student_template"]
+SOURCE_ITEMS = [
+    "setup.cfg",
+    "pyproject.toml",
+    "README.md",
+    "grader",
+    "assignments",
+    "reference",
+    "student_template",
+]
 
 SETUP_SH = """\
 #!/usr/bin/env bash
@@ -151,8 +159,10 @@ that has the wheel installed; the results are in ROOT/results/results.json.
 def source_root() -> Path:
     root = Path(__file__).resolve().parent.parent
     if not (root / "setup.cfg").is_file():
-        raise SystemExit("grade gradescope-zip: run it from a source checkout of the grader "
-                         f"(no setup.cfg next to {Path(__file__).resolve().parent})")
+        raise SystemExit(
+            "grade gradescope-zip: run it from a source checkout of the grader "
+            f"(no setup.cfg next to {Path(__file__).resolve().parent})"
+        )
     return root
 
 
@@ -180,11 +190,14 @@ def engine_wheel(root: Path, target: Path) -> Path:
 def constraints() -> str:
     """The versions of every installed distribution (`pip freeze`) but torch's own family
     (setup.sh pins torch and takes the CPU builds) and this package: what the tests ran with."""
-    proc = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     skip = ("torch", "torchvision", "triton", "nvidia-", "cuda-", "pytorch-notebook-grader")
-    lines = [line for line in proc.stdout.splitlines()
-             if "==" in line and not line.lower().startswith(skip)]
+    lines = [line for line in proc.stdout.splitlines() if "==" in line and not line.lower().startswith(skip)]
     return "# pip freeze of the environment that built this zip\n" + "\n".join(lines) + "\n"
 
 
@@ -195,20 +208,35 @@ def _add(archive: zipfile.ZipFile, name: str, data: bytes, executable: bool = Fa
     archive.writestr(info, data)
 
 
-def build_zip(assignment: str, out: Path, grade_args: list[str], torch: str = TORCH,
-              torchvision: str = TORCHVISION, index: str = TORCH_INDEX,
-              hidden_details: str = "after_due_date") -> Path:
+def build_zip(
+    assignment: str,
+    out: Path,
+    grade_args: list[str],
+    torch: str = TORCH,
+    torchvision: str = TORCHVISION,
+    index: str = TORCH_INDEX,
+    hidden_details: str = "after_due_date",
+) -> Path:
     from . import __version__
+
     root = source_root()
     with tempfile.TemporaryDirectory(prefix="grader-zip-") as tmp:
         wheel = engine_wheel(root, Path(tmp))
         quoted = " ".join(shlex.quote(a) for a in grade_args)
         from .assignment import load_assignment
+
         notebook = load_assignment(assignment).data.get("notebook", "submission.ipynb")
-        values = dict(assignment=shlex.quote(assignment), grade_args=quoted, wheel=wheel.name,
-                      hidden_details=shlex.quote(hidden_details),
-                      notebook=shlex.quote(notebook),
-                      torch=torch, torchvision=torchvision, index=index, version=__version__)
+        values = dict(
+            assignment=shlex.quote(assignment),
+            grade_args=quoted,
+            wheel=wheel.name,
+            hidden_details=shlex.quote(hidden_details),
+            notebook=shlex.quote(notebook),
+            torch=torch,
+            torchvision=torchvision,
+            index=index,
+            version=__version__,
+        )
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:
             _add(archive, "setup.sh", SETUP_SH.format(**values).encode(), executable=True)
@@ -224,21 +252,36 @@ def build_zip(assignment: str, out: Path, grade_args: list[str], torch: str = TO
 
 
 def main(argv: list[str]) -> int:
-    p = verb_parser("grade gradescope-zip", "Build Gradescope's autograder zip for an assignment.",
-                    assignment="option")
+    p = verb_parser(
+        "grade gradescope-zip", "Build Gradescope's autograder zip for an assignment.", assignment="option"
+    )
     p.add_argument("--out", default="autograder.zip", help="the zip to write (default autograder.zip)")
-    p.add_argument("--grade-arg", action="append", default=[], metavar="ARG",
-                   help="an argument run_autograder passes to `grade` (repeatable), e.g. "
-                        "--grade-arg=--no-train or --grade-arg=--timeout=30")
-    p.add_argument("--hidden-details", default="after_due_date",
-                   choices=["visible", "after_due_date", "after_published", "hidden"],
-                   help="when students see the messages and inputs of hidden checks (default "
-                        "after_due_date); before then only their names, points and pass/fail")
+    p.add_argument(
+        "--grade-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="an argument run_autograder passes to `grade` (repeatable), e.g. "
+        "--grade-arg=--no-train or --grade-arg=--timeout=30",
+    )
+    p.add_argument(
+        "--hidden-details",
+        default="after_due_date",
+        choices=["visible", "after_due_date", "after_published", "hidden"],
+        help="when students see the messages and inputs of hidden checks (default "
+        "after_due_date); before then only their names, points and pass/fail",
+    )
     p.add_argument("--torch", default=TORCH, help=f"torch version setup.sh installs (default {TORCH})")
-    p.add_argument("--torchvision", default=TORCHVISION,
-                   help=f"torchvision version setup.sh installs (default {TORCHVISION})")
-    p.add_argument("--index-url", default=TORCH_INDEX,
-                   help=f"where setup.sh gets torch (default: the CPU builds, {TORCH_INDEX})")
+    p.add_argument(
+        "--torchvision",
+        default=TORCHVISION,
+        help=f"torchvision version setup.sh installs (default {TORCHVISION})",
+    )
+    p.add_argument(
+        "--index-url",
+        default=TORCH_INDEX,
+        help=f"where setup.sh gets torch (default: the CPU builds, {TORCH_INDEX})",
+    )
     return run_verb(p, argv, gradescope_zip)
 
 
@@ -246,8 +289,16 @@ def gradescope_zip(args) -> int:
     from .assignment import load_assignment
 
     assignment = load_assignment(args.assignment)
-    out = build_zip(assignment.name, Path(args.out), args.grade_arg, args.torch, args.torchvision,
-                    args.index_url, args.hidden_details)
-    print(f"Wrote {out} (assignment {assignment.name}): setup.sh, run_autograder, "
-          f"the grader's wheel, README.md")
+    out = build_zip(
+        assignment.name,
+        Path(args.out),
+        args.grade_arg,
+        args.torch,
+        args.torchvision,
+        args.index_url,
+        args.hidden_details,
+    )
+    print(
+        f"Wrote {out} (assignment {assignment.name}): setup.sh, run_autograder, the grader's wheel, README.md"
+    )
     return 0

@@ -7,6 +7,7 @@ constructors), and `if`/`try` blocks made only of those. Everything else at modu
 dropped. A cell that does not parse costs only what it defines; the reason is kept so that a
 check that needs one of those names can say exactly why it is missing.
 """
+
 from __future__ import annotations
 
 import ast
@@ -17,12 +18,38 @@ from .load import Cell, LoadedSubmission
 
 # Calls that only build values. Assignments whose value calls anything else (a download, a
 # training run, a model built from the hub) are dropped.
-PURE_CALLS = frozenset({
-    "dict", "list", "tuple", "set", "frozenset", "str", "int", "float", "bool", "range",
-    "len", "min", "max", "abs", "round", "sorted", "zip", "enumerate", "getattr",
-    "torch.device", "torch.cuda.is_available", "os.path.join", "os.environ.get",
-    "math.sqrt", "math.ceil", "math.floor", "np.array", "numpy.array",
-})
+PURE_CALLS = frozenset(
+    {
+        "dict",
+        "list",
+        "tuple",
+        "set",
+        "frozenset",
+        "str",
+        "int",
+        "float",
+        "bool",
+        "range",
+        "len",
+        "min",
+        "max",
+        "abs",
+        "round",
+        "sorted",
+        "zip",
+        "enumerate",
+        "getattr",
+        "torch.device",
+        "torch.cuda.is_available",
+        "os.path.join",
+        "os.environ.get",
+        "math.sqrt",
+        "math.ceil",
+        "math.floor",
+        "np.array",
+        "numpy.array",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -75,7 +102,7 @@ def harvest(submission: LoadedSubmission, pure_calls: frozenset[str] = PURE_CALL
         for node in kept:
             # Decorators start above `def`; include them.
             first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-            source = "".join(lines[first - 1:node.end_lineno])
+            source = "".join(lines[first - 1 : node.end_lineno])
             result.statements.append(Statement(cell.index, first, source, _bound_names(node)))
     return result
 
@@ -122,23 +149,20 @@ def describe_syntax_error(exc: SyntaxError) -> str:
 
 
 def _keep(node: ast.stmt, pure_calls: frozenset[str]) -> bool:
-    if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef,
-                         ast.ClassDef)):
+    if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return True
     if isinstance(node, ast.Assign):
-        return all(isinstance(t, (ast.Name, ast.Tuple)) for t in node.targets) and \
-            _inert(node.value, pure_calls)
+        return all(isinstance(t, (ast.Name, ast.Tuple)) for t in node.targets) and _inert(
+            node.value, pure_calls
+        )
     if isinstance(node, ast.AnnAssign):
-        return isinstance(node.target, ast.Name) and (
-            node.value is None or _inert(node.value, pure_calls))
+        return isinstance(node.target, ast.Name) and (node.value is None or _inert(node.value, pure_calls))
     if isinstance(node, ast.If):
         if _is_main_guard(node.test):
             return False
-        return _inert(node.test, pure_calls) and all(
-            _keep(n, pure_calls) for n in node.body + node.orelse)
+        return _inert(node.test, pure_calls) and all(_keep(n, pure_calls) for n in node.body + node.orelse)
     if isinstance(node, ast.Try):
-        blocks = node.body + node.orelse + node.finalbody + [
-            n for h in node.handlers for n in h.body]
+        blocks = node.body + node.orelse + node.finalbody + [n for h in node.handlers for n in h.body]
         return all(_keep(n, pure_calls) or isinstance(n, ast.Pass) for n in blocks)
     return False
 
@@ -161,8 +185,7 @@ def _inert(expr: ast.expr, pure_calls: frozenset[str]) -> bool:
 
 
 def _is_main_guard(test: ast.expr) -> bool:
-    return isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and \
-        test.left.id == "__name__"
+    return isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
 
 
 def dotted_name(node: ast.expr) -> str:
@@ -191,8 +214,7 @@ def _bound_names(node: ast.stmt) -> tuple[str, ...]:
     return tuple(names)
 
 
-_DEFINITION = re.compile(r"^(?:class|def|async\s+def)\s+([A-Za-z_]\w*)|^([A-Za-z_]\w*)\s*=[^=]",
-                         re.MULTILINE)
+_DEFINITION = re.compile(r"^(?:class|def|async\s+def)\s+([A-Za-z_]\w*)|^([A-Za-z_]\w*)\s*=[^=]", re.MULTILINE)
 
 
 def _guess_definitions(source: str) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ Notebooks are read and validated with nbformat; `.py` files are accepted too (sp
 cells at `# %%` / `# In[ ]:` markers, the forms Jupytext and nbconvert write). Every problem
 becomes a SubmissionError with a one-line reason, never a traceback.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,8 +75,7 @@ def _notebook_cells(path: Path, text: str) -> tuple[Cell, ...]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SubmissionError(
-            f"{path}: not a valid notebook: broken JSON at line {exc.lineno} column {exc.colno} "
-            f"({exc.msg})"
+            f"{path}: not a valid notebook: broken JSON at line {exc.lineno} column {exc.colno} ({exc.msg})"
         )
     except RecursionError:  # the JSON decoder recurses once per nested [ or {
         raise SubmissionError(_TOO_DEEP.format(path=path)) from None
@@ -121,8 +121,14 @@ def _notebook_cells(path: Path, text: str) -> tuple[Cell, ...]:
             # JSON can escape a lone surrogate ("\ud800"); no Python source can hold one.
             line = source.count("\n", 0, exc.start) + 1
             readable = source.encode("utf-8", "replace").decode("utf-8")
-            cells.append(Cell(index, readable, f"line {line}: the text is not valid Unicode "
-                                                f"(a lone surrogate, U+{ord(source[exc.start]):04X})"))
+            cells.append(
+                Cell(
+                    index,
+                    readable,
+                    f"line {line}: the text is not valid Unicode "
+                    f"(a lone surrogate, U+{ord(source[exc.start]):04X})",
+                )
+            )
             continue
         source = unwrap_python_cell_magic(source)
         # nbconvert's own IPython -> Python translation: `%cd x` becomes
@@ -147,14 +153,17 @@ def _blank_damaged_sources(path: Path, data: dict) -> dict[int, str]:
     damaged = {}
     for index, cell in enumerate(cells):
         if not isinstance(cell, dict):
-            raise SubmissionError(f"{path}: not a valid notebook: cell {index + 1} is "
-                                  f"{_json_kind(cell)}, not an object")
+            raise SubmissionError(
+                f"{path}: not a valid notebook: cell {index + 1} is {_json_kind(cell)}, not an object"
+            )
         source = cell.get("source", "")
-        if isinstance(source, str) or (isinstance(source, list)
-                                       and all(isinstance(s, str) for s in source)):
+        if isinstance(source, str) or (isinstance(source, list) and all(isinstance(s, str) for s in source)):
             continue
-        what = _json_kind(source) if not isinstance(source, list) else "a list holding " + \
-            _json_kind(next(s for s in source if not isinstance(s, str)))
+        what = (
+            _json_kind(source)
+            if not isinstance(source, list)
+            else "a list holding " + _json_kind(next(s for s in source if not isinstance(s, str)))
+        )
         damaged[index] = f"its source is {what}, not text (the notebook file is damaged)"
         cell["source"] = ""
     return damaged

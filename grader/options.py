@@ -1,6 +1,7 @@
 """What a grading is asked to do, as plain data: built once from the command line, pickled to
 the batch workers, and the source of the batch's resume stamp. Imports nothing heavy (the
 batch scheduler, which never imports torch, builds one)."""
+
 from __future__ import annotations
 
 import os
@@ -35,34 +36,43 @@ class Options:
         overrides = {}
         if args.timeout:
             overrides = {"request_seconds": args.timeout, "boot_seconds": args.timeout}
-        return cls(device=args.device,
-                   limit_overrides=overrides,
-                   parts=tuple(dict.fromkeys(args.part or [])),
-                   skip_kinds=("training",) if args.no_train else (),
-                   public_only=bool(getattr(args, "public_only", False)),
-                   allow_unsafe_sandbox=bool(getattr(args, "allow_unsafe_sandbox", False)),
-                   seed=getattr(args, "seed", None))
+        return cls(
+            device=args.device,
+            limit_overrides=overrides,
+            parts=tuple(dict.fromkeys(args.part or [])),
+            skip_kinds=("training",) if args.no_train else (),
+            public_only=bool(getattr(args, "public_only", False)),
+            allow_unsafe_sandbox=bool(getattr(args, "allow_unsafe_sandbox", False)),
+            seed=getattr(args, "seed", None),
+        )
 
     def selects(self, marks: dict) -> bool:
         """Whether a check with these markers (grader.plugin.grade_marks) is run."""
-        return ((not self.parts or marks.get("part") in self.parts)
-                and (not self.kinds or marks.get("kind") in self.kinds)
-                and marks.get("kind") not in self.skip_kinds)
+        return (
+            (not self.parts or marks.get("part") in self.parts)
+            and (not self.kinds or marks.get("kind") in self.kinds)
+            and marks.get("kind") not in self.skip_kinds
+        )
 
     def resolved(self) -> Options:
         """The same options with device "auto" made "cuda" or "cpu" (imports torch)."""
         if self.device != "auto":
             return self
         import torch
+
         return replace(self, device="cuda" if torch.cuda.is_available() else "cpu")
 
     def stamp(self) -> dict:
         """What changes a grading's outcome, for the batch's resume stamp. Not the seed: it is
         drawn anew for each grading. The inner pytest also reads PYTEST_ADDOPTS, which can
         deselect checks."""
-        return {"parts": sorted(self.parts), "kinds": sorted(self.kinds),
-                "skip_kinds": sorted(self.skip_kinds),
-                "device": self.device, "public_only": self.public_only,
-                "limit_overrides": {k: self.limit_overrides[k] for k in sorted(self.limit_overrides)},
-                "pytest_args": list(self.pytest_args),
-                "pytest_addopts": os.environ.get("PYTEST_ADDOPTS", "")}
+        return {
+            "parts": sorted(self.parts),
+            "kinds": sorted(self.kinds),
+            "skip_kinds": sorted(self.skip_kinds),
+            "device": self.device,
+            "public_only": self.public_only,
+            "limit_overrides": {k: self.limit_overrides[k] for k in sorted(self.limit_overrides)},
+            "pytest_args": list(self.pytest_args),
+            "pytest_addopts": os.environ.get("PYTEST_ADDOPTS", ""),
+        }

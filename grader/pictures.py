@@ -1,5 +1,6 @@
 """PNG pictures for feedback: what a trained model predicts next to the truth, and the loss
 curves. Rendered in the parent with matplotlib (Agg), from plain arrays."""
+
 from __future__ import annotations
 
 import io
@@ -7,8 +8,10 @@ import io
 
 def _figure(rows: int, cols: int, size=(2.0, 2.0)):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
     return plt, fig, axes
 
@@ -21,8 +24,9 @@ def _png(plt, fig) -> bytes:
     return buffer.getvalue()
 
 
-def prediction_grid(columns: dict[str, list], curves: dict[str, list[float]] | None = None,
-                    cmap=None) -> bytes:
+def prediction_grid(
+    columns: dict[str, list], curves: dict[str, list[float]] | None = None, cmap=None
+) -> bytes:
     """One column per entry of `columns` (a title and a list of HxW or HxWx3 images, one per
     row), plus an extra column with the loss curves when given."""
     titles = list(columns)
@@ -35,9 +39,13 @@ def prediction_grid(columns: dict[str, list], curves: dict[str, list[float]] | N
             ax.axis("off")
             if r < len(columns[title]):
                 image = columns[title][r]
-                ax.imshow(image, cmap=cmap if getattr(image, "ndim", 3) == 2 else None,
-                          vmin=0, vmax=1 if getattr(image, "ndim", 3) == 3 else None,
-                          interpolation="nearest")
+                ax.imshow(
+                    image,
+                    cmap=cmap if getattr(image, "ndim", 3) == 2 else None,
+                    vmin=0,
+                    vmax=1 if getattr(image, "ndim", 3) == 3 else None,
+                    interpolation="nearest",
+                )
             if r == 0:
                 ax.set_title(title, fontsize=9)
     if curves:

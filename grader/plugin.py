@@ -16,6 +16,7 @@ grader.public), `secret` (the grading's secret seed, None on a student's side), 
 Any exception becomes a failed check with a message (a failing student is data, not a
 crash); the grader's own errors are marked as such.
 """
+
 from __future__ import annotations
 
 import re
@@ -29,9 +30,15 @@ from .errors import MissingDefinition, StudentCodeError
 from .results import CheckResult
 
 settings.register_profile(
-    "grading", derandomize=True, database=None, deadline=None, max_examples=12,
-    suppress_health_check=list(HealthCheck), print_blob=False,
-    phases=(Phase.explicit, Phase.generate, Phase.shrink))
+    "grading",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=12,
+    suppress_health_check=list(HealthCheck),
+    print_blob=False,
+    phases=(Phase.explicit, Phase.generate, Phase.shrink),
+)
 
 MAX_MESSAGE = 1500
 NOTES = pytest.StashKey[list]()
@@ -50,8 +57,16 @@ class Feedback:
 
 
 class GradingPlugin:
-    def __init__(self, submission, reference, assignment, device: str, select=None,
-                 expected=None, secret: int | None = None):
+    def __init__(
+        self,
+        submission,
+        reference,
+        assignment,
+        device: str,
+        select=None,
+        expected=None,
+        secret: int | None = None,
+    ):
         self._submission = submission
         self._secret = secret
         self._expected = expected  # the stored expectations, or a callable that loads them
@@ -78,8 +93,10 @@ class GradingPlugin:
         """What the public checks compare with (grader.public): computed from the reference
         once, stored as data in the assignment's public/ folder."""
         if self._expected is None:
-            raise RuntimeError("this check needs the assignment's stored expectations "
-                               "(public/expected.json), and none are installed")
+            raise RuntimeError(
+                "this check needs the assignment's stored expectations "
+                "(public/expected.json), and none are installed"
+            )
         if callable(self._expected):
             self._expected = self._expected()
         return self._expected
@@ -102,8 +119,7 @@ class GradingPlugin:
     def feedback(self, request):
         """feedback("...") tells the student something even when the check passes;
         feedback.image(title, png_bytes) adds a picture to the HTML page."""
-        return Feedback(request.node.stash.setdefault(NOTES, []),
-                        request.node.stash.setdefault(IMAGES, []))
+        return Feedback(request.node.stash.setdefault(NOTES, []), request.node.stash.setdefault(IMAGES, []))
 
     # -- hooks ------------------------------------------------------------------------
     def pytest_configure(self, config):
@@ -142,21 +158,28 @@ class GradingPlugin:
             notes = item.stash.get(NOTES, [])
             message = "\n".join(notes + ([message] if message else []))
             points = float(marks.get("points", 1))
-            self.results.append(CheckResult(
-                name=check_name(item), part=str(marks.get("part", "")),
-                kind=str(marks.get("kind", "")), max_score=points,
-                score=points if passed else 0.0, passed=passed, output=message,
-                visibility=str(marks.get("visibility", "visible")),
-                hidden=not _is_public_check(item),
-                number=str(len(self.results) + 1),
-                seconds=time.perf_counter() - self._started.get(item.nodeid, time.perf_counter()),
-                images=list(item.stash.get(IMAGES, [])),
-            ))
+            self.results.append(
+                CheckResult(
+                    name=check_name(item),
+                    part=str(marks.get("part", "")),
+                    kind=str(marks.get("kind", "")),
+                    max_score=points,
+                    score=points if passed else 0.0,
+                    passed=passed,
+                    output=message,
+                    visibility=str(marks.get("visibility", "visible")),
+                    hidden=not _is_public_check(item),
+                    number=str(len(self.results) + 1),
+                    seconds=time.perf_counter() - self._started.get(item.nodeid, time.perf_counter()),
+                    images=list(item.stash.get(IMAGES, [])),
+                )
+            )
 
 
 def _is_public_check(item) -> bool:
     """Public checks live in the assignment's public/ folder (grader.public)."""
     from .public import PUBLIC_DIR
+
     return Path(str(item.path)).parent.name == PUBLIC_DIR
 
 
@@ -193,8 +216,7 @@ def failure_message(excinfo, fixtures: set[str] = frozenset()) -> str:
         text = f"skipped: {exc}"
     else:
         text = f"the check itself failed ({type(exc).__name__}: {exc}); please report this"
-    drawn = failing_input(getattr(exc, "__notes__", []) or getattr(excinfo.value, "__notes__", []),
-                          fixtures)
+    drawn = failing_input(getattr(exc, "__notes__", []) or getattr(excinfo.value, "__notes__", []), fixtures)
     if drawn and not isinstance(exc, MissingDefinition):
         text += "\nSmallest failing input: " + drawn
     if len(text) > MAX_MESSAGE:
@@ -231,4 +253,3 @@ def failing_input(notes: list[str], fixtures: set[str] = frozenset()) -> str:
                 if part and name not in fixtures and name != "self" and not part.startswith("data="):
                     pairs.append(part.replace("=", " = ", 1))
     return ", ".join(pairs)
-

@@ -4,6 +4,7 @@ Checks run in the trusted parent. They build the student's objects in the child,
 outputs, layer traces and parameter lists, and decide themselves. Every failure of the
 student's code arrives as a StudentCodeError with a one-line reason.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -38,10 +39,18 @@ class Remote:
     def _ask(self, op, **payload):
         return self._submission.ask(op, handle=self.handle, **payload)
 
-    def forward(self, *inputs, mode="train", trace=False, keep_values=False, grad=False,
-                output_key=None) -> ForwardResult:
-        result = self._ask("forward", inputs=list(inputs), mode=mode, trace=trace,
-                           keep_values=keep_values, grad=grad, output_key=output_key)
+    def forward(
+        self, *inputs, mode="train", trace=False, keep_values=False, grad=False, output_key=None
+    ) -> ForwardResult:
+        result = self._ask(
+            "forward",
+            inputs=list(inputs),
+            mode=mode,
+            trace=trace,
+            keep_values=keep_values,
+            grad=grad,
+            output_key=output_key,
+        )
         return ForwardResult(result["output"], result["layers"])
 
     def parameters(self) -> list[dict]:
@@ -61,14 +70,35 @@ class Remote:
         order, as grader.layers.layer_state makes them) onto this model; returns the problems."""
         return self._ask("load_layers", probe=probe, states=states)["problems"]
 
-    def train(self, inputs, targets, loss="cross_entropy", steps=40, batch_size=16, lr=1e-3,
-              seed=0, device="cpu", output_key=None, timeout=None) -> dict:
+    def train(
+        self,
+        inputs,
+        targets,
+        loss="cross_entropy",
+        steps=40,
+        batch_size=16,
+        lr=1e-3,
+        seed=0,
+        device="cpu",
+        output_key=None,
+        timeout=None,
+    ) -> dict:
         """A short training run in the child (grader.training.run_training): losses, which
         parameters changed, and predictions on the first few inputs."""
-        return self._submission.ask("train", timeout, handle=self.handle, inputs=inputs,
-                                    targets=targets, loss=loss, steps=steps,
-                                    batch_size=batch_size, lr=lr, seed=seed, device=device,
-                                    output_key=output_key)
+        return self._submission.ask(
+            "train",
+            timeout,
+            handle=self.handle,
+            inputs=inputs,
+            targets=targets,
+            loss=loss,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            device=device,
+            output_key=output_key,
+        )
 
     def set_parameters(self, values: dict) -> None:
         """Set named parameters to values the parent chose."""
@@ -82,13 +112,24 @@ class Remote:
         return self._ask("describe", path=path)
 
     def set_submodule(self, path: str, factory: str, *args, trainable_prefixes=None, **kwargs):
-        self._ask("set_submodule", path=path, factory=factory, args=list(args), kwargs=kwargs,
-                  trainable_prefixes=trainable_prefixes)
+        self._ask(
+            "set_submodule",
+            path=path,
+            factory=factory,
+            args=list(args),
+            kwargs=kwargs,
+            trainable_prefixes=trainable_prefixes,
+        )
 
 
 class Submission:
-    def __init__(self, harvest: Harvest, sandbox: Sandbox, regions: dict[str, list[Statement]],
-                 region_errors: dict[str, str]):
+    def __init__(
+        self,
+        harvest: Harvest,
+        sandbox: Sandbox,
+        regions: dict[str, list[Statement]],
+        region_errors: dict[str, str],
+    ):
         self.harvest = harvest
         self.sandbox = sandbox
         self.regions = regions
@@ -122,6 +163,7 @@ class Submission:
             for problem in boot.problems if boot else []:
                 if problem["index"] == index:
                     from .sandbox import format_error
+
                     return f"`{name}` could not be defined ({where}): {format_error(problem['error'])}"
         return self.harvest.why_missing(name)
 
@@ -173,14 +215,21 @@ class Submission:
                 raise
         return self.sandbox.request(op, timeout, **payload)
 
-    def build(self, name: str, *args, seed: int = 0, timeout: float | None = None,
-              **kwargs) -> Remote:
+    def build(self, name: str, *args, seed: int = 0, timeout: float | None = None, **kwargs) -> Remote:
         self.require(name)
         handle = f"h{next(self._ids)}"
         label = f"{name}({', '.join(map(repr, args))})"
         try:
-            self.ask("construct", timeout, _memo=("construct", name, repr((args, kwargs))),
-                     name=name, args=list(args), kwargs=kwargs, seed=seed, handle=handle)
+            self.ask(
+                "construct",
+                timeout,
+                _memo=("construct", name, repr((args, kwargs))),
+                name=name,
+                args=list(args),
+                kwargs=kwargs,
+                seed=seed,
+                handle=handle,
+            )
         except StudentCodeError as exc:
             error = exc
         else:
@@ -192,36 +241,64 @@ class Submission:
         for student code to act on. Cached there: each call gets a fresh deep copy."""
         handle = f"h{next(self._ids)}"
         # Not student code: its own, generous limit, so a busy machine cannot cost points.
-        self.ask("build_trusted", timeout or self.sandbox.limits.library_seconds,
-                 factory=factory, kwargs=kwargs, handle=handle)
+        self.ask(
+            "build_trusted",
+            timeout or self.sandbox.limits.library_seconds,
+            factory=factory,
+            kwargs=kwargs,
+            handle=handle,
+        )
         return Remote(self, handle, factory.split(":")[-1])
 
-    def call(self, name: str, *args, grad_wrt=(), source_pattern=None, timeout=None,
-             **kwargs) -> dict:
+    def call(self, name: str, *args, grad_wrt=(), source_pattern=None, timeout=None, **kwargs) -> dict:
         self.require(name)
-        return self.ask("call", timeout, _memo=("call", name, repr(args)), name=name,
-                        args=[_arg(a) for a in args],
-                        kwargs={k: _arg(v) for k, v in kwargs.items()},
-                        grad_wrt=list(grad_wrt), source_pattern=source_pattern)
+        return self.ask(
+            "call",
+            timeout,
+            _memo=("call", name, repr(args)),
+            name=name,
+            args=[_arg(a) for a in args],
+            kwargs={k: _arg(v) for k, v in kwargs.items()},
+            grad_wrt=list(grad_wrt),
+            source_pattern=source_pattern,
+        )
 
-    def run_region(self, region: str, bindings: dict, keep: list[str],
-                   timeout: float | None = None) -> dict[str, Remote]:
+    def run_region(
+        self, region: str, bindings: dict, keep: list[str], timeout: float | None = None
+    ) -> dict[str, Remote]:
         if region not in self.regions:
             raise StudentCodeError(self.region_errors.get(region, f"region {region} not found"))
         self._boot()
         handles = {name: f"h{next(self._ids)}" for name in keep}
         statements = [st.to_wire() for st in self.regions[region]]
-        self.ask("run_region", timeout, _memo=("region", region, ""), statements=statements,
-                 bindings={k: _arg(v) for k, v in bindings.items()}, keep=handles)
+        self.ask(
+            "run_region",
+            timeout,
+            _memo=("region", region, ""),
+            statements=statements,
+            bindings={k: _arg(v) for k, v in bindings.items()},
+            keep=handles,
+        )
         return {name: Remote(self, h, name) for name, h in handles.items()}
 
-    def call_until_optimizer(self, name: str, args: list, model: Remote,
-                             source_pattern: str | None = None,
-                             timeout: float | None = None) -> dict:
+    def call_until_optimizer(
+        self,
+        name: str,
+        args: list,
+        model: Remote,
+        source_pattern: str | None = None,
+        timeout: float | None = None,
+    ) -> dict:
         self.require(name)
-        return self.ask("call_until_optimizer", timeout, _memo=("optimizer", name, ""), name=name,
-                        args=[_arg(a) for a in args], model_handle=model.handle,
-                        source_pattern=source_pattern)
+        return self.ask(
+            "call_until_optimizer",
+            timeout,
+            _memo=("optimizer", name, ""),
+            name=name,
+            args=[_arg(a) for a in args],
+            model_handle=model.handle,
+            source_pattern=source_pattern,
+        )
 
 
 def attrdict(values: dict) -> dict:

@@ -19,6 +19,7 @@ engine then runs the public checks alone, on the same data, so the verdict of a 
 is the same on both sides. The list of hidden checks (names and points, never their inputs)
 is stored too, so a student can be told what the real grading adds.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -58,9 +59,11 @@ def fingerprint(assignment) -> str | None:
     if reference is None or not (reference / assignment.reference_module).is_file():
         return None
     files = [reference / assignment.reference_module]
-    files += sorted(p for p in assignment.folder.iterdir()
-                    if p.is_file() and p.suffix in (".py", ".toml")
-                    and not p.name.startswith("test_"))
+    files += sorted(
+        p
+        for p in assignment.folder.iterdir()
+        if p.is_file() and p.suffix in (".py", ".toml") and not p.name.startswith("test_")
+    )
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
@@ -77,8 +80,9 @@ def compute(assignment, reference, challenge_seed: int | None = None) -> dict:
 
     path = cases_file(assignment)
     if not path.is_file():
-        raise FileNotFoundError(f"{assignment.name} has no {path.name} saying what its public "
-                                "checks compare with")
+        raise FileNotFoundError(
+            f"{assignment.name} has no {path.name} saying what its public checks compare with"
+        )
     name = f"_grader_public_cases_{assignment.name.replace('-', '_')}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
@@ -94,9 +98,13 @@ def compute(assignment, reference, challenge_seed: int | None = None) -> dict:
     finally:
         torch.set_num_threads(threads)
         torch.set_rng_state(state)
-    data = {"format": FORMAT, "assignment": assignment.name,
-            "fingerprint": fingerprint(assignment), "cases": cases,
-            "generated_by": f"grade build-public {assignment.name}"}
+    data = {
+        "format": FORMAT,
+        "assignment": assignment.name,
+        "fingerprint": fingerprint(assignment),
+        "cases": cases,
+        "generated_by": f"grade build-public {assignment.name}",
+    }
     return data
 
 
@@ -160,8 +168,7 @@ def read(folder: Path) -> dict:
     tree = json.loads(json_path.read_text(encoding="utf-8"))
     if tree.get("format") != FORMAT:
         raise ValueError(f"{json_path}: format {tree.get('format')!r}, this grader reads {FORMAT}")
-    tensors = torch.load(tensor_path, map_location="cpu", weights_only=True) \
-        if tensor_path.is_file() else {}
+    tensors = torch.load(tensor_path, map_location="cpu", weights_only=True) if tensor_path.is_file() else {}
     if not isinstance(tensors, dict) or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
         raise ValueError(f"{tensor_path}: not a flat dictionary of tensors")
     return resolve(tree, tensors)
@@ -204,15 +211,22 @@ def differences(stored, fresh, path: str = "") -> list[str]:
     import torch
 
     if isinstance(stored, torch.Tensor) or isinstance(fresh, torch.Tensor):
-        same = (isinstance(stored, torch.Tensor) and isinstance(fresh, torch.Tensor)
-                and stored.dtype == fresh.dtype and stored.shape == fresh.shape
-                and torch.allclose(stored.double(), fresh.double(), rtol=SAME_RTOL, atol=SAME_ATOL))
+        same = (
+            isinstance(stored, torch.Tensor)
+            and isinstance(fresh, torch.Tensor)
+            and stored.dtype == fresh.dtype
+            and stored.shape == fresh.shape
+            and torch.allclose(stored.double(), fresh.double(), rtol=SAME_RTOL, atol=SAME_ATOL)
+        )
         return [] if same else [path or "/"]
     if isinstance(stored, bool) or isinstance(fresh, bool):  # bool is an int: compare exactly
         return [] if type(stored) is type(fresh) and stored == fresh else [path or "/"]
     if isinstance(stored, float) or isinstance(fresh, float):
-        close = isinstance(stored, (int, float)) and isinstance(fresh, (int, float)) and \
-            math.isclose(stored, fresh, rel_tol=SAME_RTOL, abs_tol=SAME_ATOL)
+        close = (
+            isinstance(stored, (int, float))
+            and isinstance(fresh, (int, float))
+            and math.isclose(stored, fresh, rel_tol=SAME_RTOL, abs_tol=SAME_ATOL)
+        )
         return [] if close else [path or "/"]
     if isinstance(stored, dict) and isinstance(fresh, dict):
         if sorted(stored) != sorted(fresh):
@@ -221,8 +235,7 @@ def differences(stored, fresh, path: str = "") -> list[str]:
     if isinstance(stored, list) and isinstance(fresh, list):
         if len(stored) != len(fresh):
             return [path or "/"]
-        return [d for i, (a, b) in enumerate(zip(stored, fresh))
-                for d in differences(a, b, f"{path}/{i}")]
+        return [d for i, (a, b) in enumerate(zip(stored, fresh)) for d in differences(a, b, f"{path}/{i}")]
     return [] if stored == fresh else [path or "/"]
 
 
@@ -262,11 +275,13 @@ class Expectations:
             folder = public_folder(self.assignment)
             stored = read(folder) if (folder / EXPECTED_FILE).is_file() else None
             if self.reference is not None and (
-                    stored is None or stored.get("fingerprint") != fingerprint(self.assignment)):
+                stored is None or stored.get("fingerprint") != fingerprint(self.assignment)
+            ):
                 self.notes.append(
                     f"the public expectations in {folder} are out of date or missing: they were "
                     "computed from the reference for this grading; run `grade build-public "
-                    f"{self.assignment.name}` to store them for students")
+                    f"{self.assignment.name}` to store them for students"
+                )
                 stored = roundtrip(compute(self.assignment, self.reference))
             if stored is None:
                 raise RuntimeError(f"no stored expectations in {folder}")
@@ -321,8 +336,11 @@ def public_only(assignment, options) -> bool:
     """Whether a grading with these options runs the public checks alone: asked for, or no
     reference solution installed (a student's installation)."""
     folder = assignment.reference_folder
-    return bool(getattr(options, "public_only", False)) or folder is None \
+    return (
+        bool(getattr(options, "public_only", False))
+        or folder is None
         or not (folder / assignment.reference_module).is_file()
+    )
 
 
 def check_targets(assignment, public_only: bool) -> list[Path]:
@@ -331,8 +349,10 @@ def check_targets(assignment, public_only: bool) -> list[Path]:
     if not public_only:
         return [assignment.folder]
     if not has_public_checks(assignment):
-        raise SubmissionError(f"the reference solution of {assignment.name} is not installed and "
-                              "the assignment has no public checks to run without it")
+        raise SubmissionError(
+            f"the reference solution of {assignment.name} is not installed and "
+            "the assignment has no public checks to run without it"
+        )
     return [public_folder(assignment)]
 
 
@@ -340,13 +360,17 @@ def public_only_note(expectations: Expectations, ran: list) -> str:
     """What a student's run says: only public checks ran; which hidden ones the real grading
     adds (names and points only)."""
     points = sum(c.max_score for c in ran)
-    lines = [f"No reference solution is installed here, so only the public checks ran "
-             f"({len(ran)} checks, {points_text(points)})."]
+    lines = [
+        f"No reference solution is installed here, so only the public checks ran "
+        f"({len(ran)} checks, {points_text(points)})."
+    ]
     hidden = expectations.stored_checks().get("hidden")
     if hidden:
         total = sum(c["points"] for c in hidden)
-        lines.append(f"The real grading also runs {len(hidden)} hidden checks worth "
-                     f"{points_text(total)} (their inputs are not published):")
+        lines.append(
+            f"The real grading also runs {len(hidden)} hidden checks worth "
+            f"{points_text(total)} (their inputs are not published):"
+        )
         lines += [f"  - {c['name']} ({c['kind']}, {points_text(c['points'])})" for c in hidden]
     elif hidden is not None:
         lines.append("The real grading runs no other checks.")

@@ -8,6 +8,7 @@ first that matches `prefer_patterns` wins. The region is that cell's top-level s
 minus definitions (the harvest has them) and minus statements that call one of `drop_calls`
 (the set-up and the training call around the student's lines).
 """
+
 from __future__ import annotations
 
 import ast
@@ -28,8 +29,13 @@ class RegionSpec:
 
     @classmethod
     def from_dict(cls, name: str, data: dict) -> "RegionSpec":
-        return cls(name, tuple(data["cell_patterns"]), tuple(data.get("prefer_patterns", ())),
-                   tuple(data.get("drop_calls", ())), data.get("description", f"the {name} cell"))
+        return cls(
+            name,
+            tuple(data["cell_patterns"]),
+            tuple(data.get("prefer_patterns", ())),
+            tuple(data.get("drop_calls", ())),
+            data.get("description", f"the {name} cell"),
+        )
 
 
 class RegionNotFound(Exception):
@@ -53,7 +59,7 @@ def extract_region(cells: tuple[Cell, ...], spec: RegionSpec) -> list[Statement]
             continue
         if _calls_any(node, spec.drop_calls):
             continue
-        source = "".join(lines[node.lineno - 1:node.end_lineno])
+        source = "".join(lines[node.lineno - 1 : node.end_lineno])
         kept.append(Statement(cell.index, node.lineno, source, _bound_names(node)))
     return kept
 

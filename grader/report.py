@@ -1,4 +1,5 @@
 """Writers: each renders the one GradingResult model to a format."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,10 @@ def terminal(result: GradingResult, console=None, verbose: bool = True) -> None:
     # Text, never inside a markup string, where "[/yellow]" in a file name raises MarkupError
     # and ":smile:" becomes an emoji.
     console = console or Console(highlight=False)
-    console.print(Text.assemble((result.submission, "bold"),
-                                f"  ({result.assignment}, device {result.device})"), soft_wrap=True)
+    console.print(
+        Text.assemble((result.submission, "bold"), f"  ({result.assignment}, device {result.device})"),
+        soft_wrap=True,
+    )
     if result.error:
         console.print(Text.assemble(("Cannot grade:", "red"), " ", result.error), soft_wrap=True)
     for note in result.notes:
@@ -33,8 +36,9 @@ def terminal(result: GradingResult, console=None, verbose: bool = True) -> None:
         table.add_column("Result")
         for c in result.checks:
             status = Text("pass", style="green") if c.passed else Text("FAIL", style="red")
-            table.add_row(Text(c.number), Text(c.name), Text(c.kind),
-                          f"{fmt(c.score)}/{fmt(c.max_score)}", status)
+            table.add_row(
+                Text(c.number), Text(c.name), Text(c.kind), f"{fmt(c.score)}/{fmt(c.max_score)}", status
+            )
         console.print(table)
         failed = [c for c in result.checks if not c.passed]
         if failed and verbose:
@@ -48,8 +52,13 @@ def terminal(result: GradingResult, console=None, verbose: bool = True) -> None:
     if result.isolation:  # no sandbox started: no student code ran
         console.print(Text(result.isolation_line, style="dim"), soft_wrap=True)
     if result.challenge_seed is not None:  # the terminal is the instructor's; results.json is not
-        console.print(Text(f"challenge seed: {result.challenge_seed} (replay with --seed "
-                           f"{result.challenge_seed})", style="dim"), soft_wrap=True)
+        console.print(
+            Text(
+                f"challenge seed: {result.challenge_seed} (replay with --seed {result.challenge_seed})",
+                style="dim",
+            ),
+            soft_wrap=True,
+        )
     console.print(Text(f"Score: {fmt(result.score)} / {fmt(result.max_score)}"))
 
 
@@ -72,8 +81,14 @@ def to_gradescope_dict(result: GradingResult, hidden_details: str | None = None)
     tests = []
     for c, entry in zip(result.checks, data["tests"]):
         if c.hidden and c.output:
-            details = dict(entry, name=f"{c.name} (details)", score=0, max_score=0,
-                           visibility=hidden_details, number=f"{c.number}.1")
+            details = dict(
+                entry,
+                name=f"{c.name} (details)",
+                score=0,
+                max_score=0,
+                visibility=hidden_details,
+                number=f"{c.number}.1",
+            )
             tests += [dict(entry, output=WITHHELD), details]
         else:
             tests.append(entry)
@@ -120,12 +135,14 @@ def to_html(result: GradingResult) -> str:
         pictures = "".join(
             f'<figure><img alt="{esc(title)}" src="data:image/png;base64,'
             f'{base64.b64encode(png).decode()}"><figcaption>{esc(title)}</figcaption></figure>'
-            for title, png in c.images)
+            for title, png in c.images
+        )
         message = f"<pre>{esc(c.output)}</pre>" if c.output else ""
         rows.append(
             f'<section class="check {c.status}"><h3><span class="badge">{c.status}</span> '
-            f'{esc(c.number)}. {esc(c.name)} <small>{esc(c.kind)} &middot; '
-            f'{fmt(c.score)}/{fmt(c.max_score)}</small></h3>{message}{pictures}</section>')
+            f"{esc(c.number)}. {esc(c.name)} <small>{esc(c.kind)} &middot; "
+            f"{fmt(c.score)}/{fmt(c.max_score)}</small></h3>{message}{pictures}</section>"
+        )
     parts = "".join(f"<li>{esc(p)}: {fmt(got)} / {fmt(out)}</li>" for p, (got, out) in result.parts().items())
     notes = "".join(f"<li>{esc(n)}</li>" for n in result.notes)
     error = f'<p class="error">Cannot grade: {esc(result.error)}</p>' if result.error else ""
@@ -146,7 +163,7 @@ figure {{ margin: .5rem 0; }} img {{ max-width: 100%; border: 1px solid #ddd; }}
 <p class="score">Score: {fmt(result.score)} / {fmt(result.max_score)}</p>{error}
 <ul>{parts}</ul>{f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""}
 <h2>Checks</h2>
-{''.join(rows)}
+{"".join(rows)}
 </body></html>
 """
 

@@ -1,4 +1,5 @@
 """One model of a grading's results; every output format is rendered from it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -59,7 +60,7 @@ class GradingResult:
 
     @property
     def status(self) -> str:
-        """"error" (could not be graded), "complete" (every check passed) or "graded"."""
+        """ "error" (could not be graded), "complete" (every check passed) or "graded"."""
         if self.error is not None:
             return "error"
         return "complete" if all(c.passed for c in self.checks) else "graded"
@@ -76,11 +77,20 @@ class GradingResult:
         have been graded on (`catalog`: grader.checkrun.collect_checks), so its score is out
         of the assignment's full points and pass rates count it."""
         self.error = reason
-        self.checks = [CheckResult(name=c["name"], part=c["part"], kind=c["kind"],
-                                   max_score=float(c["max_score"]), score=0.0, passed=False,
-                                   output=NOT_GRADED, visibility=c.get("visibility", "visible"),
-                                   number=str(c.get("number", "")))
-                       for c in catalog]
+        self.checks = [
+            CheckResult(
+                name=c["name"],
+                part=c["part"],
+                kind=c["kind"],
+                max_score=float(c["max_score"]),
+                score=0.0,
+                passed=False,
+                output=NOT_GRADED,
+                visibility=c.get("visibility", "visible"),
+                number=str(c.get("number", "")),
+            )
+            for c in catalog
+        ]
 
     @property
     def overview(self) -> str:
@@ -98,15 +108,35 @@ class GradingResult:
         `grader` block holding the rest, so that from_dict gives the same result back
         (pictures and per-check seconds aside). grader.report derives the files students
         see from this."""
-        tests = [{"name": c.name, "score": c.score, "max_score": c.max_score, "status": c.status,
-                  "output": c.output, "visibility": c.visibility, "number": c.number,
-                  "tags": [c.part, c.kind]} for c in self.checks]
-        return {"score": self.score, "execution_time": round(self.execution_time, 3),
-                "output": self.overview, "tests": tests,
-                "grader": {"submission": self.submission, "assignment": self.assignment,
-                           "error": self.error, "notes": self.notes, "device": self.device,
-                           "isolation": self.isolation, "challenge_seed": self.challenge_seed,
-                           "hidden": [c.number for c in self.checks if c.hidden]}}
+        tests = [
+            {
+                "name": c.name,
+                "score": c.score,
+                "max_score": c.max_score,
+                "status": c.status,
+                "output": c.output,
+                "visibility": c.visibility,
+                "number": c.number,
+                "tags": [c.part, c.kind],
+            }
+            for c in self.checks
+        ]
+        return {
+            "score": self.score,
+            "execution_time": round(self.execution_time, 3),
+            "output": self.overview,
+            "tests": tests,
+            "grader": {
+                "submission": self.submission,
+                "assignment": self.assignment,
+                "error": self.error,
+                "notes": self.notes,
+                "device": self.device,
+                "isolation": self.isolation,
+                "challenge_seed": self.challenge_seed,
+                "hidden": [c.number for c in self.checks if c.hidden],
+            },
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> GradingResult:
@@ -117,16 +147,31 @@ class GradingResult:
         for t in data.get("tests") or []:
             tags = list(t.get("tags") or []) + ["", ""]
             number = str(t.get("number", ""))
-            checks.append(CheckResult(name=str(t["name"]), part=str(tags[0]), kind=str(tags[1]),
-                                      max_score=float(t["max_score"]), score=float(t["score"]),
-                                      passed=t.get("status") == "passed", output=str(t.get("output", "")),
-                                      visibility=str(t.get("visibility", "visible")),
-                                      hidden=number in hidden, number=number))
-        return cls(submission=str(meta.get("submission", "")), assignment=str(meta.get("assignment", "")),
-                   checks=checks, execution_time=float(data.get("execution_time") or 0.0),
-                   notes=[str(n) for n in meta.get("notes") or []], error=meta.get("error"),
-                   device=str(meta.get("device", "cpu")), isolation=list(meta.get("isolation") or []),
-                   challenge_seed=meta.get("challenge_seed"))
+            checks.append(
+                CheckResult(
+                    name=str(t["name"]),
+                    part=str(tags[0]),
+                    kind=str(tags[1]),
+                    max_score=float(t["max_score"]),
+                    score=float(t["score"]),
+                    passed=t.get("status") == "passed",
+                    output=str(t.get("output", "")),
+                    visibility=str(t.get("visibility", "visible")),
+                    hidden=number in hidden,
+                    number=number,
+                )
+            )
+        return cls(
+            submission=str(meta.get("submission", "")),
+            assignment=str(meta.get("assignment", "")),
+            checks=checks,
+            execution_time=float(data.get("execution_time") or 0.0),
+            notes=[str(n) for n in meta.get("notes") or []],
+            error=meta.get("error"),
+            device=str(meta.get("device", "cpu")),
+            isolation=list(meta.get("isolation") or []),
+            challenge_seed=meta.get("challenge_seed"),
+        )
 
 
 # The message of each check of a submission that could not be graded at all.

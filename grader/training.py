@@ -4,6 +4,7 @@ the reference in the parent, so their loss curves can be compared.
 Everything the run needs travels as plain data; what it returns is plain data too (losses,
 which parameters changed, a few predictions for pictures).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,9 +23,19 @@ def parameter_digests(module: nn.Module) -> dict[str, str]:
     return out
 
 
-def run_training(module: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn,
-                 steps: int, batch_size: int, lr: float, seed: int, device: str = "cpu",
-                 output_key: str | None = None, preview: int = 4) -> dict:
+def run_training(
+    module: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    loss_fn,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: str = "cpu",
+    output_key: str | None = None,
+    preview: int = 4,
+) -> dict:
     torch.manual_seed(seed)
     module.to(device)
     module.train()
@@ -39,9 +50,9 @@ def run_training(module: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
     started = time.perf_counter()
     for step in range(steps):
         start = (step * batch_size) % len(inputs)
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         if len(idx) < batch_size:  # wrap around so every step sees a full batch
-            idx = torch.cat([idx, order[:batch_size - len(idx)]])
+            idx = torch.cat([idx, order[: batch_size - len(idx)]])
         x, y = inputs[idx].to(device), targets[idx].to(device)
         out = module(x)
         if output_key is not None and isinstance(out, dict):

@@ -1,6 +1,7 @@
 """What every `grade` verb shares: how it parses its command line and how it fails. A verb
 is a `main(argv) -> int` (listed in grader.cli.SUBCOMMANDS) that builds its parser with
 `verb_parser` and runs its body through `run_verb`."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,12 @@ def parse_or_status(parser: argparse.ArgumentParser, argv) -> argparse.Namespace
         return 2 if exc.code else 0
 
 
-def run_verb(parser: argparse.ArgumentParser, argv, body: Callable[[argparse.Namespace], int],
-             expected: tuple[type[BaseException], ...] = ()) -> int:
+def run_verb(
+    parser: argparse.ArgumentParser,
+    argv,
+    body: Callable[[argparse.Namespace], int],
+    expected: tuple[type[BaseException], ...] = (),
+) -> int:
     """Parse `argv` and run `body(args)`. A SubmissionError (or one of `expected`) is a
     person's mistake, not the grader's: one line on stderr naming the verb, exit status 2."""
     args = parse_or_status(parser, argv)

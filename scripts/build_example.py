@@ -8,6 +8,7 @@ make, so that `make example` shows what feedback looks like.
 2. D.1 the driver cell replaces classifier[4] but freezes nothing;
 3. D.2 compute_iou_loss returns the IoU instead of 1 - IoU.
 """
+
 import sys
 from pathlib import Path
 
@@ -18,13 +19,17 @@ from submissions import make_notebook  # noqa: E402
 from test_pa2_colourization import A1_RELU_BEFORE_BN  # noqa: E402
 from test_pa2_finetune import D2_RETURNS_IOU  # noqa: E402
 
-FREEZE_AND_REPLACE = ("for param in model.parameters():\n    param.requires_grad = False\n"
-                      "model.classifier[4] = nn.Conv2d(256, 2, kernel_size=1)\n")
+FREEZE_AND_REPLACE = (
+    "for param in model.parameters():\n    param.requires_grad = False\n"
+    "model.classifier[4] = nn.Conv2d(256, 2, kernel_size=1)\n"
+)
 REPLACE_ONLY = "model.classifier[4] = nn.Conv2d(256, 2, kernel_size=1)\n"
 
 if __name__ == "__main__":
-    path = make_notebook(REPO / "examples", "submission",
-                         replace={"PoolUpsampleNet": A1_RELU_BEFORE_BN,
-                                  "compute_iou_loss": D2_RETURNS_IOU},
-                         substitute={FREEZE_AND_REPLACE: REPLACE_ONLY})
+    path = make_notebook(
+        REPO / "examples",
+        "submission",
+        replace={"PoolUpsampleNet": A1_RELU_BEFORE_BN, "compute_iou_loss": D2_RETURNS_IOU},
+        substitute={FREEZE_AND_REPLACE: REPLACE_ONLY},
+    )
     print(f"wrote {path}")

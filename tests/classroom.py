@@ -1,5 +1,6 @@
 """Submissions for the batch and Gradescope tests, made by editing the reference notebook's
 source text (self-contained: these tests need nothing from the other suites' helpers)."""
+
 from __future__ import annotations
 
 import copy

@@ -14,6 +14,7 @@ The grader's short training runs (checks of kind "training", about 100 s per not
 CPU) are another suite's subject: these batches pass `--no-train`. Set
 GRADER_TESTS_WITH_TRAINING=1 to keep them (the expectations here then also cover them).
 """
+
 from __future__ import annotations
 
 import json
@@ -102,8 +103,10 @@ class Graded:
         return [t for t in self.tests if t["tags"][0] == part]
 
     def parts(self) -> dict[str, tuple[float, float]]:
-        return {p: (sum(t["score"] for t in self.part_tests(p)),
-                    sum(t["max_score"] for t in self.part_tests(p))) for p in self.graded_parts}
+        return {
+            p: (sum(t["score"] for t in self.part_tests(p)), sum(t["max_score"] for t in self.part_tests(p)))
+            for p in self.graded_parts
+        }
 
     def failed(self, part: str) -> set[str]:
         return {check_key(t) for t in self.part_tests(part) if t["status"] != "passed"}
@@ -118,8 +121,11 @@ class Graded:
 
     def summary(self) -> str:
         lines = [f"{self.name}: {self.score:g}/{self.max_score:g} error={self.error!r}"]
-        lines += [f"  {t['tags'][0]} {check_key(t)} {t['status']}: {t['output'][:300]!r}"
-                  for t in self.tests if t["status"] != "passed"]
+        lines += [
+            f"  {t['tags'][0]} {check_key(t)} {t['status']}: {t['output'][:300]!r}"
+            for t in self.tests
+            if t["status"] != "passed"
+        ]
         lines += [f"  note: {n[:200]}" for n in self.notes]
         return "\n".join(lines)
 
@@ -135,7 +141,8 @@ class Graded:
         for part in self.graded_parts:
             assert self.failed(part) == set(lost.get(part, ())), (
                 f"{part}: failed {sorted(self.failed(part))}, expected "
-                f"{sorted(lost.get(part, ()))}\n{self.summary()}")
+                f"{sorted(lost.get(part, ()))}\n{self.summary()}"
+            )
         for t in self.tests:
             want = 0 if t["status"] == "failed" else t["max_score"]
             assert t["score"] == want, self.summary()
@@ -160,8 +167,9 @@ class Batch:
     def wait(self):
         if self.returncode is None:
             try:
-                self.returncode = self.process.wait(timeout=max(1.0, self.started + self.limit
-                                                                 - time.monotonic()))
+                self.returncode = self.process.wait(
+                    timeout=max(1.0, self.started + self.limit - time.monotonic())
+                )
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
@@ -186,14 +194,14 @@ class Batch:
         found = {}
         for name in self.names:
             path = self.out / f"{name}.json"
-            assert path.is_file(), (f"no results file for {name}; batch exit {self.returncode}\n"
-                                    f"{self.stderr[-3000:]}")
+            assert path.is_file(), (
+                f"no results file for {name}; batch exit {self.returncode}\n{self.stderr[-3000:]}"
+            )
             found[name] = Graded(name, json.loads(path.read_text()), self.parts)
         return found
 
 
-def _start_batch(kind, specs, root: Path, extra_args=(), limit=MAIN_BATCH_LIMIT,
-                 parts=PARTS) -> Batch:
+def _start_batch(kind, specs, root: Path, extra_args=(), limit=MAIN_BATCH_LIMIT, parts=PARTS) -> Batch:
     folder = root / f"{kind}-notebooks"
     out = root / f"{kind}-results"
     folder.mkdir()
@@ -204,9 +212,14 @@ def _start_batch(kind, specs, root: Path, extra_args=(), limit=MAIN_BATCH_LIMIT,
     stderr = open(out / "_stderr.txt", "wb")
     if parts != PARTS:
         extra_args = [*extra_args, *(a for p in parts for a in ("--part", p))]
-    process = subprocess.Popen(grader_command(folder, "--out", out, *extra_args), cwd=REPO,
-                               env=grader_env(), stdin=subprocess.DEVNULL, stdout=stdout,
-                               stderr=stderr)
+    process = subprocess.Popen(
+        grader_command(folder, "--out", out, *extra_args),
+        cwd=REPO,
+        env=grader_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+    )
     stdout.close()
     stderr.close()
     return Batch(kind, folder, out, process, time.monotonic(), limit, sorted(specs), parts=parts)
@@ -230,6 +243,7 @@ def _batches(request, tmp_path_factory):
     root = Path(keep) if keep else tmp_path_factory.mktemp("batches")
     if keep:
         import shutil
+
         root.mkdir(parents=True, exist_ok=True)
         for folder in [*root.glob("*-notebooks"), *root.glob("*-results")]:
             shutil.rmtree(folder)
@@ -240,9 +254,9 @@ def _batches(request, tmp_path_factory):
         batches["main"] = _start_batch("main", main, root)
     hostile = _collect(items, "HOSTILE_NOTEBOOKS")
     if hostile:
-        batches["hostile"] = _start_batch("hostile", hostile, root,
-                                          ("--timeout", HOSTILE_TIMEOUT), HOSTILE_BATCH_LIMIT,
-                                          HOSTILE_PARTS)
+        batches["hostile"] = _start_batch(
+            "hostile", hostile, root, ("--timeout", HOSTILE_TIMEOUT), HOSTILE_BATCH_LIMIT, HOSTILE_PARTS
+        )
     yield batches
     for batch in batches.values():
         if batch.process.poll() is None:
@@ -272,10 +286,20 @@ def graded_hostile(hostile_batch) -> dict[str, Graded]:
 
 # End-to-end files: they grade whole notebooks with real `grade` processes, batches, wheels
 # or a browser. `make test-fast` (-m "not slow") leaves them out; `make test` and CI run all.
-SLOW_FILES = {"test_batch.py", "test_cli.py", "test_pa2_colourization.py", "test_pa2_finetune.py",
-              "test_hostile.py", "test_forgery.py", "test_gradescope.py", "test_release.py",
-              "test_install.py", "test_html_report.py", "test_public.py",
-              "test_sandbox_escape.py"}
+SLOW_FILES = {
+    "test_batch.py",
+    "test_cli.py",
+    "test_pa2_colourization.py",
+    "test_pa2_finetune.py",
+    "test_hostile.py",
+    "test_forgery.py",
+    "test_gradescope.py",
+    "test_release.py",
+    "test_install.py",
+    "test_html_report.py",
+    "test_public.py",
+    "test_sandbox_escape.py",
+}
 
 
 def pytest_collection_modifyitems(config, items):

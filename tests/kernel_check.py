@@ -7,6 +7,7 @@ __main__-like namespace, `In` holds the cells as IPython keeps them, and the not
 cell, `from grader import check; check()`, runs in that namespace. Then a kernel that defines
 only a wrong loss and never ran the D.1 driver cell checks some parts. Prints "REPORT <json>".
 """
+
 import json
 import sys
 import time
@@ -16,7 +17,7 @@ from grader.harvest import harvest
 from grader.load import load_submission
 import grader.student.selfcheck as selfcheck
 
-PARTIAL = '''
+PARTIAL = """
 import torch
 from grader import check
 In = ["", "x = 1"]  # the driver cell was never run
@@ -31,13 +32,18 @@ before = torch.rand(1).item()
 torch.manual_seed(123)
 check("D.2")
 after = torch.rand(1).item()
-'''
+"""
 
 
 def summary(result, seconds):
-    return {"seconds": seconds, "error": result.error, "notes": result.notes,
-            "tests": [{"name": c.name, "part": c.part, "status": c.status, "output": c.output}
-                      for c in result.checks]}
+    return {
+        "seconds": seconds,
+        "error": result.error,
+        "notes": result.notes,
+        "tests": [
+            {"name": c.name, "part": c.part, "status": c.status, "output": c.output} for c in result.checks
+        ],
+    }
 
 
 def main(paths):

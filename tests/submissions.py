@@ -19,6 +19,7 @@ Edits, applied in this order:
 
 Cells get fixed ids, so the same call writes the same bytes every time.
 """
+
 from __future__ import annotations
 
 import ast
@@ -61,17 +62,35 @@ def code(source: str) -> str:
     return textwrap.dedent(source).lstrip("\n")
 
 
-def make_notebook(directory, name, *, replace=None, within=None, substitute=None,
-                  insert_cells=(), extra_cells=(), kernel=None, base=REFERENCE_NOTEBOOK) -> Path:
-    nb = edit_notebook(read_notebook(base), replace=replace, within=within, substitute=substitute,
-                       insert_cells=insert_cells, extra_cells=extra_cells, kernel=kernel)
+def make_notebook(
+    directory,
+    name,
+    *,
+    replace=None,
+    within=None,
+    substitute=None,
+    insert_cells=(),
+    extra_cells=(),
+    kernel=None,
+    base=REFERENCE_NOTEBOOK,
+) -> Path:
+    nb = edit_notebook(
+        read_notebook(base),
+        replace=replace,
+        within=within,
+        substitute=substitute,
+        insert_cells=insert_cells,
+        extra_cells=extra_cells,
+        kernel=kernel,
+    )
     path = Path(directory) / f"{name}.ipynb"
     nbformat.write(nb, str(path))
     return path
 
 
-def edit_notebook(nb, *, replace=None, within=None, substitute=None, insert_cells=(),
-                  extra_cells=(), kernel=None):
+def edit_notebook(
+    nb, *, replace=None, within=None, substitute=None, insert_cells=(), extra_cells=(), kernel=None
+):
     for key, source in (replace or {}).items():
         name, occurrence = key if isinstance(key, tuple) else (key, None)
         _replace_definition(nb, name, occurrence, source)
@@ -98,10 +117,12 @@ def edit_notebook(nb, *, replace=None, within=None, substitute=None, insert_cell
     for k, source in enumerate(extra_cells):
         nb.cells.append(_cell(source, f"extra-{k}"))
     if kernel == "python2":
-        nb.metadata["kernelspec"] = {"display_name": "Python 2", "language": "python",
-                                     "name": "python2"}
-        nb.metadata["language_info"] = {"name": "python", "version": "2.7.18",
-                                        "codemirror_mode": {"name": "ipython", "version": 2}}
+        nb.metadata["kernelspec"] = {"display_name": "Python 2", "language": "python", "name": "python2"}
+        nb.metadata["language_info"] = {
+            "name": "python",
+            "version": "2.7.18",
+            "codemirror_mode": {"name": "ipython", "version": 2},
+        }
     elif kernel is not None:
         raise ValueError(f"unknown kernel {kernel!r}")
     return nb
@@ -156,8 +177,9 @@ def _locate(nb, name, occurrence):
     lines = cell.source.splitlines(keepends=True)
     start = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
     end = node.end_lineno
-    while end < len(lines) and (not lines[end].strip() or (
-            lines[end][:1].isspace() and lines[end].lstrip().startswith("#"))):
+    while end < len(lines) and (
+        not lines[end].strip() or (lines[end][:1].isspace() and lines[end].lstrip().startswith("#"))
+    ):
         end += 1
     return cell, start, end
 

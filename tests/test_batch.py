@@ -7,6 +7,7 @@ the kill-and-resume test grades shard 1/2 of it again, and merged with the full 
 for shard 2/2 it must give the full run's gradebook. To stay short, every run grades parts A.1 and
 D.2 without training checks, with --timeout 5.
 """
+
 from __future__ import annotations
 
 import csv
@@ -27,18 +28,21 @@ from classroom import REPO, TEMPLATE_NOTEBOOK, as_python_file, make_notebook
 ARGS = ("--part", "A.1", "--part", "D.2", "--no-train", "--timeout", "5")
 VICTIM = "victim_worker_dies"  # its worker is made to die (GRADER_BATCH_CRASH_ON)
 
-BLOCK = ("                nn.BatchNorm2d(cout),\n"
-         "                nn.ReLU(),\n")
+BLOCK = "                nn.BatchNorm2d(cout),\n                nn.ReLU(),\n"
 FORWARD = "return self.final(self.up2(self.up1(self.down2(self.down1(x)))))"
 PROB = "prob = torch.softmax(pred, dim=1)[:, 1]"
 LOSS = "loss = 1 - (intersection + SMOOTH) / (union + SMOOTH)"
 
 # name: make_notebook arguments; "part" says which part the edit breaks.
 MUTANTS = {
-    "a1_no_final_conv": ("A.1", {"substitute": {
-        FORWARD: "return self.up2(self.up1(self.down2(self.down1(x))))"}}),
-    "a1_relu_before_bn": ("A.1", {"substitute": {BLOCK: "                nn.ReLU(),\n"
-                                                        "                nn.BatchNorm2d(cout),\n"}}),
+    "a1_no_final_conv": (
+        "A.1",
+        {"substitute": {FORWARD: "return self.up2(self.up1(self.down2(self.down1(x))))"}},
+    ),
+    "a1_relu_before_bn": (
+        "A.1",
+        {"substitute": {BLOCK: "                nn.ReLU(),\n                nn.BatchNorm2d(cout),\n"}},
+    ),
     "a1_no_batchnorm": ("A.1", {"substitute": {BLOCK: "                nn.ReLU(),\n"}}),
     "a1_avgpool": ("A.1", {"substitute": {"nn.MaxPool2d(2)": "nn.AvgPool2d(2)"}}),
     "a1_triple_filters": ("A.1", {"substitute": {"2 * num_filters": "3 * num_filters"}}),
@@ -46,14 +50,18 @@ MUTANTS = {
     "d2_sigmoid": ("D.2", {"substitute": {PROB: "prob = torch.sigmoid(pred[:, 1])"}}),
     "d2_background_channel": ("D.2", {"substitute": {PROB: "prob = torch.softmax(pred, dim=1)[:, 0]"}}),
     "d2_returns_iou": ("D.2", {"substitute": {LOSS: "loss = (intersection + SMOOTH) / (union + SMOOTH)"}}),
-    "d2_squared": ("D.2", {"substitute": {
-        LOSS: "loss = (1 - (intersection + SMOOTH) / (union + SMOOTH)) ** 2"}}),
+    "d2_squared": (
+        "D.2",
+        {"substitute": {LOSS: "loss = (1 - (intersection + SMOOTH) / (union + SMOOTH)) ** 2"}},
+    ),
 }
 # Hostile submissions: what each must not do to the batch, and what its results must say.
 HOSTILE = {
-    "hostile_infinite_init": {"substitute": {"padding = kernel // 2": "padding = kernel // 2\n"
-                                                                      "        while True:\n"
-                                                                      "            pass"}},
+    "hostile_infinite_init": {
+        "substitute": {
+            "padding = kernel // 2": "padding = kernel // 2\n        while True:\n            pass"
+        }
+    },
     "hostile_exit_in_class_body": {"extra_cells": ["import os\nclass Boom:\n    os._exit(3)\n"]},
     "hostile_huge_print": {"extra_cells": ["class Loud:\n    print('spam ' * 3_000_000)\n"]},
     "hostile_memory_hog": {"substitute": {FORWARD: "torch.ones(2**40)\n        " + FORWARD}},
@@ -93,8 +101,9 @@ def make_class(folder: Path) -> list[str]:
 
 
 def run(*args, timeout=600, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(grade_command(*args), cwd=REPO, env=env(), capture_output=True,
-                          text=True, timeout=timeout, **kw)
+    return subprocess.run(
+        grade_command(*args), cwd=REPO, env=env(), capture_output=True, text=True, timeout=timeout, **kw
+    )
 
 
 def results(out: Path) -> dict[str, dict]:
@@ -128,8 +137,7 @@ def full(folder, tmp_path_factory):
     junit = out.parent / f"{out.name}-junit.xml"
     started = time.monotonic()
     proc = run(path, "--out", out, "--jobs", 2, "--junit", junit, "--quiet", *ARGS)
-    return {"out": out, "proc": proc, "names": names, "junit": junit,
-            "seconds": time.monotonic() - started}
+    return {"out": out, "proc": proc, "names": names, "junit": junit, "seconds": time.monotonic() - started}
 
 
 def test_full_batch(full):
@@ -170,8 +178,9 @@ def test_hostile_submissions_get_results_that_say_what_happened(full):
     points = by_part({"tests": [dict(t, score=t["max_score"]) for t in found["folder__reference"]["tests"]]})
 
     def failed_outputs(name, part):
-        return " ".join(t["output"] for t in found[name]["tests"]
-                        if t["tags"][0] == part and t["status"] == "failed")
+        return " ".join(
+            t["output"] for t in found[name]["tests"] if t["tags"][0] == part and t["status"] == "failed"
+        )
 
     assert "not a valid notebook" in found["hostile_broken_json"]["grader"]["error"]
     assert book["hostile_broken_json"]["status"] == "error"
@@ -207,8 +216,9 @@ def test_batch_scores_equal_single_runs(full, folder, tmp_path):
         assert proc.returncode in (0, 1), proc.stdout + proc.stderr
         alone = json.loads(single.read_text())
         assert alone["score"] == found[name]["score"], name
-        assert [(t["name"], t["status"]) for t in alone["tests"]] == \
-               [(t["name"], t["status"]) for t in found[name]["tests"]], name
+        assert [(t["name"], t["status"]) for t in alone["tests"]] == [
+            (t["name"], t["status"]) for t in found[name]["tests"]
+        ], name
 
 
 def test_summary_and_junit(full):
@@ -219,8 +229,12 @@ def test_summary_and_junit(full):
     checks = [t["name"] for t in found["folder__reference"]["tests"]]
     assert [r["check"] for r in rows] == checks
     for r in rows:
-        passed = sum(1 for d in found.values() for t in d["tests"]
-                     if t["name"] == r["check"] and t["status"] == "passed")
+        passed = sum(
+            1
+            for d in found.values()
+            for t in d["tests"]
+            if t["name"] == r["check"] and t["status"] == "passed"
+        )
         assert int(r["passed"]) == passed and int(r["total"]) == len(names), r
         assert float(r["rate"]) == pytest.approx(passed / len(names), abs=1e-3)
     assert "Pass rate per check" in full["proc"].stdout
@@ -247,8 +261,14 @@ def killed(full, folder, tmp_path_factory):
     path, names = folder
     out = tmp_path_factory.mktemp("shard1")
     command = grade_command(path, "--out", out, "--jobs", 2, "--shard", "1/2", "--quiet", *ARGS)
-    proc = subprocess.Popen(command, cwd=REPO, env=env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     try:
         while len(list(out.glob("*.json"))) < 3 and time.monotonic() < deadline and proc.poll() is None:
@@ -271,8 +291,9 @@ def test_killed_batch_resumes_without_regrading(full, killed):
     assert f"({len(before)} up to date)" in resumed.stdout, resumed.stdout[-2000:]
     for name, (mtime, data) in before.items():
         assert (out / name).stat().st_mtime_ns == mtime and (out / name).read_bytes() == data, name
-    assert not [p.name for p in out.iterdir() if p.name.startswith(".") and p.is_file()
-                and p.name != ".lock"], "a half-written file was left behind"
+    assert not [
+        p.name for p in out.iterdir() if p.name.startswith(".") and p.is_file() and p.name != ".lock"
+    ], "a half-written file was left behind"
     assert sorted(results(out)) == shard
     full_book = gradebook(full["out"])
     assert gradebook(out) == {n: full_book[n] for n in shard}
@@ -293,8 +314,9 @@ def test_shards_merge_into_the_full_gradebook(full, folder, killed, tmp_path):
     assert sorted(results(merged)) == names
     assert gradebook(merged) == gradebook(full["out"])
     assert (merged / "summary.csv").read_text() == (full["out"] / "summary.csv").read_text()
-    assert len(ET.parse(junit).getroot().findall(".//testcase")) == \
-        len(ET.parse(full["junit"]).getroot().findall(".//testcase"))
+    assert len(ET.parse(junit).getroot().findall(".//testcase")) == len(
+        ET.parse(full["junit"]).getroot().findall(".//testcase")
+    )
     assert run("merge", tmp_path / "missing", "--out", merged).returncode == 2
 
 
@@ -313,18 +335,23 @@ def test_shard_slices_are_disjoint_and_cover_everything():
 
 def test_scheduler_does_not_import_torch():
     """The batch scheduler stays light: torch is imported once, by the warm server."""
-    code = ("import sys, grader.cli, grader.batch.scheduler, grader.batch.pool, grader.gradescope; "
-            "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         check=True).stdout.strip()
+    code = (
+        "import sys, grader.cli, grader.batch.scheduler, grader.batch.pool, grader.gradescope; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "False"
     from grader.batch import pool
     from grader.sandbox import parent
+
     assert set(parent.PRELOAD) <= set(pool.SERVER_PRELOAD)
 
 
 def test_second_batch_on_the_same_folder_is_refused(tmp_path):
     from grader.batch.store import OutputLock
+
     with OutputLock(tmp_path):
         proc = run(TEMPLATE_NOTEBOOK, "--out", tmp_path, timeout=60)
     assert proc.returncode == 2 and "another batch" in proc.stderr
@@ -352,7 +379,8 @@ def test_links_folders_and_formula_names_in_a_class_folder(tmp_path):
     assert results(out)["linked"]["grader"]["submission"].endswith("class/linked.py")
     row = book["not_a_file"]
     assert row["status"] == "error" and row["error"].endswith(
-        "not_a_file.ipynb: cannot be read: it is a directory, not a notebook or .py file")
+        "not_a_file.ipynb: cannot be read: it is a directory, not a notebook or .py file"
+    )
     assert (out / "=HYPERLINK(1).json").is_file()  # file names stay as they are
 
 
@@ -361,14 +389,27 @@ def test_every_csv_quotes_text_that_a_spreadsheet_would_run():
     from grader.results import GradingResult
 
     assert [csv_text(t) for t in ("=1+1", "+1", "-1", "@A1", "\tx", "\rx", "a=1", "", 3)] == [
-        "'=1+1", "'+1", "'-1", "'@A1", "'\tx", "'\rx", "a=1", "", "3"]
-    rows = list(csv.reader(summary_csv([{"check": "=evil()", "part": "@p", "passed": 0, "total": 1,
-                                         "rate": 0.0}]).splitlines()))
+        "'=1+1",
+        "'+1",
+        "'-1",
+        "'@A1",
+        "'\tx",
+        "'\rx",
+        "a=1",
+        "",
+        "3",
+    ]
+    rows = list(
+        csv.reader(
+            summary_csv(
+                [{"check": "=evil()", "part": "@p", "passed": 0, "total": 1, "rate": 0.0}]
+            ).splitlines()
+        )
+    )
     assert rows[1][:2] == ["'=evil()", "'@p"]
     bad = GradingResult(submission="x", assignment="a", error="-cmd|' /C calc'!A0")
     rows = list(csv.reader(gradebook_csv({"=x": bad}, []).splitlines()))
     assert rows[1][0] == "'=x" and rows[1][-1] == "'-cmd|' /C calc'!A0"
-
 
 
 def test_options_are_plain_data_and_stamp_what_changes_a_grading():
@@ -377,8 +418,15 @@ def test_options_are_plain_data_and_stamp_what_changes_a_grading():
 
     from grader.options import Options
 
-    args = SimpleNamespace(device="cpu", timeout=5, part=["D.2", "A.1", "D.2"], no_train=True,
-                           public_only=False, allow_unsafe_sandbox=False, seed=7)
+    args = SimpleNamespace(
+        device="cpu",
+        timeout=5,
+        part=["D.2", "A.1", "D.2"],
+        no_train=True,
+        public_only=False,
+        allow_unsafe_sandbox=False,
+        seed=7,
+    )
     options = Options.from_args(args)
     assert pickle.loads(pickle.dumps(options)) == options  # sent as is to the pool's workers
     assert options.selects({"part": "D.2", "kind": "unit"})

@@ -2,6 +2,7 @@
 even when the submission cannot be used. Each run is a real subprocess (about 8-15 s: torch is
 imported twice, by the grader and by its sandbox server), so all of them start together and
 each test reads its own run."""
+
 import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -37,15 +38,17 @@ def prepare(folder: Path) -> dict[str, list]:
     as_python_file(read_notebook(), folder / "a2-cnn.py")
     (folder / "template.ipynb").write_bytes(TEMPLATE_NOTEBOOK.read_bytes())
     (folder / "broken.ipynb").write_text('{"cells": [{"cell_type": "code", "source": "x = 1"')
-    (folder / "v3.ipynb").write_text(json.dumps(
-        {"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "worksheets": []}))
+    (folder / "v3.ipynb").write_text(
+        json.dumps({"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "worksheets": []})
+    )
     nbformat.write(new_notebook(), str(folder / "empty.ipynb"))
     # Student-controlled text that rich would read as markup, in a path (".../x[/yellow]
     # :smile:.ipynb": a folder "x[" holding "yellow] :smile:.ipynb") and in a note.
     markup_dir = folder / "x["
     markup_dir.mkdir()
     (markup_dir / "yellow] :smile:.ipynb").write_text(
-        '{"nbformat": 4, "cells": ' + "[" * 100_000 + "]" * 100_000 + "}")
+        '{"nbformat": 4, "cells": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    )
     damaged_cells(folder / "damaged.ipynb")
     runs = {
         "python_file": [folder / "a2-cnn.py"],
@@ -58,7 +61,8 @@ def prepare(folder: Path) -> dict[str, list]:
         "damaged_cells": [folder / "damaged.ipynb", "--part", "D.2"],
     }
     return {name: [*args, "--json", folder / f"{name}.json"] for name, args in runs.items()} | {
-        "bad_option": [folder / "a2-cnn.py", "--frobnicate"]}
+        "bad_option": [folder / "a2-cnn.py", "--frobnicate"]
+    }
 
 
 DAMAGED_NOTES = [
@@ -74,10 +78,24 @@ def damaged_cells(path: Path) -> Path:
     """The reference notebook plus cells that once crashed the grader: sources that are not
     text, a lone surrogate, a 200,000-term sum, and an error message that looks like markup."""
     data = json.loads(json.dumps(read_notebook()))
-    extra = [7, None, "s = 'SURROGATE'\n", "x = " + "+".join(["1"] * 200_000) + "\n",
-             "class Bad:\n    raise ValueError('[/yellow] :smile: [bold]')\n"]
-    data["cells"] += [{"cell_type": "code", "id": f"extra{i}", "metadata": {}, "outputs": [],
-                       "execution_count": None, "source": source} for i, source in enumerate(extra)]
+    extra = [
+        7,
+        None,
+        "s = 'SURROGATE'\n",
+        "x = " + "+".join(["1"] * 200_000) + "\n",
+        "class Bad:\n    raise ValueError('[/yellow] :smile: [bold]')\n",
+    ]
+    data["cells"] += [
+        {
+            "cell_type": "code",
+            "id": f"extra{i}",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+            "source": source,
+        }
+        for i, source in enumerate(extra)
+    ]
     path.write_text(json.dumps(data).replace("SURROGATE", "\\ud800"))
     return path
 
@@ -88,9 +106,15 @@ def runs(tmp_path_factory) -> dict[str, Run]:
     plan = prepare(folder)
 
     def run(args):
-        proc = subprocess.run(grader_command(*args), cwd=REPO, env=grader_env(),
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=600)
+        proc = subprocess.run(
+            grader_command(*args),
+            cwd=REPO,
+            env=grader_env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         json_path = Path(args[args.index("--json") + 1]) if "--json" in args else None
         return Run(proc.returncode, proc.stdout, proc.stderr, json_path)
 
@@ -117,12 +141,15 @@ def test_some_checks_failed_exit_1(runs):
     assert "`PoolUpsampleNet` is in cell 10, which does not parse" in run.stdout
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("missing", "does-not-exist.ipynb: no such file"),
-    ("broken_json", "not a valid notebook: broken JSON at line 1"),
-    ("v3", "notebook format v3 is not supported"),
-    ("empty", "the submission has no code"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("missing", "does-not-exist.ipynb: no such file"),
+        ("broken_json", "not a valid notebook: broken JSON at line 1"),
+        ("v3", "notebook format v3 is not supported"),
+        ("empty", "the submission has no code"),
+    ],
+)
 def test_unusable_submission_exit_2_with_reason_and_results_file(runs, name, reason):
     run = runs[name]
     assert run.returncode == 2, run.stdout + run.stderr
@@ -159,8 +186,9 @@ def test_markup_in_a_path_is_printed_as_text(runs):
     assert "Traceback" not in run.stdout + run.stderr
     assert run.last_line == "Score: 0 / 25"
     reason = run.results()["output"].splitlines()[0]
-    assert reason.endswith("x[/yellow] :smile:.ipynb: the notebook cannot be read: its JSON is "
-                           "nested too deeply")
+    assert reason.endswith(
+        "x[/yellow] :smile:.ipynb: the notebook cannot be read: its JSON is nested too deeply"
+    )
     assert reason in run.stdout.splitlines(), run.stdout
 
 

@@ -2,6 +2,7 @@
 the batch's discovery, store and class outputs, regions, layer comparison and the verbs'
 command-line helper. Each runs in milliseconds; the end-to-end files (marked slow) show the
 same behaviour through `grade`."""
+
 from __future__ import annotations
 
 import csv
@@ -23,25 +24,43 @@ from grader.report import WITHHELD, to_gradescope_dict
 from grader.results import NOT_GRADED, CheckResult, GradingResult
 from grader.verbs import run_verb, verb_parser
 
-CATALOG = [{"name": "A shape", "part": "A.1", "kind": "shape", "max_score": 2.0, "number": "1"},
-           {"name": "A params", "part": "A.1", "kind": "params", "max_score": 1.0, "number": "2"},
-           {"name": "D loss", "part": "D.2", "kind": "loss", "max_score": 3.0, "number": "3"}]
+CATALOG = [
+    {"name": "A shape", "part": "A.1", "kind": "shape", "max_score": 2.0, "number": "1"},
+    {"name": "A params", "part": "A.1", "kind": "params", "max_score": 1.0, "number": "2"},
+    {"name": "D loss", "part": "D.2", "kind": "loss", "max_score": 3.0, "number": "3"},
+]
 
 
 def graded(passed: tuple[bool, bool, bool], **fields) -> GradingResult:
-    checks = [CheckResult(name=c["name"], part=c["part"], kind=c["kind"], max_score=c["max_score"],
-                          score=c["max_score"] if ok else 0.0, passed=ok, number=c["number"],
-                          output="" if ok else f"{c['name']} is wrong\nsecond line",
-                          hidden=c["part"] == "D.2")
-              for c, ok in zip(CATALOG, passed)]
+    checks = [
+        CheckResult(
+            name=c["name"],
+            part=c["part"],
+            kind=c["kind"],
+            max_score=c["max_score"],
+            score=c["max_score"] if ok else 0.0,
+            passed=ok,
+            number=c["number"],
+            output="" if ok else f"{c['name']} is wrong\nsecond line",
+            hidden=c["part"] == "D.2",
+        )
+        for c, ok in zip(CATALOG, passed)
+    ]
     return GradingResult(submission="s.ipynb", assignment="pa2-w2021", checks=checks, **fields)
 
 
 # -- the results model --------------------------------------------------------------------------
 
+
 def test_results_round_trip_through_data():
-    result = graded((True, False, False), notes=["cell 3 skipped"], device="cuda",
-                    isolation=["landlock ABI 7"], challenge_seed=1234, execution_time=1.5)
+    result = graded(
+        (True, False, False),
+        notes=["cell 3 skipped"],
+        device="cuda",
+        isolation=["landlock ABI 7"],
+        challenge_seed=1234,
+        execution_time=1.5,
+    )
     data = json.loads(json.dumps(result.to_dict()))  # what a batch stores and a worker sends
     back = GradingResult.from_dict(data)
     assert back == result
@@ -65,16 +84,25 @@ def test_students_results_file_withholds_hidden_details_and_the_seed():
     student = to_gradescope_dict(result, hidden_details="after_due_date")
     loss, details = student["tests"][2:]
     assert (loss["output"], loss["max_score"], loss["visibility"]) == (WITHHELD, 3.0, "visible")
-    assert (details["name"], details["max_score"], details["visibility"]) == \
-        ("D loss (details)", 0, "after_due_date")
+    assert (details["name"], details["max_score"], details["visibility"]) == (
+        "D loss (details)",
+        0,
+        "after_due_date",
+    )
     assert details["output"] == result.checks[2].output and student["score"] == 3
 
 
 # -- batch: discovery, store, class outputs -----------------------------------------------------
 
+
 def test_discovery_lists_submissions_and_names_them_uniquely(tmp_path):
-    for path in ("a/x.ipynb", "b/x.ipynb", "c/y.py", "c/.ipynb_checkpoints/y-checkpoint.ipynb",
-                 "c/notes.txt"):
+    for path in (
+        "a/x.ipynb",
+        "b/x.ipynb",
+        "c/y.py",
+        "c/.ipynb_checkpoints/y-checkpoint.ipynb",
+        "c/notes.txt",
+    ):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("{}")
     found = expand_paths([str(tmp_path)])
@@ -107,16 +135,26 @@ def test_store_stamps_what_a_result_was_graded_from(tmp_path):
 def test_class_outputs_count_an_unusable_submission_as_failing():
     unusable = GradingResult(submission="u", assignment="pa2-w2021", isolation=["landlock"])
     unusable.mark_unusable("=broken", CATALOG)
-    entries = {"good": graded((True, True, True), isolation=["landlock"]),
-               "half": graded((True, False, False), isolation=["landlock"]), "bad": unusable}
+    entries = {
+        "good": graded((True, True, True), isolation=["landlock"]),
+        "half": graded((True, False, False), isolation=["landlock"]),
+        "bad": unusable,
+    }
     rows = list(csv.DictReader(gradebook_csv(entries, ["A.1", "D.2"]).splitlines()))
-    assert [(r["submission"], r["score"], r["max_score"], r["A.1"], r["D.2"], r["status"], r["error"])
-            for r in rows] == [("bad", "0", "6", "0", "0", "error", "'=broken"),
-                               ("good", "6", "6", "3", "3", "complete", ""),
-                               ("half", "2", "6", "2", "0", "graded", "")]
+    assert [
+        (r["submission"], r["score"], r["max_score"], r["A.1"], r["D.2"], r["status"], r["error"])
+        for r in rows
+    ] == [
+        ("bad", "0", "6", "0", "0", "error", "'=broken"),
+        ("good", "6", "6", "3", "3", "complete", ""),
+        ("half", "2", "6", "2", "0", "graded", ""),
+    ]
     rates = pass_rates(entries, ["A.1", "D.2"])
-    assert [(r["check"], r["passed"], r["total"]) for r in rates] == \
-        [("A shape", 2, 3), ("A params", 1, 3), ("D loss", 1, 3)]
+    assert [(r["check"], r["passed"], r["total"]) for r in rates] == [
+        ("A shape", 2, 3),
+        ("A params", 1, 3),
+        ("D loss", 1, 3),
+    ]
     cases = ET.fromstring(junit_xml(entries, "pa2")).findall(".//testcase")
     failures = {(c.get("classname"), c.get("name")): c.find("failure") for c in cases}
     assert len(failures) == 9 and failures[("good", "A shape")] is None
@@ -129,13 +167,21 @@ def test_class_outputs_count_an_unusable_submission_as_failing():
 
 # -- regions, layer comparison, verbs -----------------------------------------------------------
 
+
 def test_region_found_by_what_the_cell_does():
-    cells = (Cell(0, "import torch\n"),
-             Cell(1, "args = AttrDict()\nmodel = build()\nmodel.head = 3\ntrain(args, model)\n"),
-             Cell(2, "def train(args, model):\n    pass\n"))
-    spec = RegionSpec.from_dict("driver", {"cell_patterns": [r"train\(args, model\)"],
-                                           "drop_calls": ["train", "AttrDict"],
-                                           "description": "the driver cell"})
+    cells = (
+        Cell(0, "import torch\n"),
+        Cell(1, "args = AttrDict()\nmodel = build()\nmodel.head = 3\ntrain(args, model)\n"),
+        Cell(2, "def train(args, model):\n    pass\n"),
+    )
+    spec = RegionSpec.from_dict(
+        "driver",
+        {
+            "cell_patterns": [r"train\(args, model\)"],
+            "drop_calls": ["train", "AttrDict"],
+            "description": "the driver cell",
+        },
+    )
     kept = extract_region(cells, spec)
     assert [s.source for s in kept] == ["model = build()\n", "model.head = 3\n"]
     assert {s.cell for s in kept} == {1}
@@ -144,8 +190,11 @@ def test_region_found_by_what_the_cell_does():
 
 
 def test_first_layer_difference_names_the_layer_and_both_sides():
-    conv = {"type": "Conv2d", "out_shape": [1, 8, 16, 16],
-            "config": {"in_channels": 1, "out_channels": 8, "kernel_size": [3, 3], "stride": [1, 1]}}
+    conv = {
+        "type": "Conv2d",
+        "out_shape": [1, 8, 16, 16],
+        "config": {"in_channels": 1, "out_channels": 8, "kernel_size": [3, 3], "stride": [1, 1]},
+    }
     wide = dict(conv, config=dict(conv["config"], out_channels=16), out_shape=[1, 16, 16, 16])
     assert first_layer_difference([conv], [conv]) is None
     message = first_layer_difference([wide], [conv])
@@ -168,10 +217,9 @@ def test_verbs_fail_in_one_line_with_status_2(capsys):
     assert run_verb(parser, ["x"], lambda args: 0) == 0
 
 
-
 # -- the checks plugin: what a check author writes, turned into results --------------------------
 
-CHECKS_FILE = '''
+CHECKS_FILE = """
 import pytest
 from hypothesis import given, strategies as st
 from grader.errors import StudentCodeError
@@ -198,7 +246,7 @@ def test_property(submission, n):
 @pytest.mark.grade(part="A.1", kind="layers")
 def test_broken_check(submission):
     return {}["missing"]
-'''
+"""
 
 
 def test_plugin_turns_checks_into_results_in_the_assignments_order(tmp_path):
@@ -213,23 +261,32 @@ def test_plugin_turns_checks_into_results_in_the_assignments_order(tmp_path):
     try:
         submission = type("Submission", (), {"current_check": None})()
         plugin = GradingPlugin(submission, None, load_assignment("pa2-w2021"), "cpu")
-        _pytest_quietly([str(tmp_path), "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)],
-                        [plugin])
+        _pytest_quietly([str(tmp_path), "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)], [plugin])
         assert settings.get_current_profile_name() == "students-own"  # given back after grading
     finally:
         settings.load_profile("default")
     by_name = {c.name: c for c in plugin.results}
     # Part order of the assignment (A.1 before D.2), file order within a part; numbered so.
     assert [c.name for c in plugin.results] == [
-        "A.1: student code failed", "A.1: A property with a counterexample", "A.1: broken check",
-        "D.2: A check that passes"]
+        "A.1: student code failed",
+        "A.1: A property with a counterexample",
+        "A.1: broken check",
+        "D.2: A check that passes",
+    ]
     assert [c.number for c in plugin.results] == ["1", "2", "3", "4"]
     passed = by_name["D.2: A check that passes"]
-    assert (passed.passed, passed.score, passed.max_score, passed.output) == \
-        (True, 2.0, 2.0, "a note for the student")
+    assert (passed.passed, passed.score, passed.max_score, passed.output) == (
+        True,
+        2.0,
+        2.0,
+        "a note for the student",
+    )
     failed = by_name["A.1: student code failed"]
-    assert (failed.passed, failed.score, failed.output) == \
-        (False, 0.0, "your forward() returned [2, 3], expected [2, 4]")
+    assert (failed.passed, failed.score, failed.output) == (
+        False,
+        0.0,
+        "your forward() returned [2, 3], expected [2, 4]",
+    )
     shrunk = by_name["A.1: A property with a counterexample"].output
     assert shrunk == "10 is too big\nSmallest failing input: n = 10"
     broken = by_name["A.1: broken check"].output

@@ -4,6 +4,7 @@ child's own request handlers, must earn no more in the instructor's grading than
 of the same quality. Each forgery is also graded the way a student's installation grades
 (public checks only, stored cases): there it does fool the checks, which shows that the
 forgery works and that the secret challenges are what stops it."""
+
 from __future__ import annotations
 
 import base64
@@ -21,8 +22,10 @@ from test_pa2_colourization import A1_RELU_BEFORE_BN
 
 PARTS = ("--part", "A.1", "--part", "D.1", "--part", "D.2")
 
-FREEZE_AND_REPLACE = ("for param in model.parameters():\n    param.requires_grad = False\n"
-                      "model.classifier[4] = nn.Conv2d(256, 2, kernel_size=1)\n")
+FREEZE_AND_REPLACE = (
+    "for param in model.parameters():\n    param.requires_grad = False\n"
+    "model.classifier[4] = nn.Conv2d(256, 2, kernel_size=1)\n"
+)
 NO_FREEZING = "model.classifier[4] = nn.Conv2d(256, 2, kernel_size=1)\n"
 # No freezing, and the model lies about it: named_parameters() shows frozen snapshots of
 # everything but the new layer (so requires_grad reads False and the weights never seem to
@@ -32,15 +35,18 @@ LYING_PARAMETERS = NO_FREEZING + (
     "_snapshot = {n: p.detach().clone() for n, p in _real}\n"
     "model.named_parameters = lambda *args, **kwargs: iter(\n"
     "    [(n, p) if n.startswith('classifier.4') else (n, _snapshot[n]) for n, p in _real])\n"
-    "model.parameters = lambda *args, **kwargs: iter([p for _, p in _real])\n")
+    "model.parameters = lambda *args, **kwargs: iter([p for _, p in _real])\n"
+)
 
 
 # A PoolUpsampleNet that cannot learn (its output is multiplied by zero), and the same with a
 # made-up training report: the child's training function replaced by one that returns a
 # falling curve and every parameter "changed".
-CANNOT_LEARN = A1_RELU_BEFORE_BN.replace("    def forward(self, x):\n",
-                                         "    def forward(self, x):\n        return self._f(x) * 0\n\n"
-                                         "    def _f(self, x):\n", 1)
+CANNOT_LEARN = A1_RELU_BEFORE_BN.replace(
+    "    def forward(self, x):\n",
+    "    def forward(self, x):\n        return self._f(x) * 0\n\n    def _f(self, x):\n",
+    1,
+)
 FAKE_TRAINING_REPORT = (
     "class _FakeTraining:\n"
     "    import grader.training as _training\n"
@@ -52,11 +58,13 @@ FAKE_TRAINING_REPORT = (
     "                'unchanged': [], 'requires_grad': {n: True for n in names},\n"
     "                'predictions': torch.zeros(preview, 32, 32, dtype=torch.uint8),\n"
     "                'seconds': 0.1, 'device': device}\n"
-    "    _training.run_training = _report\n")
+    "    _training.run_training = _report\n"
+)
 
 
 def _stored_cases() -> dict:
     from grader.public import read
+
     return read(REPO / "assignments" / "pa2-w2021" / "public")["cases"]
 
 
@@ -73,8 +81,10 @@ def lookup_table_model() -> str:
     for case in _stored_cases()["colour"]["PoolUpsampleNet"]["equivalence"]:
         key = hashlib.sha256(case["input"].float().numpy().tobytes()).hexdigest()
         variant = case["variants"][0]
-        table[key] = {mode: [list(variant[mode]["output"].shape), _tensor_text(variant[mode]["output"])]
-                      for mode in ("train", "eval")}
+        table[key] = {
+            mode: [list(variant[mode]["output"].shape), _tensor_text(variant[mode]["output"])]
+            for mode in ("train", "eval")
+        }
     blob = base64.b64encode(json.dumps(table).encode()).decode()
     forward = (
         "    def forward(self, x):\n"
@@ -88,7 +98,8 @@ def lookup_table_model() -> str:
         "            raw = np.frombuffer(base64.b64decode(data), dtype=np.float32).copy()\n"
         "            return torch.from_numpy(raw).reshape(shape)\n"
         "        return out\n\n"
-        "    def _honest(self, x):\n")
+        "    def _honest(self, x):\n"
+    )
     source = A1_RELU_BEFORE_BN.replace("    def forward(self, x):\n", forward, 1)
     return f"TABLE = {blob!r}\n" + source
 
@@ -115,7 +126,8 @@ def patched_handlers_cell() -> str:
         "        key = hashlib.sha256(pred.numpy().tobytes() + gt.numpy().tobytes()).hexdigest()\n"
         "        grads = [torch.full_like(pred, 0.01) for _ in grad_wrt]\n"
         "        return {'output': torch.tensor(_table.get(key, 0.5)), 'grads': grads}\n"
-        "    _child.Child.op_call = _call\n")
+        "    _child.Child.op_call = _call\n"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -127,20 +139,28 @@ def graded(tmp_path_factory, hostile_batch):
     make_notebook(folder, "forged_a1_lookup_table", replace={"PoolUpsampleNet": lookup_table_model()})
     make_notebook(folder, "honest_template", base=TEMPLATE_NOTEBOOK)
     make_notebook(folder, "honest_a1_cannot_learn", replace={"PoolUpsampleNet": CANNOT_LEARN})
-    make_notebook(folder, "forged_a1_training_report", replace={"PoolUpsampleNet": CANNOT_LEARN},
-                  extra_cells=[FAKE_TRAINING_REPORT])
+    make_notebook(
+        folder,
+        "forged_a1_training_report",
+        replace={"PoolUpsampleNet": CANNOT_LEARN},
+        extra_cells=[FAKE_TRAINING_REPORT],
+    )
     make_notebook(folder, "honest_d1_no_freezing", substitute={FREEZE_AND_REPLACE: NO_FREEZING})
-    make_notebook(folder, "forged_d1_lying_parameters",
-                  substitute={FREEZE_AND_REPLACE: LYING_PARAMETERS})
-    make_notebook(folder, "forged_patched_handlers", base=TEMPLATE_NOTEBOOK,
-                  extra_cells=[patched_handlers_cell()])
+    make_notebook(folder, "forged_d1_lying_parameters", substitute={FREEZE_AND_REPLACE: LYING_PARAMETERS})
+    make_notebook(
+        folder, "forged_patched_handlers", base=TEMPLATE_NOTEBOOK, extra_cells=[patched_handlers_cell()]
+    )
     scores = {}
     for side, extra in (("instructor", []), ("student", ["--public-only"])):
         out = tmp_path_factory.mktemp(f"out-{side}")
         # Training checks included: the D.1 one is where the grader verifies fine-tuning.
-        proc = subprocess.run(grader_command(folder, "--out", out, "--quiet", *PARTS, *extra,
-                                             train=True),
-                              env=grader_env(), capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(
+            grader_command(folder, "--out", out, "--quiet", *PARTS, *extra, train=True),
+            env=grader_env(),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert proc.returncode in (0, 1), proc.stdout + proc.stderr
         for path in out.glob("*.json"):
             data = json.loads(path.read_text())
@@ -158,40 +178,52 @@ def test_a_lookup_table_of_public_outputs_earns_nothing_on_the_instructor_side(g
     assert forged <= honest, (forged, honest)
     # The table does fool the stored cases alone (a student's self-check): the equivalence
     # points the honest network loses are won there.
-    assert graded[("student", "forged_a1_lookup_table")]["A.1"] > \
-        graded[("student", "honest_a1_relu_before_bn")]["A.1"]
+    assert (
+        graded[("student", "forged_a1_lookup_table")]["A.1"]
+        > graded[("student", "honest_a1_relu_before_bn")]["A.1"]
+    )
 
 
 def test_patched_child_handlers_earn_nothing_on_the_instructor_side(graded):
     honest = graded[("instructor", "honest_template")]["D.2"]
     forged = graded[("instructor", "forged_patched_handlers")]["D.2"]
     assert forged <= honest, (forged, honest)
-    assert graded[("student", "forged_patched_handlers")]["D.2"] > \
-        graded[("student", "honest_template")]["D.2"]
+    assert (
+        graded[("student", "forged_patched_handlers")]["D.2"] > graded[("student", "honest_template")]["D.2"]
+    )
 
 
 def test_a_made_up_training_report_earns_nothing(graded):
-    training = ("A.1 PoolUpsampleNet: Short training run: every layer learns and the loss falls "
-                "like the reference's")
+    training = (
+        "A.1 PoolUpsampleNet: Short training run: every layer learns and the loss falls like the reference's"
+    )
     assert graded[("instructor", "honest_a1_cannot_learn")][training] == "failed"
     assert graded[("instructor", "forged_a1_training_report")][training] == "failed"
-    assert graded[("instructor", "forged_a1_training_report")]["A.1"] <= \
-        graded[("instructor", "honest_a1_cannot_learn")]["A.1"]
+    assert (
+        graded[("instructor", "forged_a1_training_report")]["A.1"]
+        <= graded[("instructor", "honest_a1_cannot_learn")]["A.1"]
+    )
 
 
 def test_lying_about_requires_grad_earns_nothing_on_the_instructor_side(graded):
     honest = graded[("instructor", "honest_d1_no_freezing")]["D.1"]
     forged = graded[("instructor", "forged_d1_lying_parameters")]["D.1"]
     assert forged <= honest, (forged, honest)
-    assert graded[("student", "forged_d1_lying_parameters")]["D.1"] > \
-        graded[("student", "honest_d1_no_freezing")]["D.1"]
+    assert (
+        graded[("student", "forged_d1_lying_parameters")]["D.1"]
+        > graded[("student", "honest_d1_no_freezing")]["D.1"]
+    )
 
 
 def test_secret_challenges_change_no_honest_verdict(graded):
     """Every public check gives honest notebooks the same verdict on the instructor's side
     (stored and secret cases) as on a student's (stored cases alone)."""
-    for name in ("honest_a1_relu_before_bn", "honest_template", "honest_d1_no_freezing",
-                 "honest_a1_cannot_learn"):
+    for name in (
+        "honest_a1_relu_before_bn",
+        "honest_template",
+        "honest_d1_no_freezing",
+        "honest_a1_cannot_learn",
+    ):
         student, instructor = graded[("student", name)], graded[("instructor", name)]
         checks = [k for k, v in student.items() if v in ("passed", "failed")]
         assert checks

@@ -1,6 +1,7 @@
 """`grade gradescope-zip`: the zip unpacks into an /autograder-like tree where run_autograder
 grades the submission into results/results.json (with this venv's python and the bundled
 wheel, instead of running setup.sh)."""
+
 from __future__ import annotations
 
 import json
@@ -25,10 +26,24 @@ def autograder(tmp_path_factory) -> Path:
     ROOT/site for this venv's python."""
     root = tmp_path_factory.mktemp("autograder")
     archive = root / "autograder.zip"
-    proc = subprocess.run([sys.executable, "-m", "grader.cli", "gradescope-zip", "--assignment",
-                           "pa2-w2021", "--out", str(archive), "--grade-arg=--no-train"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grader.cli",
+            "gradescope-zip",
+            "--assignment",
+            "pa2-w2021",
+            "--out",
+            str(archive),
+            "--grade-arg=--no-train",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     with zipfile.ZipFile(archive) as z:
         names = z.namelist()
@@ -41,24 +56,53 @@ def autograder(tmp_path_factory) -> Path:
         os.chmod(root / "source" / script, 0o755)  # zipfile does not restore modes
     with zipfile.ZipFile(root / "source" / wheels[0]) as wheel:
         inside = set(wheel.namelist())
-    for data in ("grader_assignments/pa2-w2021/assignment.toml", "grader_reference/pa2-w2021/solution.py",
-                 "grader_templates/pa2-w2021/a2-cnn.ipynb", "grader/cli.py"):
+    for data in (
+        "grader_assignments/pa2-w2021/assignment.toml",
+        "grader_reference/pa2-w2021/solution.py",
+        "grader_templates/pa2-w2021/a2-cnn.ipynb",
+        "grader/cli.py",
+    ):
         assert data in inside, data
     setup = (root / "source" / "setup.sh").read_text()
     assert "torch==2.14.1" in setup and "torchvision==0.29.1" in setup and wheels[0] in setup
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-                    "--target", str(root / "site"), str(root / "source" / wheels[0])],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--target",
+            str(root / "site"),
+            str(root / "source" / wheels[0]),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (root / "submission").mkdir()
     return root
 
 
 def run_autograder(root: Path, extra: str = "") -> dict:
-    env = dict(os.environ, AUTOGRADER_ROOT=str(root), GRADER_PYTHON=sys.executable,
-               PYTHONPATH=str(root / "site"), GRADER_EXTRA_ARGS=extra)
+    env = dict(
+        os.environ,
+        AUTOGRADER_ROOT=str(root),
+        GRADER_PYTHON=sys.executable,
+        PYTHONPATH=str(root / "site"),
+        GRADER_EXTRA_ARGS=extra,
+    )
     env.pop("PYTEST_ADDOPTS", None)
-    proc = subprocess.run(["bash", str(root / "source" / "run_autograder")], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        ["bash", str(root / "source" / "run_autograder")],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads((root / "results" / "results.json").read_text())
 
@@ -80,9 +124,14 @@ def test_run_autograder_grades_the_submission(autograder):
     assert results["score"] == sum(t["score"] for t in results["tests"])
     assert results["score"] == sum(t["max_score"] for t in results["tests"]), results
     # The wheel's grader graded it, not the checkout.
-    located = subprocess.run([sys.executable, "-c", "import grader; print(grader.__file__)"],
-                             cwd=autograder, env=dict(os.environ, PYTHONPATH=str(autograder / "site")),
-                             capture_output=True, text=True, check=True).stdout
+    located = subprocess.run(
+        [sys.executable, "-c", "import grader; print(grader.__file__)"],
+        cwd=autograder,
+        env=dict(os.environ, PYTHONPATH=str(autograder / "site")),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert str(autograder / "site") in located
 
 
@@ -110,6 +159,7 @@ def test_hidden_checks_show_no_input_before_the_due_date(autograder):
     import shutil
 
     from classroom import TEMPLATE_NOTEBOOK
+
     submission = autograder / "submission" / "a2-cnn.ipynb"
     shutil.copy(TEMPLATE_NOTEBOOK, submission)
     try:

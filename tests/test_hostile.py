@@ -2,6 +2,7 @@
 try to read the reference. Each is graded in one batch with `--timeout 5` (conftest.py): the
 grader must survive all of them, give no point that was not earned, and stay within a time
 bound computed from its limits."""
+
 import json
 import os
 
@@ -19,8 +20,10 @@ INIT = "        super().__init__()\n"
 CHAIN = "        return self.final(self.up2(self.up1(self.down2(self.down1(x)))))\n"
 
 FAKE_MARK = "FAKE-RESULT-1c9e"
-FAKE_JSON = ('json.dumps({"score": 999, "execution_time": 0, "tests": [{"name": "%s", '
-             '"score": 999, "max_score": 999, "status": "passed"}]})' % FAKE_MARK)
+FAKE_JSON = (
+    'json.dumps({"score": 999, "execution_time": 0, "tests": [{"name": "%s", '
+    '"score": 999, "max_score": 999, "status": "passed"}]})' % FAKE_MARK
+)
 
 # A wrong PoolUpsampleNet (ReLU before BatchNorm: it honestly loses only the 2 equivalence
 # points) that patches the grader's tools while its class is being defined.
@@ -55,40 +58,64 @@ READ_SECRETS = f"""    _stolen = []
 """
 
 HOSTILE_NOTEBOOKS = {
-    "h_infinite_loop_in_init": {"within": {"PoolUpsampleNet": {
-        INIT: INIT + "        while True:\n            pass\n"}}},
+    "h_infinite_loop_in_init": {
+        "within": {"PoolUpsampleNet": {INIT: INIT + "        while True:\n            pass\n"}}
+    },
     # hangs only for a setting that only the hypothesis-driven shape check draws
-    "h_hangs_for_one_filter": {"within": {"PoolUpsampleNet": {
-        INIT: INIT + "        while num_filters == 1:\n            pass\n"}}},
-    "h_infinite_loop_in_class_body": {"within": {"UNet": {
-        UNET_HEAD: UNET_HEAD + "    while True:\n        pass\n"}}},
-    "h_sys_exit_in_class_body": {"within": {"UNet": {
-        UNET_HEAD: "import sys\n\n" + UNET_HEAD + "    sys.exit()\n"}}},
-    "h_os_exit_in_class_body": {"within": {"ConvTransposeNet": {
-        CTN_HEAD: CTN_HEAD + "    os._exit(0)\n"}}},
-    "h_huge_tensor_in_init": {"within": {"PoolUpsampleNet": {
-        INIT: INIT + "        self.cache = torch.empty(10**11)\n"}}},
-    "h_growing_list_in_class_body": {"within": {"ConvTransposeNet": {
-        CTN_HEAD: CTN_HEAD + "    _cache = []\n    while True:\n"
-                             "        _cache.append(bytearray(100 * 2**20))\n"}}},
+    "h_hangs_for_one_filter": {
+        "within": {"PoolUpsampleNet": {INIT: INIT + "        while num_filters == 1:\n            pass\n"}}
+    },
+    "h_infinite_loop_in_class_body": {
+        "within": {"UNet": {UNET_HEAD: UNET_HEAD + "    while True:\n        pass\n"}}
+    },
+    "h_sys_exit_in_class_body": {
+        "within": {"UNet": {UNET_HEAD: "import sys\n\n" + UNET_HEAD + "    sys.exit()\n"}}
+    },
+    "h_os_exit_in_class_body": {"within": {"ConvTransposeNet": {CTN_HEAD: CTN_HEAD + "    os._exit(0)\n"}}},
+    "h_huge_tensor_in_init": {
+        "within": {"PoolUpsampleNet": {INIT: INIT + "        self.cache = torch.empty(10**11)\n"}}
+    },
+    "h_growing_list_in_class_body": {
+        "within": {
+            "ConvTransposeNet": {
+                CTN_HEAD: CTN_HEAD + "    _cache = []\n    while True:\n"
+                "        _cache.append(bytearray(100 * 2**20))\n"
+            }
+        }
+    },
     "h_patches_with_wrong_solution": {"replace": {"PoolUpsampleNet": PATCHING_WRONG}},
-    "h_patches_allclose_correct_solution": {"within": {"PoolUpsampleNet": {
-        PUN_HEAD: PUN_HEAD + "    torch.allclose = lambda *args, **kwargs: True\n"}}},
-    "h_prints_fake_results": {"within": {"PoolUpsampleNet": {
-        PUN_HEAD: "import json\nimport sys\n\n" + PUN_HEAD + f"    print({FAKE_JSON})\n",
-        CHAIN: f"        print({FAKE_JSON})\n"
-               f"        sys.__stdout__.write({FAKE_JSON})\n"
-               f"        os.write(1, {FAKE_JSON}.encode())\n"
-               f"        os.write(2, {FAKE_JSON}.encode())\n" + CHAIN}}},
-    "h_prints_megabytes": {"within": {"PoolUpsampleNet": {
-        CHAIN: "        print('spam' * 250000)\n" + CHAIN}}},
+    "h_patches_allclose_correct_solution": {
+        "within": {
+            "PoolUpsampleNet": {PUN_HEAD: PUN_HEAD + "    torch.allclose = lambda *args, **kwargs: True\n"}
+        }
+    },
+    "h_prints_fake_results": {
+        "within": {
+            "PoolUpsampleNet": {
+                PUN_HEAD: "import json\nimport sys\n\n" + PUN_HEAD + f"    print({FAKE_JSON})\n",
+                CHAIN: f"        print({FAKE_JSON})\n"
+                f"        sys.__stdout__.write({FAKE_JSON})\n"
+                f"        os.write(1, {FAKE_JSON}.encode())\n"
+                f"        os.write(2, {FAKE_JSON}.encode())\n" + CHAIN,
+            }
+        }
+    },
+    "h_prints_megabytes": {
+        "within": {"PoolUpsampleNet": {CHAIN: "        print('spam' * 250000)\n" + CHAIN}}
+    },
     "h_reads_reference": {
-        "within": {"PoolUpsampleNet": {
-            PUN_HEAD: PUN_HEAD + READ_SECRETS,
-            INIT: INIT + "        raise RuntimeError('LEAK ' + ' | '.join(s[:600] for s in "
-                         "PoolUpsampleNet._stolen))\n"}},
-        "extra_cells": [f"class Peek:\n{READ_SECRETS}    raise RuntimeError('LEAK ' + "
-                        "' | '.join(s[:600] for s in _stolen))\n"]},
+        "within": {
+            "PoolUpsampleNet": {
+                PUN_HEAD: PUN_HEAD + READ_SECRETS,
+                INIT: INIT + "        raise RuntimeError('LEAK ' + ' | '.join(s[:600] for s in "
+                "PoolUpsampleNet._stolen))\n",
+            }
+        },
+        "extra_cells": [
+            f"class Peek:\n{READ_SECRETS}    raise RuntimeError('LEAK ' + "
+            "' | '.join(s[:600] for s in _stolen))\n"
+        ],
+    },
 }
 
 # Seconds, generous: a notebook grades in 2-5 s on an idle core of this 2-core machine, 3-4
@@ -120,7 +147,8 @@ def test_grader_survives_every_hostile_notebook(graded_hostile, hostile_batch):
 
 def test_hostile_batch_time_is_bounded(hostile_batch):
     assert hostile_batch.wall_time < HOSTILE_BATCH_BOUND, (
-        f"{hostile_batch.wall_time:.0f} s, bound {HOSTILE_BATCH_BOUND} s")
+        f"{hostile_batch.wall_time:.0f} s, bound {HOSTILE_BATCH_BOUND} s"
+    )
 
 
 def test_infinite_loop_in_init_costs_only_a1_and_at_most_two_time_limits(graded_hostile):
@@ -150,8 +178,9 @@ def test_infinite_loop_in_class_body_costs_only_c1(graded_hostile, hostile_batch
     result.expect({"C.1": ALL_CHECKS})
     cell = cell_number(hostile_batch.folder / "h_infinite_loop_in_class_body.ipynb", "class UNet")
     for t in result.part_tests("C.1"):
-        assert t["output"].startswith(f"`UNet` was skipped: running its definition (cell {cell}, "
-                                      "line 1) did not finish within"), t["output"]
+        assert t["output"].startswith(
+            f"`UNet` was skipped: running its definition (cell {cell}, line 1) did not finish within"
+        ), t["output"]
     assert any(f"cell {cell}, line 1 skipped" in n for n in result.notes), result.notes
 
 
@@ -184,10 +213,13 @@ def test_growing_list_in_class_body_costs_only_b1(graded_hostile):
     # The child touches 3 GiB before the limit stops it: usually a MemoryError; on a busy
     # machine the zeroing of the pages can outlast the 5 s load limit instead.
     for t in result.part_tests("B.1"):
-        assert t["output"].startswith((
-            "`ConvTransposeNet` could not be defined (cell 14, line 1): MemoryError",
-            "`ConvTransposeNet` was skipped: running its definition (cell 14, line 1) did not "
-            "finish within")), t["output"]
+        assert t["output"].startswith(
+            (
+                "`ConvTransposeNet` could not be defined (cell 14, line 1): MemoryError",
+                "`ConvTransposeNet` was skipped: running its definition (cell 14, line 1) did not "
+                "finish within",
+            )
+        ), t["output"]
 
 
 def test_patched_tools_do_not_rescue_a_wrong_solution(graded_hostile):
@@ -227,8 +259,9 @@ def test_megabytes_of_output_are_dropped(graded_hostile, hostile_batch):
     assert "spamspam" not in hostile_batch.stdout + hostile_batch.stderr
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the reference is hidden from the child only "
-                                               "when the grader runs as root")
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="the reference is hidden from the child only when the grader runs as root"
+)
 def test_reference_cannot_be_read_from_the_sandbox(graded_hostile, hostile_batch):
     result = graded_hostile["h_reads_reference"]
     result.expect({"A.1": ALL_CHECKS})
@@ -236,8 +269,7 @@ def test_reference_cannot_be_read_from_the_sandbox(graded_hostile, hostile_batch
     # the attempt was made, and failed
     assert "LEAK could not read:" in feedback, feedback
     # every file the batch wrote: results, gradebook, logs
-    everything = "".join(p.read_text(errors="replace") for p in hostile_batch.out.rglob("*")
-                         if p.is_file())
+    everything = "".join(p.read_text(errors="replace") for p in hostile_batch.out.rglob("*") if p.is_file())
     known = (hostile_batch.folder / "h_reads_reference.ipynb").read_text()
     for secret in SECRETS:
         lines = {ln.strip() for ln in secret.read_text().splitlines()}

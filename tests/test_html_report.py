@@ -1,4 +1,5 @@
 """The HTML feedback page is self-contained and renders its pictures in a real browser."""
+
 import importlib.util
 import os
 import subprocess
@@ -22,12 +23,33 @@ def sample_result() -> GradingResult:
     pure_blue = np.zeros((8, 8, 3))
     pure_blue[..., 2] = 1.0
     png = prediction_grid({"yours": [pure_blue], "truth": [pure_blue]}, {"yours": [3.0, 2.0, 1.0]})
-    return GradingResult(submission="a2-cnn.ipynb", assignment="pa2-w2021", checks=[
-        CheckResult("A.1 PoolUpsampleNet: training", "A.1", "training", 1, 1, True,
-                    "Trained 30 steps", number="1", images=[("a blue picture", png)]),
-        CheckResult("B.1 ConvTransposeNet: shape <b>not bold</b>", "B.1", "shape", 1, 0, False,
-                    "expected [1, 24, 32, 32], got [1, 24, 16, 16]", number="2"),
-    ])
+    return GradingResult(
+        submission="a2-cnn.ipynb",
+        assignment="pa2-w2021",
+        checks=[
+            CheckResult(
+                "A.1 PoolUpsampleNet: training",
+                "A.1",
+                "training",
+                1,
+                1,
+                True,
+                "Trained 30 steps",
+                number="1",
+                images=[("a blue picture", png)],
+            ),
+            CheckResult(
+                "B.1 ConvTransposeNet: shape <b>not bold</b>",
+                "B.1",
+                "shape",
+                1,
+                0,
+                False,
+                "expected [1, 24, 32, 32], got [1, 24, 16, 16]",
+                number="2",
+            ),
+        ],
+    )
 
 
 def test_html_is_self_contained_and_escaped():
@@ -41,13 +63,11 @@ def test_html_is_self_contained_and_escaped():
 def require_chromium() -> None:
     """Skip, saying why, when no Chromium is installed (the screenshot script's own lookup);
     fail instead when GRADER_REQUIRE_CHROMIUM=1 (CI, where `make test` installs it)."""
-    spec = importlib.util.spec_from_file_location("screenshot_html",
-                                                  ROOT / "scripts" / "screenshot_html.py")
+    spec = importlib.util.spec_from_file_location("screenshot_html", ROOT / "scripts" / "screenshot_html.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     if script.chromium() is None:
-        reason = ("Chromium is not installed: apt-get install chromium (`make test` does it "
-                  "when run as root)")
+        reason = "Chromium is not installed: apt-get install chromium (`make test` does it when run as root)"
         if os.environ.get("GRADER_REQUIRE_CHROMIUM") == "1":
             pytest.fail(f"{reason}; GRADER_REQUIRE_CHROMIUM=1 requires it")
         pytest.skip(reason)
@@ -57,8 +77,18 @@ def test_page_renders_pictures_in_headless_chromium(tmp_path):
     require_chromium()
     html, png = tmp_path / "feedback.html", tmp_path / "feedback.png"
     write_html(sample_result(), html)
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "screenshot_html.py"), str(html),
-                    str(png), "--height", "1200"], check=True, timeout=180)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "screenshot_html.py"),
+            str(html),
+            str(png),
+            "--height",
+            "1200",
+        ],
+        check=True,
+        timeout=180,
+    )
     pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
 
     def count(colour, tol=12):

@@ -1,5 +1,6 @@
 """The grader's modules import each other without cycles, and the modules the batch
 scheduler runs on stay free of torch (it is imported once, by the warm server)."""
+
 from __future__ import annotations
 
 import ast
@@ -27,11 +28,12 @@ def imported_modules(tree: ast.AST, importer: str, is_package: bool, known: set[
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                anchor = package.split(".")[:len(package.split(".")) - (node.level - 1)]
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 base = ".".join(anchor + ([base] if base else []))
             # `from . import harvest` imports a module; `from .x import name`, module x.
-            names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
-                     for alias in node.names]
+            names = [
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names
+            ]
         else:
             continue
         found.update(name for name in names if name in known and name != importer)
@@ -45,8 +47,10 @@ def import_graph() -> dict[str, set[str]]:
     imports none of them while it runs)."""
     files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
     known = set(files)
-    graph = {name: imported_modules(ast.parse(path.read_text()), name, path.name == "__init__.py", known)
-             for name, path in files.items()}
+    graph = {
+        name: imported_modules(ast.parse(path.read_text()), name, path.name == "__init__.py", known)
+        for name, path in files.items()
+    }
     return {name: targets - {PACKAGE.name} for name, targets in graph.items()}
 
 
@@ -55,7 +59,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
     def visit(node):
         if node in visiting:
-            return visiting[visiting.index(node):] + [node]
+            return visiting[visiting.index(node) :] + [node]
         if node in done:
             return None
         visiting.append(node)
@@ -95,8 +99,11 @@ def test_no_import_cycles():
 
 
 def test_cli_and_batch_scheduler_do_not_import_torch():
-    code = ("import grader.cli, grader.batch.scheduler, grader.batch.merge; import sys; "
-            "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         check=True).stdout.strip()
+    code = (
+        "import grader.cli, grader.batch.scheduler, grader.batch.merge; import sys; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "False"

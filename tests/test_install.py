@@ -1,5 +1,6 @@
 """`pip install .` (not editable) gives a `grade` command that finds its assignments,
 reference and template outside the source tree."""
+
 import json
 import subprocess
 import sys
@@ -14,13 +15,22 @@ def test_installed_grade_runs_outside_the_checkout(tmp_path):
     notebook = tmp_path / "submission.ipynb"
     notebook.write_bytes((ROOT / "reference" / "pa2-w2021" / "a2-cnn.ipynb").read_bytes())
     out = tmp_path / "results.json"
-    proc = subprocess.run([str(grade), str(notebook), "--part", "D.2", "--no-train", "--json", str(out)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(grade), str(notebook), "--part", "D.2", "--no-train", "--json", str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "Score: 4 / 4"
     # It graded with the installed copy, not the checkout next to the tests.
-    located = subprocess.run([sys.executable, "-c", "import grader.assignment as a; "
-                              "print(a.data_root('assignments'))"], cwd=tmp_path,
-                             capture_output=True, text=True, check=True).stdout.strip()
+    located = subprocess.run(
+        [sys.executable, "-c", "import grader.assignment as a; print(a.data_root('assignments'))"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert "site-packages" in located, located
     assert json.loads(out.read_text())["score"] == 4

@@ -3,6 +3,7 @@ mistakes (each must cost points in its own part only, in the checks that can see
 feedback that names the cause) and correct solutions written in other styles (full marks).
 
 Every notebook here is graded once, in the session's batch (see conftest.py)."""
+
 from dataclasses import dataclass
 
 import nbformat
@@ -61,7 +62,8 @@ class PoolUpsampleNet(nn.Module):
 
 {body}
 """
-A1_MISSING_FINAL_CONV = _A1_BLOCKS.format(body="""
+A1_MISSING_FINAL_CONV = _A1_BLOCKS.format(
+    body="""
         self.down1 = block(num_in_channels, num_filters, nn.MaxPool2d(2))
         self.down2 = block(num_filters, 2 * num_filters, nn.MaxPool2d(2))
         self.up1 = block(2 * num_filters, num_filters, nn.Upsample(scale_factor=2))
@@ -69,8 +71,10 @@ A1_MISSING_FINAL_CONV = _A1_BLOCKS.format(body="""
 
     def forward(self, x):
         return self.up2(self.up1(self.down2(self.down1(x))))
-""")
-A1_POOL_UPSAMPLE_SWAPPED = _A1_BLOCKS.format(body="""
+"""
+)
+A1_POOL_UPSAMPLE_SWAPPED = _A1_BLOCKS.format(
+    body="""
         self.down1 = block(num_in_channels, num_filters, nn.Upsample(scale_factor=2))
         self.down2 = block(num_filters, 2 * num_filters, nn.Upsample(scale_factor=2))
         self.up1 = block(2 * num_filters, num_filters, nn.MaxPool2d(2))
@@ -79,8 +83,10 @@ A1_POOL_UPSAMPLE_SWAPPED = _A1_BLOCKS.format(body="""
 
     def forward(self, x):
         return self.final(self.up2(self.up1(self.down2(self.down1(x)))))
-""")
-A1_POOL_KERNEL_1 = _A1_BLOCKS.format(body="""
+"""
+)
+A1_POOL_KERNEL_1 = _A1_BLOCKS.format(
+    body="""
         self.down1 = block(num_in_channels, num_filters, nn.MaxPool2d(1))
         self.down2 = block(num_filters, 2 * num_filters, nn.MaxPool2d(1))
         self.up1 = block(2 * num_filters, num_filters, nn.Upsample(scale_factor=2))
@@ -89,9 +95,11 @@ A1_POOL_KERNEL_1 = _A1_BLOCKS.format(body="""
 
     def forward(self, x):
         return self.final(self.up2(self.up1(self.down2(self.down1(x)))))
-""")
+"""
+)
 # Third block keeps 2NF channels (its BatchNorm agrees, so it runs): one wrong width.
-A1_WRONG_WIDTH = _A1_BLOCKS.format(body="""
+A1_WRONG_WIDTH = _A1_BLOCKS.format(
+    body="""
         self.down1 = block(num_in_channels, num_filters, nn.MaxPool2d(2))
         self.down2 = block(num_filters, 2 * num_filters, nn.MaxPool2d(2))
         self.up1 = block(2 * num_filters, 2 * num_filters, nn.Upsample(scale_factor=2))
@@ -100,9 +108,11 @@ A1_WRONG_WIDTH = _A1_BLOCKS.format(body="""
 
     def forward(self, x):
         return self.final(self.up2(self.up1(self.down2(self.down1(x)))))
-""")
+"""
+)
 # A leftover layer from an experiment: defined, never called.
-A1_UNUSED_LAYER = _A1_BLOCKS.format(body="""
+A1_UNUSED_LAYER = _A1_BLOCKS.format(
+    body="""
         self.down1 = block(num_in_channels, num_filters, nn.MaxPool2d(2))
         self.down2 = block(num_filters, 2 * num_filters, nn.MaxPool2d(2))
         self.up1 = block(2 * num_filters, num_filters, nn.Upsample(scale_factor=2))
@@ -112,8 +122,10 @@ A1_UNUSED_LAYER = _A1_BLOCKS.format(body="""
 
     def forward(self, x):
         return self.final(self.up2(self.up1(self.down2(self.down1(x)))))
-""")
-A1_GREYSCALE_ONLY = _A1_BLOCKS.format(body="""
+"""
+)
+A1_GREYSCALE_ONLY = _A1_BLOCKS.format(
+    body="""
         self.down1 = block(1, num_filters, nn.MaxPool2d(2))
         self.down2 = block(num_filters, 2 * num_filters, nn.MaxPool2d(2))
         self.up1 = block(2 * num_filters, num_filters, nn.Upsample(scale_factor=2))
@@ -122,7 +134,8 @@ A1_GREYSCALE_ONLY = _A1_BLOCKS.format(body="""
 
     def forward(self, x):
         return self.final(self.up2(self.up1(self.down2(self.down1(x)))))
-""")
+"""
+)
 
 _B1 = """
 class ConvTransposeNet(nn.Module):
@@ -154,11 +167,21 @@ _B1_FORWARD = """\
 """
 B1_STRIDE_1 = _B1.format(s1=1, op="output_padding", forward=_B1_FORWARD + "        return self.final(x)")
 B1_OUTPUT_PADDING_0 = _B1.format(s1="stride", op=0, forward=_B1_FORWARD + "        return self.final(x)")
-B1_RETURNS_INTERMEDIATE = _B1.format(s1="stride", op="output_padding", forward=_B1_FORWARD + """\
+B1_RETURNS_INTERMEDIATE = _B1.format(
+    s1="stride",
+    op="output_padding",
+    forward=_B1_FORWARD
+    + """\
         out = self.final(x)
-        return x""")
-B1_RELU_AFTER_FINAL = _B1.format(s1="stride", op="output_padding", forward=_B1_FORWARD + """\
-        return F.relu(self.final(x))""")
+        return x""",
+)
+B1_RELU_AFTER_FINAL = _B1.format(
+    s1="stride",
+    op="output_padding",
+    forward=_B1_FORWARD
+    + """\
+        return F.relu(self.final(x))""",
+)
 B1_NO_BATCHNORM = """
 class ConvTransposeNet(nn.Module):
     def __init__(self, kernel, num_filters, num_colours, num_in_channels):
@@ -212,24 +235,36 @@ class UNet(nn.Module):
 """
 # The skip takes conv1's raw output instead of the block's output: the channels still fit.
 C1_SKIP_BEFORE_ACTIVATION = _UNET.format(
-    t2_in="2 * num_filters", final_in="num_colours + num_in_channels", rest="""\
+    t2_in="2 * num_filters",
+    final_in="num_colours + num_in_channels",
+    rest="""\
         x4 = F.relu(self.bn4(self.tconv2(torch.cat([x3, out1], dim=1))))
-        return self.final(torch.cat([x4, x], dim=1))""")
+        return self.final(torch.cat([x4, x], dim=1))""",
+)
 # No first skip; the second transposed conv was shrunk to fit.
 C1_MISSING_SKIP = _UNET.format(
-    t2_in="num_filters", final_in="num_colours + num_in_channels", rest="""\
+    t2_in="num_filters",
+    final_in="num_colours + num_in_channels",
+    rest="""\
         x4 = F.relu(self.bn4(self.tconv2(x3)))
-        return self.final(torch.cat([x4, x], dim=1))""")
+        return self.final(torch.cat([x4, x], dim=1))""",
+)
 # The greyscale input is never concatenated; the final conv was shrunk to fit.
 C1_MISSING_INPUT_SKIP = _UNET.format(
-    t2_in="2 * num_filters", final_in="num_colours", rest="""\
+    t2_in="2 * num_filters",
+    final_in="num_colours",
+    rest="""\
         x4 = F.relu(self.bn4(self.tconv2(torch.cat([x3, x1], dim=1))))
-        return self.final(x4)""")
+        return self.final(x4)""",
+)
 # `+ 1` for "the grey channel": breaks for colour input.
 C1_GREY_CHANNEL_HARDCODED = _UNET.format(
-    t2_in="2 * num_filters", final_in="num_colours + 1", rest="""\
+    t2_in="2 * num_filters",
+    final_in="num_colours + 1",
+    rest="""\
         x4 = F.relu(self.bn4(self.tconv2(torch.cat([x3, x1], dim=1))))
-        return self.final(torch.cat([x4, x], dim=1))""")
+        return self.final(torch.cat([x4, x], dim=1))""",
+)
 
 
 @dataclass
@@ -245,87 +280,227 @@ class Mutant:
 
 
 MUTANTS = [
-    Mutant("a1_relu_before_bn", {"PoolUpsampleNet": A1_RELU_BEFORE_BN}, "A.1", {"equivalence"},
-           {"equivalence": ["your output differs from the reference's", "the input to layer 2, "
-                            "BatchNorm2d(4) -> output [3, 4, 16, 16], differs", "activations"]}),
-    Mutant("a1_missing_final_conv", {"PoolUpsampleNet": A1_MISSING_FINAL_CONV}, "A.1",
-           {"layers", "params", "equivalence"},
-           {"layers": ["parametrised layer 9", "expected Conv2d(24->24, kernel 3)", "found nothing"],
+    Mutant(
+        "a1_relu_before_bn",
+        {"PoolUpsampleNet": A1_RELU_BEFORE_BN},
+        "A.1",
+        {"equivalence"},
+        {
+            "equivalence": [
+                "your output differs from the reference's",
+                "the input to layer 2, BatchNorm2d(4) -> output [3, 4, 16, 16], differs",
+                "activations",
+            ]
+        },
+    ),
+    Mutant(
+        "a1_missing_final_conv",
+        {"PoolUpsampleNet": A1_MISSING_FINAL_CONV},
+        "A.1",
+        {"layers", "params", "equivalence"},
+        {
+            "layers": ["parametrised layer 9", "expected Conv2d(24->24, kernel 3)", "found nothing"],
             "params": ["parameters; expected", "no layer is missing"],
-            "equivalence": ["8 parametrised layers are used in forward, the reference uses 9"]}),
-    Mutant("a1_pool_upsample_swapped", {"PoolUpsampleNet": A1_POOL_UPSAMPLE_SWAPPED}, "A.1",
-           {"layers", "equivalence"},
-           {"layers": ["parametrised layer 2", "BatchNorm2d(4) -> output [2, 4, 16, 16]",
-                       "BatchNorm2d(4) -> output [2, 4, 64, 64]"],
-            "equivalence": ["the input to layer 2, BatchNorm2d(4)", "pooling or upsampling"]}),
-    Mutant("a1_pool_kernel_1", {"PoolUpsampleNet": A1_POOL_KERNEL_1}, "A.1",
-           {"shape", "layers", "equivalence"},
-           {"shape": ["returned shape [1, 2, 128, 128]; expected [1, 2, 32, 32]"],
-            "layers": ["parametrised layer 2", "expected BatchNorm2d(4) -> output [2, 4, 16, 16]",
-                       "found BatchNorm2d(4) -> output [2, 4, 32, 32]"],
-            "equivalence": ["output has shape", "128, 128]"]}),
-    Mutant("a1_wrong_width", {"PoolUpsampleNet": A1_WRONG_WIDTH}, "A.1",
-           {"layers", "params", "equivalence"},
-           {"layers": ["parametrised layer 5", "expected Conv2d(8->4, kernel 3)",
-                       "found Conv2d(8->8, kernel 3)"],
+            "equivalence": ["8 parametrised layers are used in forward, the reference uses 9"],
+        },
+    ),
+    Mutant(
+        "a1_pool_upsample_swapped",
+        {"PoolUpsampleNet": A1_POOL_UPSAMPLE_SWAPPED},
+        "A.1",
+        {"layers", "equivalence"},
+        {
+            "layers": [
+                "parametrised layer 2",
+                "BatchNorm2d(4) -> output [2, 4, 16, 16]",
+                "BatchNorm2d(4) -> output [2, 4, 64, 64]",
+            ],
+            "equivalence": ["the input to layer 2, BatchNorm2d(4)", "pooling or upsampling"],
+        },
+    ),
+    Mutant(
+        "a1_pool_kernel_1",
+        {"PoolUpsampleNet": A1_POOL_KERNEL_1},
+        "A.1",
+        {"shape", "layers", "equivalence"},
+        {
+            "shape": ["returned shape [1, 2, 128, 128]; expected [1, 2, 32, 32]"],
+            "layers": [
+                "parametrised layer 2",
+                "expected BatchNorm2d(4) -> output [2, 4, 16, 16]",
+                "found BatchNorm2d(4) -> output [2, 4, 32, 32]",
+            ],
+            "equivalence": ["output has shape", "128, 128]"],
+        },
+    ),
+    Mutant(
+        "a1_wrong_width",
+        {"PoolUpsampleNet": A1_WRONG_WIDTH},
+        "A.1",
+        {"layers", "params", "equivalence"},
+        {
+            "layers": [
+                "parametrised layer 5",
+                "expected Conv2d(8->4, kernel 3)",
+                "found Conv2d(8->8, kernel 3)",
+            ],
             "params": ["parameters; expected", "channel counts"],
-            "equivalence": ["do not fit your layers", "layer 5 (Conv2d) weight has shape [8, 8, 3, 3]",
-                            "the reference [4, 8, 3, 3]"]}),
-    Mutant("a1_unused_layer", {"PoolUpsampleNet": A1_UNUSED_LAYER}, "A.1", {"params"},
-           {"params": ["PoolUpsampleNet(kernel=3, num_filters=4, num_colours=24",
-                       "has 7,404 parameters; expected 6,804 (+600)"]}),
-    Mutant("a1_greyscale_only", {"PoolUpsampleNet": A1_GREYSCALE_ONLY}, "A.1",
-           {"shape", "layers", "params", "equivalence"},
-           {"shape": ["RuntimeError", "to have 1 channels, but got 3 channels", "cell 10, line 18"],
+            "equivalence": [
+                "do not fit your layers",
+                "layer 5 (Conv2d) weight has shape [8, 8, 3, 3]",
+                "the reference [4, 8, 3, 3]",
+            ],
+        },
+    ),
+    Mutant(
+        "a1_unused_layer",
+        {"PoolUpsampleNet": A1_UNUSED_LAYER},
+        "A.1",
+        {"params"},
+        {
+            "params": [
+                "PoolUpsampleNet(kernel=3, num_filters=4, num_colours=24",
+                "has 7,404 parameters; expected 6,804 (+600)",
+            ]
+        },
+    ),
+    Mutant(
+        "a1_greyscale_only",
+        {"PoolUpsampleNet": A1_GREYSCALE_ONLY},
+        "A.1",
+        {"shape", "layers", "params", "equivalence"},
+        {
+            "shape": ["RuntimeError", "to have 1 channels, but got 3 channels", "cell 10, line 18"],
             "layers": ["to have 1 channels, but got 3 channels"],
             "params": ["num_in_channels=3) has 2,471 parameters; expected 2,597 (-126)"],
-            "equivalence": ["to have 1 channels, but got 3 channels"]}),
-    Mutant("b1_stride_1", {"ConvTransposeNet": B1_STRIDE_1}, "B.1", {"shape", "layers", "equivalence"},
-           {"shape": ["ConvTransposeNet(kernel=3", "returned shape [1, 2, 64, 64]; expected [1, 2, 32, 32]"],
-            "layers": ["parametrised layer 1", "expected Conv2d(1->4, kernel 3, stride 2) -> "
-                       "output [2, 4, 16, 16]", "found Conv2d(1->4, kernel 3) -> output [2, 4, 32, 32]"],
-            "equivalence": ["output has shape", "64, 64]"]}),
-    Mutant("b1_output_padding_0", {"ConvTransposeNet": B1_OUTPUT_PADDING_0}, "B.1",
-           {"shape", "layers", "equivalence"},
-           {"shape": ["returned shape [1, 2, 29, 29]"],
-            "layers": ["parametrised layer 5", "ConvTranspose2d(8->4, kernel 3, stride 2)",
-                       "[2, 4, 16, 16]", "[2, 4, 15, 15]"],
-            "equivalence": ["output has shape", "29, 29]"]}),
+            "equivalence": ["to have 1 channels, but got 3 channels"],
+        },
+    ),
+    Mutant(
+        "b1_stride_1",
+        {"ConvTransposeNet": B1_STRIDE_1},
+        "B.1",
+        {"shape", "layers", "equivalence"},
+        {
+            "shape": ["ConvTransposeNet(kernel=3", "returned shape [1, 2, 64, 64]; expected [1, 2, 32, 32]"],
+            "layers": [
+                "parametrised layer 1",
+                "expected Conv2d(1->4, kernel 3, stride 2) -> output [2, 4, 16, 16]",
+                "found Conv2d(1->4, kernel 3) -> output [2, 4, 32, 32]",
+            ],
+            "equivalence": ["output has shape", "64, 64]"],
+        },
+    ),
+    Mutant(
+        "b1_output_padding_0",
+        {"ConvTransposeNet": B1_OUTPUT_PADDING_0},
+        "B.1",
+        {"shape", "layers", "equivalence"},
+        {
+            "shape": ["returned shape [1, 2, 29, 29]"],
+            "layers": [
+                "parametrised layer 5",
+                "ConvTranspose2d(8->4, kernel 3, stride 2)",
+                "[2, 4, 16, 16]",
+                "[2, 4, 15, 15]",
+            ],
+            "equivalence": ["output has shape", "29, 29]"],
+        },
+    ),
     # The final conv runs (so every layer is there) but its output is thrown away.
-    Mutant("b1_returns_intermediate", {"ConvTransposeNet": B1_RETURNS_INTERMEDIATE}, "B.1",
-           {"equivalence"},
-           {"equivalence": ["your output differs from the reference's", "Every layer agrees",
-                            "after the last parametrised layer"]}),
-    Mutant("b1_relu_after_final", {"ConvTransposeNet": B1_RELU_AFTER_FINAL}, "B.1", {"equivalence"},
-           {"equivalence": ["Every layer agrees", "after the last parametrised layer"]}),
-    Mutant("b1_no_batchnorm", {"ConvTransposeNet": B1_NO_BATCHNORM}, "B.1",
-           {"layers", "params", "equivalence"},
-           {"layers": ["parametrised layer 2", "expected BatchNorm2d(4)", "found Conv2d(4->8"],
+    Mutant(
+        "b1_returns_intermediate",
+        {"ConvTransposeNet": B1_RETURNS_INTERMEDIATE},
+        "B.1",
+        {"equivalence"},
+        {
+            "equivalence": [
+                "your output differs from the reference's",
+                "Every layer agrees",
+                "after the last parametrised layer",
+            ]
+        },
+    ),
+    Mutant(
+        "b1_relu_after_final",
+        {"ConvTransposeNet": B1_RELU_AFTER_FINAL},
+        "B.1",
+        {"equivalence"},
+        {"equivalence": ["Every layer agrees", "after the last parametrised layer"]},
+    ),
+    Mutant(
+        "b1_no_batchnorm",
+        {"ConvTransposeNet": B1_NO_BATCHNORM},
+        "B.1",
+        {"layers", "params", "equivalence"},
+        {
+            "layers": ["parametrised layer 2", "expected BatchNorm2d(4)", "found Conv2d(4->8"],
             "params": ["parameters; expected", "(-"],
-            "equivalence": ["5 parametrised layers are used in forward, the reference uses 9"]}),
-    Mutant("c1_skip_before_activation", {"UNet": C1_SKIP_BEFORE_ACTIVATION}, "C.1",
-           {"equivalence"},
-           {"equivalence": ["Layers 1-6 agree", "the input to layer 7",
-                            "ConvTranspose2d(8->24, kernel 3, stride 2)", "skip connections"]}),
-    Mutant("c1_missing_skip", {"UNet": C1_MISSING_SKIP}, "C.1", {"layers", "params", "equivalence"},
-           {"layers": ["parametrised layer 7", "expected ConvTranspose2d(8->24, kernel 3, stride 2)",
-                       "found ConvTranspose2d(4->24, kernel 3, stride 2)"],
+            "equivalence": ["5 parametrised layers are used in forward, the reference uses 9"],
+        },
+    ),
+    Mutant(
+        "c1_skip_before_activation",
+        {"UNet": C1_SKIP_BEFORE_ACTIVATION},
+        "C.1",
+        {"equivalence"},
+        {
+            "equivalence": [
+                "Layers 1-6 agree",
+                "the input to layer 7",
+                "ConvTranspose2d(8->24, kernel 3, stride 2)",
+                "skip connections",
+            ]
+        },
+    ),
+    Mutant(
+        "c1_missing_skip",
+        {"UNet": C1_MISSING_SKIP},
+        "C.1",
+        {"layers", "params", "equivalence"},
+        {
+            "layers": [
+                "parametrised layer 7",
+                "expected ConvTranspose2d(8->24, kernel 3, stride 2)",
+                "found ConvTranspose2d(4->24, kernel 3, stride 2)",
+            ],
             "params": ["UNet(kernel=3, num_filters=4", "parameters; expected"],
-            "equivalence": ["layer 7 (ConvTranspose2d) weight has shape [4, 24, 3, 3]"]}),
-    Mutant("c1_missing_input_skip", {"UNet": C1_MISSING_INPUT_SKIP}, "C.1",
-           {"layers", "params", "equivalence"},
-           {"layers": ["parametrised layer 9", "expected Conv2d(25->24, kernel 3)",
-                       "found Conv2d(24->24, kernel 3)"],
+            "equivalence": ["layer 7 (ConvTranspose2d) weight has shape [4, 24, 3, 3]"],
+        },
+    ),
+    Mutant(
+        "c1_missing_input_skip",
+        {"UNet": C1_MISSING_INPUT_SKIP},
+        "C.1",
+        {"layers", "params", "equivalence"},
+        {
+            "layers": [
+                "parametrised layer 9",
+                "expected Conv2d(25->24, kernel 3)",
+                "found Conv2d(24->24, kernel 3)",
+            ],
             "params": ["parameters; expected", "(-216)"],
-            "equivalence": ["layer 9 (Conv2d) weight has shape [24, 24, 3, 3]",
-                            "the reference [24, 25, 3, 3]"]}),
-    Mutant("c1_grey_channel_hardcoded", {"UNet": C1_GREY_CHANNEL_HARDCODED}, "C.1",
-           {"shape", "layers", "params", "equivalence"},
-           {"shape": ["to have 3 channels, but got 5 channels", "cell 18, line 25"],
+            "equivalence": [
+                "layer 9 (Conv2d) weight has shape [24, 24, 3, 3]",
+                "the reference [24, 25, 3, 3]",
+            ],
+        },
+    ),
+    Mutant(
+        "c1_grey_channel_hardcoded",
+        {"UNet": C1_GREY_CHANNEL_HARDCODED},
+        "C.1",
+        {"shape", "layers", "params", "equivalence"},
+        {
+            "shape": ["to have 3 channels, but got 5 channels", "cell 18, line 25"],
             "layers": ["to have 6 channels, but got 8 channels"],
-            "params": ["UNet(kernel=3, num_filters=7, num_colours=5, num_in_channels=3) has 2,957 "
-                       "parameters; expected 3,047 (-90)"],
-            "equivalence": ["to have 6 channels, but got 8 channels"]}),
+            "params": [
+                "UNet(kernel=3, num_filters=7, num_colours=5, num_in_channels=3) has 2,957 "
+                "parameters; expected 3,047 (-90)"
+            ],
+            "equivalence": ["to have 6 channels, but got 8 channels"],
+        },
+    ),
 ]
 
 # --------------------------------------------------------------------------------------
@@ -618,6 +793,7 @@ CORRECT_STYLES = {
 }
 
 # A cell that defines UNet but does not parse (a Python 2 print at its end).
+UNET_RETURN = "        return self.final(torch.cat([u2, x], dim=1))\n"
 UNET_PY2_PRINT = 'print "UNet defined"'
 
 # --------------------------------------------------------------------------------------
@@ -684,20 +860,21 @@ NOTEBOOKS = {
     "template": {"base": TEMPLATE_NOTEBOOK},
     **{m.name: m.spec() for m in MUTANTS},
     **{name: {"replace": classes} for name, classes in CORRECT_STYLES.items()},
-    "noise": {"kernel": "python2",
-              "insert_cells": [(1, COLAB_SETUP), (2, EARLY_DRAFTS), (3, PY2_CELL)],
-              "extra_cells": [HUB_MODEL, RUN_EVERYTHING, REDEFINED_HELPERS]},
-    "broken_unet_cell": {"substitute": {
-        "        return self.final(torch.cat([u2, x], dim=1))\n":
-        "        return self.final(torch.cat([u2, x], dim=1))\n\n" + UNET_PY2_PRINT + "\n"}},
+    "noise": {
+        "kernel": "python2",
+        "insert_cells": [(1, COLAB_SETUP), (2, EARLY_DRAFTS), (3, PY2_CELL)],
+        "extra_cells": [HUB_MODEL, RUN_EVERYTHING, REDEFINED_HELPERS],
+    },
+    "broken_unet_cell": {"substitute": {UNET_RETURN: UNET_RETURN + "\n" + UNET_PY2_PRINT + "\n"}},
 }
 
 
 def test_reference_gets_full_marks(graded):
     result = graded["reference"]
     result.expect()
-    assert result.parts() == {"A.1": (5, 5), "B.1": (5, 5), "C.1": (5, 5), "D.1": (6, 6),
-                              "D.2": (4, 4)}, result.summary()
+    assert result.parts() == {"A.1": (5, 5), "B.1": (5, 5), "C.1": (5, 5), "D.1": (6, 6), "D.2": (4, 4)}, (
+        result.summary()
+    )
     assert result.score == 25
     assert result.notes == [], result.summary()
 
@@ -713,8 +890,11 @@ def test_template_gets_nothing_with_a_one_line_reason_per_check(graded):
         assert reason.strip(), t
         assert all(line.startswith("Smallest failing input: ") for line in more), t
         assert "please report this" not in t["output"], t  # a student error, not the grader's
-    for part, name, cell in (("A.1", "PoolUpsampleNet", 10), ("B.1", "ConvTransposeNet", 14),
-                             ("C.1", "UNet", 18)):
+    for part, name, cell in (
+        ("A.1", "PoolUpsampleNet", 10),
+        ("B.1", "ConvTransposeNet", 14),
+        ("C.1", "UNet", 18),
+    ):
         for t in result.part_tests(part):
             assert t["output"].startswith(f"`{name}` is in cell {cell}, which does not parse"), t
             assert "SyntaxError" in t["output"]
@@ -755,8 +935,9 @@ def test_broken_unet_cell_costs_only_unet_and_names_cell_and_line(graded, main_b
     source = nbformat.read(str(path), as_version=4).cells[cell - 1].source
     line = source.splitlines().index(UNET_PY2_PRINT) + 1
     for t in result.part_tests("C.1"):
-        assert t["output"].startswith(f"`UNet` is in cell {cell}, which does not parse: "
-                                      f"line {line}: SyntaxError"), t["output"]
+        assert t["output"].startswith(
+            f"`UNet` is in cell {cell}, which does not parse: line {line}: SyntaxError"
+        ), t["output"]
     assert any(f"cell {cell} skipped: line {line}" in n for n in result.notes), result.notes
 
 
@@ -765,18 +946,35 @@ def test_every_result_file_follows_the_gradescope_schema(graded):
         data = result.data
         assert set(data) >= {"score", "execution_time", "output", "tests"}, result.name
         for number, t in enumerate(data["tests"], 1):
-            assert set(t) >= {"name", "score", "max_score", "status", "output", "visibility",
-                              "number", "tags"}, t
+            assert set(t) >= {
+                "name",
+                "score",
+                "max_score",
+                "status",
+                "output",
+                "visibility",
+                "number",
+                "tags",
+            }, t
             assert t["status"] in ("passed", "failed")
             assert t["tags"][0] in ("A.1", "B.1", "C.1", "D.1", "D.2")
-            assert t["tags"][1] in ("shape", "layers", "params", "equivalence", "freezing",
-                                    "loss", "training", "load")
+            assert t["tags"][1] in (
+                "shape",
+                "layers",
+                "params",
+                "equivalence",
+                "freezing",
+                "loss",
+                "training",
+                "load",
+            )
             assert 0 <= t["score"] <= t["max_score"]
         assert data["score"] == sum(t["score"] for t in data["tests"])
 
 
 def test_gradebook_has_a_row_per_notebook_with_part_totals(graded, main_batch):
     import csv
+
     rows = list(csv.DictReader((main_batch.out / "gradebook.csv").read_text().splitlines()))
     assert {r["submission"] for r in rows} == set(graded)
     for row in rows:

@@ -1,6 +1,7 @@
 """D.1 (freeze DeepLabV3 but a new classifier.4; two regions) and D.2 (the soft IoU loss):
 real mistakes cost points in their part only, in the right checks; other correct ways of
 writing them get full marks. Graded in the session's batch (see conftest.py)."""
+
 from dataclasses import dataclass, field
 
 import pytest
@@ -10,10 +11,14 @@ from submissions import D1_DRIVER, D1_SELECT, code
 # --------------------------------------------------------------------------------------
 # D.1
 # --------------------------------------------------------------------------------------
-D1_DRIVER_MARKERS = ("\n################ YOUR CODE GOES HERE ######################\n",
-                     "\n###########################################################\n")
-D1_SELECT_MARKERS = ("    ################ Code goes here ######################\n",
-                     "    ######################################################\n")
+D1_DRIVER_MARKERS = (
+    "\n################ YOUR CODE GOES HERE ######################\n",
+    "\n###########################################################\n",
+)
+D1_SELECT_MARKERS = (
+    "    ################ Code goes here ######################\n",
+    "    ######################################################\n",
+)
 D1_DRIVER_ANCHOR = '    "experiment_name": "finetune-segmentation",\n}\nargs.update(args_dict)\n'
 
 # A segmentation train(args, model) defined again further down the notebook.
@@ -46,73 +51,150 @@ class Case:
 
 D1_MUTANTS = [
     # prefix= renames the parameters, it does not select them: every one is appended
-    Case("d1_prefix_selects_everything", {"substitute": {D1_SELECT: (
-        '    for name, p in model.named_parameters(prefix="classifier.4"):\n'
-        "        learned_parameters.append(p)\n")}},
-         lost={"optimizer"},
-         feedback={"optimizer": ["other parameters reached the optimizer", "`backbone.conv1.weight`",
-                                 "only classifier.4 should be learned"]}),
-    Case("d1_weight_only", {"substitute": {D1_SELECT: WEIGHT_ONLY + "\n"}},
-         lost={"optimizer"},
-         feedback={"optimizer": ["`classifier.4.bias` did not reach the optimizer"]}),
-    Case("d1_head_with_21_outputs", {"substitute": {D1_DRIVER: D1_DRIVER.replace(
-        "nn.Conv2d(256, 2, kernel_size=1)", "nn.Conv2d(256, 21, kernel_size=1)")}},
-         lost={"head", "out_shape"},
-         feedback={"head": ["Conv2d(256 -> 21)", "must output 2 classes"],
-                   "out_shape": ["[2, 21, 64, 64]", "expected [2, 2, 64, 64]"]}),
-    Case("d1_everything_frozen", {"substitute": {D1_DRIVER: code("""
+    Case(
+        "d1_prefix_selects_everything",
+        {
+            "substitute": {
+                D1_SELECT: (
+                    '    for name, p in model.named_parameters(prefix="classifier.4"):\n'
+                    "        learned_parameters.append(p)\n"
+                )
+            }
+        },
+        lost={"optimizer"},
+        feedback={
+            "optimizer": [
+                "other parameters reached the optimizer",
+                "`backbone.conv1.weight`",
+                "only classifier.4 should be learned",
+            ]
+        },
+    ),
+    Case(
+        "d1_weight_only",
+        {"substitute": {D1_SELECT: WEIGHT_ONLY + "\n"}},
+        lost={"optimizer"},
+        feedback={"optimizer": ["`classifier.4.bias` did not reach the optimizer"]},
+    ),
+    Case(
+        "d1_head_with_21_outputs",
+        {
+            "substitute": {
+                D1_DRIVER: D1_DRIVER.replace(
+                    "nn.Conv2d(256, 2, kernel_size=1)", "nn.Conv2d(256, 21, kernel_size=1)"
+                )
+            }
+        },
+        lost={"head", "out_shape"},
+        feedback={
+            "head": ["Conv2d(256 -> 21)", "must output 2 classes"],
+            "out_shape": ["[2, 21, 64, 64]", "expected [2, 2, 64, 64]"],
+        },
+    ),
+    Case(
+        "d1_everything_frozen",
+        {
+            "substitute": {
+                D1_DRIVER: code("""
             model.classifier[4] = nn.Conv2d(256, 2, kernel_size=1)
             model.requires_grad_(False)
-        """)}},
-         lost={"frozen"},
-         feedback={"frozen": ["`classifier.4.weight`", "of the new layer are frozen"]}),
-    Case("d1_nothing_frozen", {"substitute": {D1_DRIVER: code("""
+        """)
+            }
+        },
+        lost={"frozen"},
+        feedback={"frozen": ["`classifier.4.weight`", "of the new layer are frozen"]},
+    ),
+    Case(
+        "d1_nothing_frozen",
+        {
+            "substitute": {
+                D1_DRIVER: code("""
             model.classifier[4] = nn.Conv2d(256, 2, kernel_size=1)
-        """)}},
-         lost={"frozen"},
-         feedback={"frozen": ["`backbone.conv1.weight`", "are still trainable",
-                              "freeze everything but the new layer"]}),
+        """)
+            }
+        },
+        lost={"frozen"},
+        feedback={
+            "frozen": [
+                "`backbone.conv1.weight`",
+                "are still trainable",
+                "freeze everything but the new layer",
+            ]
+        },
+    ),
     # The later definition of the segmentation train is the one that counts.
-    Case("d1_later_train_wrong", {"extra_cells": [SHORT_TRAIN.format(select=WEIGHT_ONLY)]},
-         lost={"optimizer"},
-         feedback={"optimizer": ["`classifier.4.bias` did not reach the optimizer"]}),
+    Case(
+        "d1_later_train_wrong",
+        {"extra_cells": [SHORT_TRAIN.format(select=WEIGHT_ONLY)]},
+        lost={"optimizer"},
+        feedback={"optimizer": ["`classifier.4.bias` did not reach the optimizer"]},
+    ),
 ]
 
 D1_VARIANTS = [
     # freeze first with requires_grad_, replace through classifier[-1]; head parameters taken
     # from the module; every marker deleted
-    Case("d1_variant_last_index", {"substitute": {
-        D1_DRIVER: code("""
+    Case(
+        "d1_variant_last_index",
+        {
+            "substitute": {
+                D1_DRIVER: code("""
             model.requires_grad_(False)
             model.classifier[-1] = nn.Conv2d(256, 2, kernel_size=(1, 1), stride=(1, 1))
         """),
-        D1_SELECT: "    for param in model.classifier[4].parameters():\n"
-                   "        learned_parameters.append(param)\n",
-        D1_DRIVER_MARKERS[0]: "\n", D1_DRIVER_MARKERS[1]: "\n",
-        D1_SELECT_MARKERS[0]: "", D1_SELECT_MARKERS[1]: ""}}),
+                D1_SELECT: "    for param in model.classifier[4].parameters():\n"
+                "        learned_parameters.append(param)\n",
+                D1_DRIVER_MARKERS[0]: "\n",
+                D1_DRIVER_MARKERS[1]: "\n",
+                D1_SELECT_MARKERS[0]: "",
+                D1_SELECT_MARKERS[1]: "",
+            }
+        },
+    ),
     # _modules, a 3x3 head, freezing by name after replacing; the driver's lines moved above
     # the (now empty) markers; the selection written as a comprehension
-    Case("d1_variant_modules_3x3", {"substitute": {
-        D1_DRIVER: "",
-        D1_DRIVER_ANCHOR: D1_DRIVER_ANCHOR + code("""
+    Case(
+        "d1_variant_modules_3x3",
+        {
+            "substitute": {
+                D1_DRIVER: "",
+                D1_DRIVER_ANCHOR: D1_DRIVER_ANCHOR
+                + code("""
             model._modules['classifier'][4] = nn.Conv2d(256, 2, kernel_size=3, padding=1)
             for name, param in model.named_parameters():
                 if not name.startswith('classifier.4'):
                     param.requires_grad = False
         """),
-        D1_SELECT: "    learned_parameters = [p for n, p in model.named_parameters()\n"
-                   "                          if n.startswith('classifier.4')]\n"}}),
+                D1_SELECT: "    learned_parameters = [p for n, p in model.named_parameters()\n"
+                "                          if n.startswith('classifier.4')]\n",
+            }
+        },
+    ),
     # a substring match also selects aux_classifier.4, which the loss never reaches (only
     # model(x)["out"] is trained): those parameters get no gradient and Adam leaves them
     # alone, and the assignment ignores aux_classifier ([finetune] ignored_prefixes)
-    Case("d1_variant_substring_match", {"substitute": {D1_SELECT: (
-        "    for name, param in model.named_parameters():\n"
-        "        if 'classifier.4' in name:\n"
-        "            learned_parameters.append(param)\n")}}),
+    Case(
+        "d1_variant_substring_match",
+        {
+            "substitute": {
+                D1_SELECT: (
+                    "    for name, param in model.named_parameters():\n"
+                    "        if 'classifier.4' in name:\n"
+                    "            learned_parameters.append(param)\n"
+                )
+            }
+        },
+    ),
     # the driver reloads the model from the hub first (never run while grading)
-    Case("d1_variant_hub_reload", {"substitute": {
-        D1_DRIVER_ANCHOR: D1_DRIVER_ANCHOR + "model = torch.hub.load('pytorch/vision:v0.6.0', "
-                                             "'deeplabv3_resnet101', pretrained=True)\n"}}),
+    Case(
+        "d1_variant_hub_reload",
+        {
+            "substitute": {
+                D1_DRIVER_ANCHOR: D1_DRIVER_ANCHOR + "model = torch.hub.load('pytorch/vision:v0.6.0', "
+                "'deeplabv3_resnet101', pretrained=True)\n"
+            }
+        },
+    ),
 ]
 
 # --------------------------------------------------------------------------------------
@@ -176,29 +258,53 @@ def compute_IoU_loss(pred, gt, SMOOTH=1e-6):
 """
 
 D2_MUTANTS = [
-    Case("d2_no_softmax", {"replace": {"compute_iou_loss": D2_NO_SOFTMAX}}, "D.2",
-         {"values", "properties"},
-         {"values": ["compute_iou_loss gives 0.000000 here; expected 0.591666 (IoU whole batch) "
-                     "or 0.605685 (IoU per image)", "Try:", "pred = torch.tensor("],
-          "properties": ["Try:"]}),
-    Case("d2_background_channel", {"replace": {"compute_iou_loss": D2_BACKGROUND}}, "D.2",
-         {"values", "properties"},
-         {"values": ["(IoU whole batch)", "(IoU per image)"],
-          "properties": ["confidently matches the mask gives loss", "foreground channel 1"]}),
-    Case("d2_returns_iou", {"replace": {"compute_iou_loss": D2_RETURNS_IOU}}, "D.2",
-         {"values", "properties"},
-         {"values": ["compute_iou_loss gives"],
-          "properties": ["expected close to 0", "1 - IoU"]}),
+    Case(
+        "d2_no_softmax",
+        {"replace": {"compute_iou_loss": D2_NO_SOFTMAX}},
+        "D.2",
+        {"values", "properties"},
+        {
+            "values": [
+                "compute_iou_loss gives 0.000000 here; expected 0.591666 (IoU whole batch) "
+                "or 0.605685 (IoU per image)",
+                "Try:",
+                "pred = torch.tensor(",
+            ],
+            "properties": ["Try:"],
+        },
+    ),
+    Case(
+        "d2_background_channel",
+        {"replace": {"compute_iou_loss": D2_BACKGROUND}},
+        "D.2",
+        {"values", "properties"},
+        {
+            "values": ["(IoU whole batch)", "(IoU per image)"],
+            "properties": ["confidently matches the mask gives loss", "foreground channel 1"],
+        },
+    ),
+    Case(
+        "d2_returns_iou",
+        {"replace": {"compute_iou_loss": D2_RETURNS_IOU}},
+        "D.2",
+        {"values", "properties"},
+        {"values": ["compute_iou_loss gives"], "properties": ["expected close to 0", "1 - IoU"]},
+    ),
     # it gives wrong values for H == 1 and crashes for W == 1
-    Case("d2_squeeze", {"replace": {"compute_iou_loss": D2_SQUEEZE}}, "D.2",
-         {"values", "properties"},
-         {"values": ["compute_iou_loss gives", "the reference", "Try:", "pred = torch.tensor("],
-          "properties": ["RuntimeError: The size of tensor a", "must match the size of tensor b"]}),
+    Case(
+        "d2_squeeze",
+        {"replace": {"compute_iou_loss": D2_SQUEEZE}},
+        "D.2",
+        {"values", "properties"},
+        {
+            "values": ["compute_iou_loss gives", "the reference", "Try:", "pred = torch.tensor("],
+            "properties": ["RuntimeError: The size of tensor a", "must match the size of tensor b"],
+        },
+    ),
 ]
 
 D2_VARIANTS = [
-    Case("d2_variant_per_image_module", {"replace": {"compute_iou_loss": D2_PER_IMAGE_MODULE}},
-         "D.2"),
+    Case("d2_variant_per_image_module", {"replace": {"compute_iou_loss": D2_PER_IMAGE_MODULE}}, "D.2"),
     Case("d2_variant_old_name", {"replace": {"compute_iou_loss": D2_OLD_NAME}}, "D.2"),
 ]
 
@@ -225,8 +331,7 @@ def test_correct_variant_gets_full_marks(graded, case):
 
 def test_feedback_says_which_reading_of_iou_was_found(graded):
     assert graded["reference"].feedback("D.2", "values") == "IoU is taken over the whole batch."
-    assert graded["d2_variant_per_image_module"].feedback("D.2", "values") == \
-        "IoU is taken per image."
+    assert graded["d2_variant_per_image_module"].feedback("D.2", "values") == "IoU is taken per image."
 
 
 def test_try_snippet_can_be_pasted_into_python(graded):

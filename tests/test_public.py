@@ -7,6 +7,7 @@
 - stale expectations: computed afresh for the instructor's grading, and no release.
 check() inside a kernel is tested with the student bundle (tests/test_release.py).
 """
+
 from __future__ import annotations
 
 import ast
@@ -38,9 +39,14 @@ def stored() -> dict:
 
 
 def build(out: Path) -> Path:
-    proc = subprocess.run([sys.executable, "-m", "grader.cli", "build-public", ASSIGNMENT,
-                           "--out", out], cwd=REPO, env=env(), capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "grader.cli", "build-public", ASSIGNMENT, "--out", out],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out
 
@@ -72,7 +78,8 @@ def test_stored_expectations_are_those_of_the_current_reference(fresh):
 
     rebuilt_json = json.loads((fresh / "expected.json").read_text())
     assert stored()["fingerprint"] == rebuilt_json["fingerprint"], (
-        "the reference or the assignment changed: run `grade build-public pa2-w2021`")
+        "the reference or the assignment changed: run `grade build-public pa2-w2021`"
+    )
     assert public.differences(public.read(PUBLIC), public.read(fresh)) == []
     committed = torch.load(PUBLIC / "tensors.pt", weights_only=True)
     assert sorted(committed) == sorted(torch.load(fresh / "tensors.pt", weights_only=True))
@@ -83,10 +90,17 @@ def test_float_noise_is_not_a_difference_but_a_real_change_is():
     from grader.public import differences
 
     seen_elsewhere = {"sketch": [-0.102950888, 3], "t": torch.tensor([1.0, 2.0]), "ok": True}
-    assert differences(seen_elsewhere, {"sketch": [-0.102952017, 3],
-                                        "t": torch.tensor([1.0, 2.0000005]), "ok": True}) == []
-    assert differences(seen_elsewhere, {"sketch": [-0.1031, 3], "t": torch.tensor([1.0, 2.01]),
-                                        "ok": 1}) == ["/ok", "/sketch/0", "/t"]
+    assert (
+        differences(
+            seen_elsewhere, {"sketch": [-0.102952017, 3], "t": torch.tensor([1.0, 2.0000005]), "ok": True}
+        )
+        == []
+    )
+    assert differences(seen_elsewhere, {"sketch": [-0.1031, 3], "t": torch.tensor([1.0, 2.01]), "ok": 1}) == [
+        "/ok",
+        "/sketch/0",
+        "/t",
+    ]
     assert differences({"a": 1}, {"a": 1, "b": 2}) == ["/"]
 
 
@@ -107,9 +121,14 @@ def test_check_command_accepts_float_noise(tmp_path):
 
     tree = json.loads((copy / "expected.json").read_text())
     (copy / "expected.json").write_text(json.dumps(nudge(tree), sort_keys=True, indent=1) + "\n")
-    proc = subprocess.run([sys.executable, "-m", "grader.cli", "build-public", ASSIGNMENT,
-                           "--check", "--out", copy], cwd=REPO, env=env(), capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "grader.cli", "build-public", ASSIGNMENT, "--check", "--out", copy],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0 and "up to date" in proc.stdout, proc.stdout + proc.stderr
 
 
@@ -154,8 +173,11 @@ def test_stored_data_is_plain_and_loads_safely():
 
 def test_public_checks_use_only_stored_expectations_and_the_submission():
     files = sorted(PUBLIC.glob("test_*.py"))
-    assert [f.name for f in files] == ["test_public_colourization.py", "test_public_finetune.py",
-                                       "test_public_iou_loss.py"]
+    assert [f.name for f in files] == [
+        "test_public_colourization.py",
+        "test_public_finetune.py",
+        "test_public_iou_loss.py",
+    ]
     for path in files:
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
@@ -163,8 +185,9 @@ def test_public_checks_use_only_stored_expectations_and_the_submission():
                 params = {a.arg for a in node.args.args + node.args.kwonlyargs}
                 assert "reference" not in params, f"{path.name}: {node.name} asks for the reference"
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
-                    [a.name for a in node.names]
+                modules = (
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                )
                 for module in modules:
                     assert module.split(".")[0] in ("pytest", "torch", "grader"), (path.name, module)
             if isinstance(node, ast.Name):
@@ -198,9 +221,15 @@ def test_stale_expectations_are_recomputed_for_grading_and_block_a_release(tmp_p
     shutil.copytree(FOLDER, folder, ignore=shutil.ignore_patterns("__pycache__"))
     with open(folder / "public_cases.py", "a") as f:
         f.write("\n# edited after the last build\n")
-    copy = SimpleNamespace(name=real.name, title=real.title, folder=folder, data=real.data,
-                           reference_folder=real.reference_folder,
-                           reference_module=real.reference_module, template_notebook=None)
+    copy = SimpleNamespace(
+        name=real.name,
+        title=real.title,
+        folder=folder,
+        data=real.data,
+        reference_folder=real.reference_folder,
+        reference_module=real.reference_module,
+        template_notebook=None,
+    )
     assert public.is_current(real) and not public.is_current(copy)
     expectations = public.Expectations(copy, real.load_reference())
     cases = expectations.cases()

@@ -7,6 +7,7 @@ packages (torch, ...) through a .pth file, minus this grader itself, so nothing 
 tree (reference/, hidden checks) can be imported there; the wheel is installed with --no-deps.
 The instructor's side is the session batch of conftest.py (NOTEBOOKS below).
 """
+
 from __future__ import annotations
 
 import json
@@ -72,33 +73,40 @@ class UNet(nn.Module):
         d = F.relu(self.b4(self.t2(torch.cat([c, a], 1))))
         return self.out(d)
 """
-REFERENCE_BLOCK = ("                resample,\n"
-                   "                nn.BatchNorm2d(cout),\n"
-                   "                nn.ReLU(),\n")
-RELU_FIRST_BLOCK = ("                resample,\n"
-                    "                nn.ReLU(),\n"
-                    "                nn.BatchNorm2d(cout),\n")
+REFERENCE_BLOCK = (
+    "                resample,\n                nn.BatchNorm2d(cout),\n                nn.ReLU(),\n"
+)
+RELU_FIRST_BLOCK = (
+    "                resample,\n                nn.ReLU(),\n                nn.BatchNorm2d(cout),\n"
+)
 HEAD = "model.classifier[4] = nn.Conv2d(256, 2, kernel_size=1)"
 LOSS = "loss = 1 - (intersection + SMOOTH) / (union + SMOOTH)"
 
-LAYERS, PARAMS, SAME = ("Conv, transposed conv and batch-norm layers", "Number of parameters",
-                        "Same outputs as the reference")
+LAYERS, PARAMS, SAME = (
+    "Conv, transposed conv and batch-norm layers",
+    "Number of parameters",
+    "Same outputs as the reference",
+)
 MUTANTS = {
     # name: (make_notebook edits, {part: fragments of the names of the public checks that fail})
-    "public_relu_before_bn": ({"substitute": {REFERENCE_BLOCK: RELU_FIRST_BLOCK}},
-                              {"A.1": {SAME}}),
-    "public_no_final_conv": ({"replace": {"ConvTransposeNet": CONV_TRANSPOSE_NO_FINAL}},
-                             {"B.1": {LAYERS, PARAMS, SAME}}),
-    "public_unet_no_input_skip": ({"replace": {"UNet": UNET_NO_INPUT_SKIP}},
-                                  {"C.1": {LAYERS, PARAMS, SAME}}),
-    "public_head_21_classes": ({"substitute": {HEAD: HEAD.replace("256, 2,", "256, 21,")}},
-                               {"D.1": {"classifier[4] becomes", "'out' has shape"}}),
-    "public_iou_not_loss": ({"substitute": {LOSS: LOSS.replace("1 - ", "")}},
-                            {"D.2": {"Loss values match"}}),
+    "public_relu_before_bn": ({"substitute": {REFERENCE_BLOCK: RELU_FIRST_BLOCK}}, {"A.1": {SAME}}),
+    "public_no_final_conv": (
+        {"replace": {"ConvTransposeNet": CONV_TRANSPOSE_NO_FINAL}},
+        {"B.1": {LAYERS, PARAMS, SAME}},
+    ),
+    "public_unet_no_input_skip": ({"replace": {"UNet": UNET_NO_INPUT_SKIP}}, {"C.1": {LAYERS, PARAMS, SAME}}),
+    "public_head_21_classes": (
+        {"substitute": {HEAD: HEAD.replace("256, 2,", "256, 21,")}},
+        {"D.1": {"classifier[4] becomes", "'out' has shape"}},
+    ),
+    "public_iou_not_loss": ({"substitute": {LOSS: LOSS.replace("1 - ", "")}}, {"D.2": {"Loss values match"}}),
 }
 # Graded on the instructor's side by conftest's session batch (reference installed).
-NOTEBOOKS = {"public_reference": {}, "public_template": {"base": TEMPLATE_NOTEBOOK},
-             **{name: edits for name, (edits, _) in MUTANTS.items()}}
+NOTEBOOKS = {
+    "public_reference": {},
+    "public_template": {"base": TEMPLATE_NOTEBOOK},
+    **{name: edits for name, (edits, _) in MUTANTS.items()},
+}
 
 
 # --------------------------------------------------------------------------------------
@@ -113,9 +121,14 @@ def clean_env() -> dict:
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run([sys.executable, "-m", "grader.cli", "release", ASSIGNMENT, "--out", out],
-                          cwd=REPO, env=dict(clean_env(), PYTHONPATH=str(REPO)),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "grader.cli", "release", ASSIGNMENT, "--out", out],
+        cwd=REPO,
+        env=dict(clean_env(), PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out
 
@@ -143,17 +156,28 @@ def student(wheel, tmp_path_factory) -> "StudentEnv":
     ours = Path(sysconfig.get_paths()["purelib"])
     for entry in ours.iterdir():
         if re.match(r"(grader|pytorch_notebook_grader|__editable__)", entry.name) or (
-                entry.suffix == ".pth" and str(REPO) in entry.read_text(errors="replace")):
+            entry.suffix == ".pth" and str(REPO) in entry.read_text(errors="replace")
+        ):
             continue
         (base / entry.name).symlink_to(entry)
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=120)
     python = venv / "bin" / "python"
-    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     (site / "_base_packages.pth").write_text(f"import site; site.addsitedir({str(base)!r})\n")
-    proc = subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps",
-                           "--no-index", "-q", wheel], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "-q", wheel],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return StudentEnv(root, venv)
 
@@ -179,10 +203,15 @@ class Run:
     def __init__(self, student: StudentEnv, program: str, *args):
         self.args = (program, *map(str, args))
         self.log = tempfile.TemporaryFile("w+")
-        self.process = subprocess.Popen([student.venv / "bin" / program, *self.args[1:]],
-                                        cwd=student.work, env=clean_env(), stdout=self.log,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        text=True)
+        self.process = subprocess.Popen(
+            [student.venv / "bin" / program, *self.args[1:]],
+            cwd=student.work,
+            env=clean_env(),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
 
     def wait(self, timeout=900) -> subprocess.CompletedProcess:
         try:
@@ -205,11 +234,17 @@ def student_runs(student) -> dict[str, Run]:
         make_notebook(folder if name != "public_reference" else student.root, name, **spec)
     return {
         "batch": student.start("grade", folder, "--out", student.root / "results", "--quiet"),
-        "reference": student.start("grade", student.root / "public_reference.ipynb", "--json",
-                                   student.root / "reference.json"),
-        "kernel": student.start("python", Path(__file__).with_name("kernel_check.py"),
-                                *(student.root / f"{n}.ipynb" if n == "public_reference"
-                                  else folder / f"{n}.ipynb" for n in KERNEL_NOTEBOOKS)),
+        "reference": student.start(
+            "grade", student.root / "public_reference.ipynb", "--json", student.root / "reference.json"
+        ),
+        "kernel": student.start(
+            "python",
+            Path(__file__).with_name("kernel_check.py"),
+            *(
+                student.root / f"{n}.ipynb" if n == "public_reference" else folder / f"{n}.ipynb"
+                for n in KERNEL_NOTEBOOKS
+            ),
+        ),
     }
 
 
@@ -294,20 +329,26 @@ def test_bundle_is_the_template_a_wheel_and_instructions(dist, wheel):
 def test_wheel_holds_the_engine_and_only_public_files(unpacked):
     files = sorted(str(p.relative_to(unpacked)) for p in unpacked.rglob("*") if p.is_file())
     assignment_files = [f for f in files if f.startswith("grader_assignments/")]
-    assert sorted(assignment_files) == sorted([
-        "grader_assignments/__init__.py",
-        f"grader_assignments/{ASSIGNMENT}/assignment.toml",
-        *(f"grader_assignments/{ASSIGNMENT}/public/{p.name}" for p in PUBLIC.iterdir()
-          if p.is_file() and not p.name.startswith(".")),
-    ]), assignment_files
+    assert sorted(assignment_files) == sorted(
+        [
+            "grader_assignments/__init__.py",
+            f"grader_assignments/{ASSIGNMENT}/assignment.toml",
+            *(
+                f"grader_assignments/{ASSIGNMENT}/public/{p.name}"
+                for p in PUBLIC.iterdir()
+                if p.is_file() and not p.name.startswith(".")
+            ),
+        ]
+    ), assignment_files
     tops = {f.split("/")[0] for f in files}
     assert tops == {"grader", "grader_assignments", next(t for t in tops if t.endswith(".dist-info"))}
     assert "grader/cli.py" in files and "grader/selfcheck.py" in files
 
 
 def test_bundle_holds_no_reference_code(dist, unpacked):
-    files = [p for p in unpacked.rglob("*") if p.is_file()] + \
-        [p for p in dist.iterdir() if p.suffix != ".whl"]
+    files = [p for p in unpacked.rglob("*") if p.is_file()] + [
+        p for p in dist.iterdir() if p.suffix != ".whl"
+    ]
     names = {p.name for p in files}
     # No reference module, no hidden check, no helper the hidden checks use.
     hidden = {p.name for p in (REPO / "assignments" / ASSIGNMENT).glob("*.py")}
@@ -316,8 +357,12 @@ def test_bundle_holds_no_reference_code(dist, unpacked):
     lines = student_region_lines()
     assert len(lines) > 40, lines  # the markers were found
     texts = {p: readable_texts(p) for p in files}
-    leaks = [(line, str(p)) for line in lines for p, variants in texts.items()
-             if any(line in text for text in variants)]
+    leaks = [
+        (line, str(p))
+        for line in lines
+        for p, variants in texts.items()
+        if any(line in text for text in variants)
+    ]
     assert not leaks, leaks[:10]
     # The grep finds such a line where one is: the reference notebook has all of them.
     reference_texts = readable_texts(REFERENCE_NOTEBOOK)
@@ -328,9 +373,13 @@ def test_bundle_holds_no_reference_code(dist, unpacked):
 # The student's side
 # --------------------------------------------------------------------------------------
 def test_installed_bundle_has_no_reference(student, student_runs):
-    proc = student.run("python", "-c", "import importlib.util as u, grader, grader.assignment as a;"
-                       "print(grader.__file__); print(u.find_spec('grader_reference'));"
-                       f"print(a.load_assignment('{ASSIGNMENT}').load_reference())")
+    proc = student.run(
+        "python",
+        "-c",
+        "import importlib.util as u, grader, grader.assignment as a;"
+        "print(grader.__file__); print(u.find_spec('grader_reference'));"
+        f"print(a.load_assignment('{ASSIGNMENT}').load_reference())",
+    )
     assert proc.returncode == 0, proc.stderr
     where, spec, reference = proc.stdout.split("\n")[:3]
     assert str(student.venv) in where and str(REPO) not in where
@@ -384,8 +433,12 @@ def test_student_and_instructor_agree_on_every_public_check(student_batch, grade
 def test_mutant_fails_exactly_the_public_checks_that_see_it(student_batch, name):
     _, expected = MUTANTS[name]
     failed = {(t["tags"][0], t["name"]) for t in student_batch[name]["tests"] if t["status"] == "failed"}
-    want = {(part, n) for part, fragments in expected.items() for n in public_names()
-            if n.startswith(part) and any(f in n for f in fragments)}
+    want = {
+        (part, n)
+        for part, fragments in expected.items()
+        for n in public_names()
+        if n.startswith(part) and any(f in n for f in fragments)
+    }
     assert failed == want
 
 
@@ -395,8 +448,7 @@ def test_mutant_fails_exactly_the_public_checks_that_see_it(student_batch, name)
 KERNEL_NOTEBOOKS = ["public_reference", "public_head_21_classes"]
 
 
-def test_check_inside_the_kernel_matches_the_grading(kernel_report, student_batch, graded,
-                                                     student):
+def test_check_inside_the_kernel_matches_the_grading(kernel_report, student_batch, graded, student):
     report, stdout = kernel_report
     public = public_names()
     for name in KERNEL_NOTEBOOKS:
@@ -405,8 +457,9 @@ def test_check_inside_the_kernel_matches_the_grading(kernel_report, student_batc
         assert "only the public checks ran" in got["notes"][0]
         mine = verdicts(got["tests"], public)
         assert list(mine) == public
-        assert mine == verdicts(graded[name].tests, public) == \
-            verdicts(student_batch[name]["tests"], public), name
+        assert (
+            mine == verdicts(graded[name].tests, public) == verdicts(student_batch[name]["tests"], public)
+        ), name
         outputs = {t["name"]: t["output"] for t in student_batch[name]["tests"]}
         assert all(t["output"] == outputs[t["name"]] for t in got["tests"]), name
     # The printed feedback is the grade command's table.
@@ -431,5 +484,6 @@ def test_check_of_some_parts_in_a_kernel_that_misses_things(kernel_report):
     assert all(t["status"] == "failed" for t in tests)
     driver = [t["output"] for t in tests if "Driver cell" in t["name"]]
     assert driver and all("was not found" in o and "check(notebook=" in o for o in driver)
-    assert all("`PoolUpsampleNet` is not defined in this kernel" in t["output"]
-               for t in tests if t["part"] == "A.1")
+    assert all(
+        "`PoolUpsampleNet` is not defined in this kernel" in t["output"] for t in tests if t["part"] == "A.1"
+    )

@@ -7,6 +7,7 @@ stated per test), nothing of the sandbox is left afterwards.
 These run in every mode the trust model names: CI runs this file as root, as root without
 CAP_SYS_ADMIN (capsh) and as an ordinary user (scripts/test_modes.sh).
 """
+
 from __future__ import annotations
 
 import ast
@@ -33,19 +34,25 @@ IS_ROOT = os.geteuid() == 0
 def statements(source: str) -> list[dict]:
     tree = ast.parse(source)
     lines = source.splitlines(keepends=True)
-    return [{"cell": 0, "lineno": node.lineno,
-             "source": "".join(lines[node.lineno - 1:node.end_lineno])} for node in tree.body]
+    return [
+        {"cell": 0, "lineno": node.lineno, "source": "".join(lines[node.lineno - 1 : node.end_lineno])}
+        for node in tree.body
+    ]
 
 
 def box(source: str, **limits) -> Sandbox:
     hidden = [str(REPO / "reference"), str(REPO / "assignments")]
-    return Sandbox(statements(source), Limits(**({"request_seconds": 5, "boot_seconds": 20} | limits)),
-                   hidden_paths=hidden)
+    return Sandbox(
+        statements(source),
+        Limits(**({"request_seconds": 5, "boot_seconds": 20} | limits)),
+        hidden_paths=hidden,
+    )
 
 
 def call(sandbox: Sandbox, name: str, *args, timeout=None):
-    return sandbox.request("call", timeout, name=name, args=list(args), kwargs={}, grad_wrt=[],
-                           source_pattern=None)["output"]
+    return sandbox.request(
+        "call", timeout, name=name, args=list(args), kwargs={}, grad_wrt=[], source_pattern=None
+    )["output"]
 
 
 def leftover_named(tag: str) -> list[int]:
@@ -77,6 +84,7 @@ def name_self(tag):
 
 # -- confidentiality ----------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def planted():
     """A secret in a world-readable file outside the allow-list, a root-only one, and the
@@ -90,10 +98,17 @@ def planted():
     closed_file = folder / "root-only.txt"
     closed_file.write_text(marker)
     closed_file.chmod(0o600)
-    reference_line = next(line.strip() for line in REFERENCE.read_text().splitlines()
-                          if "def compute_iou_loss" in line or "class UNet" in line)
-    yield {"marker": marker, "paths": [str(open_file), str(closed_file)], "folder": str(folder),
-           "reference_line": reference_line}
+    reference_line = next(
+        line.strip()
+        for line in REFERENCE.read_text().splitlines()
+        if "def compute_iou_loss" in line or "class UNet" in line
+    )
+    yield {
+        "marker": marker,
+        "paths": [str(open_file), str(closed_file)],
+        "folder": str(folder),
+        "reference_line": reference_line,
+    }
     for path in (open_file, closed_file):
         path.unlink()
     os.rmdir(folder)
@@ -148,11 +163,13 @@ def test_no_copy_of_the_reference_or_other_file_can_be_read(planted):
 
 def test_a_symlink_at_the_old_output_path_leaks_nothing(planted):
     """The parent reads the child's output through its own descriptor, never by path."""
-    source = ("import os\n"
-              "def plant(target):\n"
-              "    os.symlink(target, 'output.log')\n"
-              "    os.mkfifo('output.fifo')\n"
-              "    raise RuntimeError('look at my output')\n")
+    source = (
+        "import os\n"
+        "def plant(target):\n"
+        "    os.symlink(target, 'output.log')\n"
+        "    os.mkfifo('output.fifo')\n"
+        "    raise RuntimeError('look at my output')\n"
+    )
     with box(source) as sandbox:
         with pytest.raises(StudentCodeError) as info:
             call(sandbox, "plant", planted["paths"][1])
@@ -163,26 +180,33 @@ def test_a_symlink_at_the_old_output_path_leaks_nothing(planted):
 def test_only_a_minimal_environment_reaches_the_child(monkeypatch):
     marker = "ENV-" + secrets.token_hex(8)
     monkeypatch.setenv("GRADER_TEST_TOKEN", marker)
-    source = ("import os\n"
-              "def env():\n"
-              "    return repr(sorted(os.environ))\n")
+    source = "import os\ndef env():\n    return repr(sorted(os.environ))\n"
     with box(source) as sandbox:
         names = ast.literal_eval(call(sandbox, "env"))
     assert "GRADER_TEST_TOKEN" not in names
-    assert set(names) <= {"PATH", "HOME", "TMPDIR", "MPLCONFIGDIR", "LANG", "PYTHONPATH",
-                          *confine.ENVIRONMENT_KEPT}
+    assert set(names) <= {
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "MPLCONFIGDIR",
+        "LANG",
+        "PYTHONPATH",
+        *confine.ENVIRONMENT_KEPT,
+    }
 
 
 def test_no_inherited_descriptor_but_the_channel():
-    source = ("import os, stat\n"
-              "def descriptors():\n"
-              "    found = []\n"
-              "    for fd in range(3, 1024):\n"
-              "        try:\n"
-              "            found.append((fd, stat.S_ISSOCK(os.fstat(fd).st_mode)))\n"
-              "        except OSError:\n"
-              "            pass\n"
-              "    return repr(found)\n")
+    source = (
+        "import os, stat\n"
+        "def descriptors():\n"
+        "    found = []\n"
+        "    for fd in range(3, 1024):\n"
+        "        try:\n"
+        "            found.append((fd, stat.S_ISSOCK(os.fstat(fd).st_mode)))\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    return repr(found)\n"
+    )
     with box(source) as sandbox:
         found = ast.literal_eval(call(sandbox, "descriptors"))
     assert len(found) == 1 and found[0][1], found  # the socket to the parent, nothing else
@@ -203,9 +227,11 @@ def _is_socket(fd):
 
 
 def test_a_partial_frame_then_sleep_costs_one_time_limit():
-    source = FIND_CHANNEL + ("def half_then_sleep():\n"
-                             "    os.write(channel(), (1000).to_bytes(8, 'little') + b'{\"pay')\n"
-                             "    time.sleep(600)\n")
+    source = FIND_CHANNEL + (
+        "def half_then_sleep():\n"
+        "    os.write(channel(), (1000).to_bytes(8, 'little') + b'{\"pay')\n"
+        "    time.sleep(600)\n"
+    )
     with box(source, request_seconds=2) as sandbox:
         sandbox.ensure_started()
         started = time.monotonic()
@@ -217,15 +243,18 @@ def test_a_partial_frame_then_sleep_costs_one_time_limit():
 
 def test_a_stopped_child_cannot_block_a_large_request():
     import torch
-    source = ("import os, signal, threading, time\n"
-              "def stop_soon():\n"
-              "    def stop():\n"
-              "        time.sleep(0.3)\n"
-              "        os.kill(os.getpid(), signal.SIGSTOP)\n"
-              "    threading.Thread(target=stop).start()\n"
-              "    return 'soon'\n"
-              "def echo(x):\n"
-              "    return x.shape\n")
+
+    source = (
+        "import os, signal, threading, time\n"
+        "def stop_soon():\n"
+        "    def stop():\n"
+        "        time.sleep(0.3)\n"
+        "        os.kill(os.getpid(), signal.SIGSTOP)\n"
+        "    threading.Thread(target=stop).start()\n"
+        "    return 'soon'\n"
+        "def echo(x):\n"
+        "    return x.shape\n"
+    )
     with box(source, request_seconds=2) as sandbox:
         assert call(sandbox, "stop_soon") == "soon"
         time.sleep(1.0)
@@ -243,7 +272,8 @@ def test_a_bogus_progress_report_is_a_crash_not_an_internal_error():
         "    header = json.dumps({'payload': {'progress': 10**9}, 'tensors': []}).encode()\n"
         "    body = len(header).to_bytes(8, 'little') + header\n"
         "    os.write(channel(), len(body).to_bytes(8, 'little') + body)\n"
-        "    time.sleep(600)\n")
+        "    time.sleep(600)\n"
+    )
     with box(source, request_seconds=3) as sandbox:
         with pytest.raises(StudentCrash, match="malformed"):
             call(sandbox, "lie")
@@ -251,18 +281,21 @@ def test_a_bogus_progress_report_is_a_crash_not_an_internal_error():
 
 # -- one submission, one box: nothing left behind ---------------------------------------------------
 
+
 def test_a_double_forked_setsid_grandchild_does_not_outlive_its_grading():
     tag = "gl" + secrets.token_hex(6)
-    source = NAME_SELF + ("import os, time\n"
-                          "def escape(tag):\n"
-                          "    if os.fork() == 0:\n"
-                          "        os.setsid()\n"
-                          "        if os.fork() == 0:\n"
-                          "            name_self(tag)\n"
-                          "            time.sleep(3600)\n"
-                          "        os._exit(0)\n"
-                          "    time.sleep(0.5)\n"
-                          "    return 'escaped'\n")
+    source = NAME_SELF + (
+        "import os, time\n"
+        "def escape(tag):\n"
+        "    if os.fork() == 0:\n"
+        "        os.setsid()\n"
+        "        if os.fork() == 0:\n"
+        "            name_self(tag)\n"
+        "            time.sleep(3600)\n"
+        "        os._exit(0)\n"
+        "    time.sleep(0.5)\n"
+        "    return 'escaped'\n"
+    )
     with box(source) as sandbox:
         assert call(sandbox, "escape", tag) == "escaped"
         assert leftover_named(tag), "the grandchild should be running while the grading lasts"
@@ -271,20 +304,22 @@ def test_a_double_forked_setsid_grandchild_does_not_outlive_its_grading():
 
 def test_process_count_is_capped_and_none_survive():
     tag = "gp" + secrets.token_hex(6)
-    source = NAME_SELF + ("import os, time\n"
-                          "def sleepers(tag, n):\n"
-                          "    made = 0\n"
-                          "    for _ in range(n):\n"
-                          "        try:\n"
-                          "            pid = os.fork()\n"
-                          "        except OSError:\n"
-                          "            break\n"
-                          "        if pid == 0:\n"
-                          "            name_self(tag)\n"
-                          "            time.sleep(3600)\n"
-                          "            os._exit(0)\n"
-                          "        made += 1\n"
-                          "    return made\n")
+    source = NAME_SELF + (
+        "import os, time\n"
+        "def sleepers(tag, n):\n"
+        "    made = 0\n"
+        "    for _ in range(n):\n"
+        "        try:\n"
+        "            pid = os.fork()\n"
+        "        except OSError:\n"
+        "            break\n"
+        "        if pid == 0:\n"
+        "            name_self(tag)\n"
+        "            time.sleep(3600)\n"
+        "            os._exit(0)\n"
+        "        made += 1\n"
+        "    return made\n"
+    )
     with box(source) as sandbox:
         made = call(sandbox, "sleepers", tag, 150)
         if IS_ROOT:  # RLIMIT_NPROC on the sandbox's own uid, pids.max on its cgroup
@@ -293,14 +328,16 @@ def test_process_count_is_capped_and_none_survive():
 
 
 def test_a_deep_tree_in_the_working_folder_is_removed():
-    source = ("import os\n"
-              "def deep(n):\n"
-              "    for _ in range(n):\n"
-              "        os.mkdir('d')\n"
-              "        os.chdir('d')\n"
-              "    open('f', 'w').write('x')\n"
-              "    os.mkdir('locked', 0)\n"
-              "    return 'deep'\n")
+    source = (
+        "import os\n"
+        "def deep(n):\n"
+        "    for _ in range(n):\n"
+        "        os.mkdir('d')\n"
+        "        os.chdir('d')\n"
+        "    open('f', 'w').write('x')\n"
+        "    os.mkdir('locked', 0)\n"
+        "    return 'deep'\n"
+    )
     with box(source) as sandbox:
         call(sandbox, "deep", 3000, timeout=20)
         workdir = sandbox._workdir
@@ -309,17 +346,19 @@ def test_a_deep_tree_in_the_working_folder_is_removed():
 
 def test_nothing_is_written_outside_the_working_folder():
     name = "grader-escape-" + secrets.token_hex(6)
-    source = ("import os\n"
-              "def scatter(name):\n"
-              "    wrote = []\n"
-              "    for folder in ('/tmp', '/dev/shm', '/var/tmp', os.path.expanduser('~'), '..'):\n"
-              "        try:\n"
-              "            with open(os.path.join(folder, name), 'w') as f:\n"
-              "                f.write('x' * 1000)\n"
-              "            wrote.append(folder)\n"
-              "        except OSError:\n"
-              "            pass\n"
-              "    return repr(wrote)\n")
+    source = (
+        "import os\n"
+        "def scatter(name):\n"
+        "    wrote = []\n"
+        "    for folder in ('/tmp', '/dev/shm', '/var/tmp', os.path.expanduser('~'), '..'):\n"
+        "        try:\n"
+        "            with open(os.path.join(folder, name), 'w') as f:\n"
+        "                f.write('x' * 1000)\n"
+        "            wrote.append(folder)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    return repr(wrote)\n"
+    )
     with box(source) as sandbox:
         wrote = ast.literal_eval(call(sandbox, "scatter", name))
     assert all("grader-child-" in folder for folder in wrote), wrote  # only HOME, the workdir
@@ -330,20 +369,22 @@ def test_nothing_is_written_outside_the_working_folder():
 def test_another_sandbox_cannot_be_signalled_or_written():
     tag = "gv" + secrets.token_hex(6)
     victim_source = NAME_SELF + "import time\ndef wait(tag):\n    name_self(tag)\n    return 1\n"
-    attacker_source = ("import os, signal\n"
-                       "def attack(pid, workdir):\n"
-                       "    done = []\n"
-                       "    try:\n"
-                       "        os.kill(pid, signal.SIGSTOP)\n"
-                       "        done.append('signalled')\n"
-                       "    except OSError:\n"
-                       "        pass\n"
-                       "    try:\n"
-                       "        open(os.path.join(workdir, 'planted'), 'w').write('x')\n"
-                       "        done.append('wrote')\n"
-                       "    except OSError:\n"
-                       "        pass\n"
-                       "    return repr(done)\n")
+    attacker_source = (
+        "import os, signal\n"
+        "def attack(pid, workdir):\n"
+        "    done = []\n"
+        "    try:\n"
+        "        os.kill(pid, signal.SIGSTOP)\n"
+        "        done.append('signalled')\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "    try:\n"
+        "        open(os.path.join(workdir, 'planted'), 'w').write('x')\n"
+        "        done.append('wrote')\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "    return repr(done)\n"
+    )
     with box(victim_source) as victim, box(attacker_source) as attacker:
         call(victim, "wait", tag)
         done = ast.literal_eval(call(attacker, "attack", victim._process.pid, victim._workdir))
@@ -365,23 +406,25 @@ def test_memory_is_capped_over_all_the_submissions_processes():
     memory (cgroup, where the grader can make one: root). Everywhere: the grader survives and
     nothing is left."""
     tag = "gm" + secrets.token_hex(6)
-    source = NAME_SELF + ("import os, time\n"
-                          "def hog(tag, megabytes, count):\n"
-                          "    pids = []\n"
-                          "    for _ in range(count):\n"
-                          "        pid = os.fork()\n"
-                          "        if pid == 0:\n"
-                          "            name_self(tag)\n"
-                          "            try:\n"
-                          "                block = b'x' * (megabytes * 2**20)\n"
-                          "            except MemoryError:\n"
-                          "                os._exit(1)\n"
-                          "            time.sleep(60)\n"
-                          "            os._exit(0)\n"
-                          "        pids.append(pid)\n"
-                          "    time.sleep(4)\n"
-                          "    alive = [p for p in pids if os.waitpid(p, os.WNOHANG) == (0, 0)]\n"
-                          "    return len(alive)\n")
+    source = NAME_SELF + (
+        "import os, time\n"
+        "def hog(tag, megabytes, count):\n"
+        "    pids = []\n"
+        "    for _ in range(count):\n"
+        "        pid = os.fork()\n"
+        "        if pid == 0:\n"
+        "            name_self(tag)\n"
+        "            try:\n"
+        "                block = b'x' * (megabytes * 2**20)\n"
+        "            except MemoryError:\n"
+        "                os._exit(1)\n"
+        "            time.sleep(60)\n"
+        "            os._exit(0)\n"
+        "        pids.append(pid)\n"
+        "    time.sleep(4)\n"
+        "    alive = [p for p in pids if os.waitpid(p, os.WNOHANG) == (0, 0)]\n"
+        "    return len(alive)\n"
+    )
     limit_mib = 600
     with box(source, memory_bytes=limit_mib * 2**20, request_seconds=30) as sandbox:
         alive = call(sandbox, "hog", tag, 250, 5)
@@ -395,20 +438,28 @@ def test_working_folder_of_a_killed_grader_is_removed_by_the_next():
     """A grading process SIGKILLed mid-request cannot clean up, and its child may not write to
     the temporary folder: the next grading process removes the orphaned working folder (and
     leaves the folders of live graders alone)."""
-    script = ("import os, signal, sys\n"
-              "sys.path.insert(0, sys.argv[1])\n"
-              "from test_sandbox_escape import box, call\n"
-              "sandbox = box('import os\\ndef fill():\\n    os.makedirs(\"a/b/c\")\\n"
-              "    open(\"a/b/c/f\", \"w\").write(\"x\")\\n    return \"ok\"\\n').__enter__()\n"
-              "call(sandbox, 'fill')\n"
-              "print(sandbox._workdir, flush=True)\n"
-              "os.kill(os.getpid(), signal.SIGKILL)\n")
-    proc = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)],
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    script = (
+        "import os, signal, sys\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from test_sandbox_escape import box, call\n"
+        'sandbox = box(\'import os\\ndef fill():\\n    os.makedirs("a/b/c")\\n'
+        '    open("a/b/c/f", "w").write("x")\\n    return "ok"\\n\').__enter__()\n'
+        "call(sandbox, 'fill')\n"
+        "print(sandbox._workdir, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     orphan = Path(proc.stdout.strip())
     assert orphan.name.startswith("grader-child-") and (orphan / "a/b/c/f").exists()
     from grader.sandbox import parent
+
     parent.sweep_orphaned_workdirs.cache_clear()
     with box("def f():\n    return 1\n") as sandbox:
         assert call(sandbox, "f") == 1

@@ -1,5 +1,6 @@
 """Unit tests of the trust boundary: grader.wire (what the parent reads from the child) and
 grader.sandbox (limits, fresh children, privileges, network)."""
+
 import ast
 import json
 import math
@@ -56,14 +57,23 @@ def test_tensors_round_trip_with_dtype_shape_and_values(name):
 
 
 def test_nested_payload_round_trips():
-    payload = {"ok": True, "result": {"layers": [{"shape": [1, 2], "value": TENSORS["0-dim"]},
-                                                 None], "names": ["a", "b"], "count": 3,
-                                      "x": 1.5, "inf": float("inf"), "ninf": float("-inf")}}
+    payload = {
+        "ok": True,
+        "result": {
+            "layers": [{"shape": [1, 2], "value": TENSORS["0-dim"]}, None],
+            "names": ["a", "b"],
+            "count": 3,
+            "x": 1.5,
+            "inf": float("inf"),
+            "ninf": float("-inf"),
+        },
+    }
     back = wire.decode(wire.encode(payload))
     assert back["result"]["layers"][0]["value"].item() == 3.25
     assert back["result"]["inf"] == math.inf and back["result"]["ninf"] == -math.inf
     assert {k: v for k, v in back["result"].items() if k != "layers"} == {
-        k: v for k, v in payload["result"].items() if k != "layers"}
+        k: v for k, v in payload["result"].items() if k != "layers"
+    }
     assert math.isnan(wire.decode(wire.encode([float("nan")]))[0])
 
 
@@ -77,44 +87,64 @@ def test_decoded_tensor_owns_its_memory():
 F32 = {"dtype": "float32", "shape": [2], "nbytes": 8}
 
 
-@pytest.mark.parametrize("message, reason", [
-    (raw({"payload": {"$tensor": 0}, "tensors": [{**F32, "dtype": "complex64"}]}, b"\0" * 8),
-     "bad tensor description"),
-    (raw({"payload": {"$tensor": 0}, "tensors": [{**F32, "dtype": "object"}]}, b"\0" * 8),
-     "bad tensor description"),
-    (raw({"payload": {"$tensor": 0}, "tensors": [{"dtype": "float32", "shape": [2]}]}, b"\0" * 8),
-     "bad tensor description"),
-    (raw({"payload": {"$tensor": 0}, "tensors": [{**F32, "nbytes": 4}]}, b"\0" * 4),
-     "does not match its shape"),
-    (raw({"payload": {"$tensor": 0}, "tensors": [{**F32, "shape": [3]}]}, b"\0" * 8),
-     "does not match its shape"),
-    (raw({"payload": {"$tensor": 0}, "tensors": [F32]}, b"\0" * 6), "does not match its shape"),
-    (raw({"payload": {"$tensor": 0}, "tensors": [{**F32, "shape": [-2, -1]}]}, b"\0" * 8),
-     "bad tensor shape"),
-    (raw({"payload": {"$tensor": 0}, "tensors": [{**F32, "shape": [1] * 9 + [2]}]}, b"\0" * 8),
-     "bad tensor shape"),
-    (raw({"payload": {"$tensor": 1}, "tensors": [F32]}, b"\0" * 8), "bad tensor reference"),
-    (raw({"payload": {"$tensor": -1}, "tensors": [F32]}, b"\0" * 8), "bad tensor reference"),
-    (raw({"payload": [{"$tensor": "0"}], "tensors": [F32]}, b"\0" * 8), "bad tensor reference"),
-    (raw({"payload": {"$tensor": 0}, "tensors": []}), "bad tensor reference"),
-    (raw({"payload": 1, "tensors": [F32]}, b"\0" * 9), "trailing bytes"),
-    (wire.encode({"ok": True}) + b"\0", "trailing bytes"),
-    (b"\x01\x02", "truncated"),
-    (struct.pack("<Q", 10**6) + b"{}", "bad header length"),
-    (struct.pack("<Q", 5) + b"{nope", "unreadable header"),
-    (raw({"payload": 1}), "unreadable header"),
-    (raw([1, 2]), "unreadable header"),
-])
+@pytest.mark.parametrize(
+    "message, reason",
+    [
+        (
+            raw({"payload": {"$tensor": 0}, "tensors": [{**F32, "dtype": "complex64"}]}, b"\0" * 8),
+            "bad tensor description",
+        ),
+        (
+            raw({"payload": {"$tensor": 0}, "tensors": [{**F32, "dtype": "object"}]}, b"\0" * 8),
+            "bad tensor description",
+        ),
+        (
+            raw({"payload": {"$tensor": 0}, "tensors": [{"dtype": "float32", "shape": [2]}]}, b"\0" * 8),
+            "bad tensor description",
+        ),
+        (
+            raw({"payload": {"$tensor": 0}, "tensors": [{**F32, "nbytes": 4}]}, b"\0" * 4),
+            "does not match its shape",
+        ),
+        (
+            raw({"payload": {"$tensor": 0}, "tensors": [{**F32, "shape": [3]}]}, b"\0" * 8),
+            "does not match its shape",
+        ),
+        (raw({"payload": {"$tensor": 0}, "tensors": [F32]}, b"\0" * 6), "does not match its shape"),
+        (
+            raw({"payload": {"$tensor": 0}, "tensors": [{**F32, "shape": [-2, -1]}]}, b"\0" * 8),
+            "bad tensor shape",
+        ),
+        (
+            raw({"payload": {"$tensor": 0}, "tensors": [{**F32, "shape": [1] * 9 + [2]}]}, b"\0" * 8),
+            "bad tensor shape",
+        ),
+        (raw({"payload": {"$tensor": 1}, "tensors": [F32]}, b"\0" * 8), "bad tensor reference"),
+        (raw({"payload": {"$tensor": -1}, "tensors": [F32]}, b"\0" * 8), "bad tensor reference"),
+        (raw({"payload": [{"$tensor": "0"}], "tensors": [F32]}, b"\0" * 8), "bad tensor reference"),
+        (raw({"payload": {"$tensor": 0}, "tensors": []}), "bad tensor reference"),
+        (raw({"payload": 1, "tensors": [F32]}, b"\0" * 9), "trailing bytes"),
+        (wire.encode({"ok": True}) + b"\0", "trailing bytes"),
+        (b"\x01\x02", "truncated"),
+        (struct.pack("<Q", 10**6) + b"{}", "bad header length"),
+        (struct.pack("<Q", 5) + b"{nope", "unreadable header"),
+        (raw({"payload": 1}), "unreadable header"),
+        (raw([1, 2]), "unreadable header"),
+    ],
+)
 def test_malformed_messages_raise_wire_error(message, reason):
     with pytest.raises(wire.WireError, match=reason):
         wire.decode(message)
 
 
-@pytest.mark.parametrize("header", [
-    {"payload": {"$float": "not a number"}, "tensors": []},
-    {"payload": {"$float": [1]}, "tensors": []},
-    {"payload": 1, "tensors": 5},
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"payload": {"$float": "not a number"}, "tensors": []},
+        {"payload": {"$float": [1]}, "tensors": []},
+        {"payload": 1, "tensors": 5},
+    ],
+)
 def test_every_malformed_message_is_a_wire_error(header):
     # The sandbox turns WireError into "the sandbox sent a malformed answer"; anything else
     # escapes as an error of the check itself ("please report this").
@@ -125,7 +155,7 @@ def test_every_malformed_message_is_a_wire_error(header):
 # --------------------------------------------------------------------------------------
 # sandbox
 # --------------------------------------------------------------------------------------
-CHILD_CODE = '''
+CHILD_CODE = """
 import os
 import socket
 import time
@@ -178,21 +208,25 @@ def read(path):
 def stdin():
     import sys
     return sys.stdin.read()
-'''
+"""
 REQUEST_SECONDS = 2.0
 
 
 def statements(source=CHILD_CODE):
     import ast as _ast
+
     tree = _ast.parse(source)
     lines = source.splitlines(keepends=True)
-    return [{"cell": 0, "lineno": node.lineno,
-             "source": "".join(lines[node.lineno - 1:node.end_lineno])} for node in tree.body]
+    return [
+        {"cell": 0, "lineno": node.lineno, "source": "".join(lines[node.lineno - 1 : node.end_lineno])}
+        for node in tree.body
+    ]
 
 
 def call(sandbox, name, *args, timeout=None):
-    return sandbox.request("call", timeout, name=name, args=list(args), kwargs={}, grad_wrt=[],
-                           source_pattern=None)["output"]
+    return sandbox.request(
+        "call", timeout, name=name, args=list(args), kwargs={}, grad_wrt=[], source_pattern=None
+    )["output"]
 
 
 @pytest.fixture
@@ -242,6 +276,7 @@ def test_stdin_is_closed(sandbox):
 @ROOT_ONLY
 def test_child_runs_as_its_own_uid_when_the_grader_is_root(sandbox):
     from grader.sandbox.confine import UID_BASE
+
     uid, euid, gid, groups = ast.literal_eval(call(sandbox, "identity"))
     assert uid == euid == gid == UID_BASE + sandbox._process.pid and groups == []
     assert "own uid" in sandbox.boot.isolation
@@ -259,6 +294,7 @@ def test_files_outside_the_allow_list_cannot_be_read():
     child sees an allow-list, not the file system minus some folders."""
     import shutil
     import tempfile
+
     top = Path(tempfile.mkdtemp(prefix="grader-test-"))
     try:
         secret_dir = top / "reference"
@@ -268,8 +304,9 @@ def test_files_outside_the_allow_list_cannot_be_read():
             path.chmod(0o755)
         (secret_dir / "solution.py").chmod(0o644)
         for hidden in ([str(secret_dir)], []):
-            with Sandbox(statements(), Limits(request_seconds=5, boot_seconds=30),
-                         hidden_paths=hidden) as box:
+            with Sandbox(
+                statements(), Limits(request_seconds=5, boot_seconds=30), hidden_paths=hidden
+            ) as box:
                 with pytest.raises(StudentCodeError, match="PermissionError"):
                     call(box, "read", str(secret_dir / "solution.py"))
                 for other in ("/etc/passwd", str(Path(__file__).resolve())):
@@ -281,8 +318,10 @@ def test_files_outside_the_allow_list_cannot_be_read():
 
 
 def test_a_definition_that_hangs_while_loading_is_skipped(tmp_path):
-    source = "def before():\n    return 1\n\nclass Slow:\n    while True:\n        pass\n\n" \
-             "def after():\n    return 2\n"
+    source = (
+        "def before():\n    return 1\n\nclass Slow:\n    while True:\n        pass\n\n"
+        "def after():\n    return 2\n"
+    )
     with Sandbox(statements(source), Limits(request_seconds=5, boot_seconds=2)) as box:
         assert call(box, "after") == 2
         assert call(box, "before") == 1
@@ -307,10 +346,15 @@ def test_trusted_model_building_is_not_charged_to_the_student():
     # A correct notebook then loses D.1 when the machine is busy or --timeout is short.
     from grader.harvest import Harvest
     from grader.proxy import Submission
+
     with Sandbox(statements(), Limits(request_seconds=0.1, boot_seconds=30)) as box:
         submission = Submission(Harvest(), box, {}, {})
-        model = submission.build_trusted("torchvision.models.segmentation:deeplabv3_resnet101",
-                                         weights=None, weights_backbone=None, aux_loss=True)
+        model = submission.build_trusted(
+            "torchvision.models.segmentation:deeplabv3_resnet101",
+            weights=None,
+            weights_backbone=None,
+            aux_loss=True,
+        )
         assert model.describe("classifier.4")["type"] == "Conv2d"
 
 
@@ -333,8 +377,12 @@ def test_a_child_stuck_in_student_code_exits_when_its_grader_is_killed(tmp_path)
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-c", ORPHAN_SCRIPT], stdout=subprocess.PIPE,
-                            text=True, cwd=Path(__file__).resolve().parent.parent)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_SCRIPT],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     child = int(proc.stdout.readline())
     time.sleep(1.0)  # the child is now inside spin()
     os.kill(proc.pid, signal.SIGKILL)
@@ -358,12 +406,14 @@ def test_a_child_killed_from_outside_is_retried_once_on_a_fresh_child():
     from grader.harvest import Harvest, Statement
     from grader.proxy import Submission
 
-    source = ("import os, signal, time\n"
-              "def slow():\n"
-              "    time.sleep(1.5)\n"
-              "    return 42\n"
-              "def always():\n"
-              "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    source = (
+        "import os, signal, time\n"
+        "def slow():\n"
+        "    time.sleep(1.5)\n"
+        "    return 42\n"
+        "def always():\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     statements = [Statement(0, 1, source, ("os", "signal", "time", "slow", "always"))]
     with Sandbox([st.to_wire() for st in statements], Limits(request_seconds=20)) as box:
         submission = Submission(Harvest(statements=statements), box, {}, {})
@@ -374,4 +424,3 @@ def test_a_child_killed_from_outside_is_retried_once_on_a_fresh_child():
         assert box.children_started == 2
         with pytest.raises(StudentCrash, match="SIGKILL"):
             submission.call("always")
-

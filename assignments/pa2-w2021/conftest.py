@@ -1,6 +1,7 @@
 """PA2 fixtures the check files share. Public checks reach the instructor-only ones by name
 (`request.getfixturevalue`) only when a secret seed is there: on a student's side nothing
 here is asked for."""
+
 import pytest
 
 from grader.checks import import_sibling

@@ -8,6 +8,7 @@ labelled by their nearest palette colour (the official palette from PA2_PALETTE 
 Segmentation: RGB images with one elliptical "flower" on a textured background, normalised
 with ImageNet statistics, and the 0/1 mask.
 """
+
 from __future__ import annotations
 
 import os
@@ -62,7 +63,7 @@ def _cifar_horses(folder: Path, n: int):
             break
     rgb = np.concatenate(images)[:n].astype(np.float32) / 256.0  # [n, 3, 32, 32]
     official = os.environ.get("PA2_PALETTE")
-    colours = (np.load(official, allow_pickle=True, encoding="bytes")[0] if official else palette())
+    colours = np.load(official, allow_pickle=True, encoding="bytes")[0] if official else palette()
     colours = np.asarray(colours, dtype=np.float32).reshape(-1, 3)
     pixels = rgb.transpose(0, 2, 3, 1)[..., None, :]  # [n, 32, 32, 1, 3]
     labels = ((pixels - colours) ** 2).sum(-1).argmin(-1)

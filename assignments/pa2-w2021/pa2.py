@@ -2,6 +2,7 @@
 domains the handout allows, and the reference networks to compare against.
 
 Check modules import it with `grader.assignment.import_sibling(__file__, "pa2")`."""
+
 import functools
 import importlib
 import itertools
@@ -19,14 +20,20 @@ COLOUR_MODELS = {
 
 
 def colour_model_params():
-    return [pytest.param(name, marks=pytest.mark.grade(part=part, subject=name), id=part)
-            for name, (part, _) in COLOUR_MODELS.items()]
+    return [
+        pytest.param(name, marks=pytest.mark.grade(part=part, subject=name), id=part)
+        for name, (part, _) in COLOUR_MODELS.items()
+    ]
 
 
 def hyper_parameters(name):
     """(kernel, num_filters, num_colours, num_in_channels), as the notebook's train() passes them."""
-    return st.tuples(st.sampled_from(COLOUR_MODELS[name][1]), st.integers(1, 12),
-                     st.integers(2, 24), st.sampled_from([1, 3]))
+    return st.tuples(
+        st.sampled_from(COLOUR_MODELS[name][1]),
+        st.integers(1, 12),
+        st.integers(2, 24),
+        st.sampled_from([1, 3]),
+    )
 
 
 # Fixed settings for the layer, parameter and equivalence checks: the notebook's defaults
@@ -44,8 +51,9 @@ def reference_variants(reference, name, hp):
     out = []
     for order in itertools.product([False, True], repeat=2):
         torch.manual_seed(0)
-        label = ", ".join(f"skip tensor {'first' if o else 'second'} in torch.cat {i + 1}"
-                          for i, o in enumerate(order))
+        label = ", ".join(
+            f"skip tensor {'first' if o else 'second'} in torch.cat {i + 1}" for i, o in enumerate(order)
+        )
         out.append((label, reference.UNetSkipOrder(*hp, skip_first=order)))
     return out
 
@@ -61,12 +69,15 @@ def call_text(name, hp):
 # -- D.1 fine-tuning, verified by the grader -------------------------------------------------
 # One fixed batch: with the backbone frozen, fitting the head is a smooth problem on fixed
 # features, so a correct set-up's loss falls steadily within a few steps.
-FINETUNE = {"cpu": {"n": 4, "size": 64, "steps": 8, "batch_size": 4, "lr": 0.01},
-            "cuda": {"n": 16, "size": 128, "steps": 20, "batch_size": 16, "lr": 0.01}}
+FINETUNE = {
+    "cpu": {"n": 4, "size": 64, "steps": 8, "batch_size": 4, "lr": 0.01},
+    "cuda": {"n": 16, "size": 128, "steps": 20, "batch_size": 16, "lr": 0.01},
+}
 
 
 def _data():
     from grader.checks import import_sibling
+
     return import_sibling(__file__, "data")
 
 
@@ -78,8 +89,10 @@ def starting_head(spec, secret):
     """The new layer's starting weights, chosen by the grader from the secret seed."""
     g = torch.Generator().manual_seed((secret or 0) % 2**63)
     weight, bias = head_names(spec)
-    return {weight: torch.randn(spec["num_classes"], spec["head_in_channels"], 1, 1, generator=g) * 0.05,
-            bias: torch.randn(spec["num_classes"], generator=g) * 0.05}
+    return {
+        weight: torch.randn(spec["num_classes"], spec["head_in_channels"], 1, 1, generator=g) * 0.05,
+        bias: torch.randn(spec["num_classes"], generator=g) * 0.05,
+    }
 
 
 class HeadDoesNotFit(AssertionError):
@@ -106,10 +119,12 @@ def finetune_run(submission, spec, device, secret) -> dict:
 
 def _finetune_run(submission, spec, device, secret) -> dict:
     from grader.checks import StudentCodeError
+
     b = FINETUNE[device]
     images, masks, raw = _data().segmentation_set(b["n"], b["size"])
-    model = submission.build_trusted(spec["model_factory"], weights=None, weights_backbone=None,
-                                     aux_loss=True)
+    model = submission.build_trusted(
+        spec["model_factory"], weights=None, weights_backbone=None, aux_loss=True
+    )
     model = submission.run_region("driver", bindings={"model": model}, keep=["model"])["model"]
     try:
         model.set_parameters(starting_head(spec, secret))
@@ -117,12 +132,20 @@ def _finetune_run(submission, spec, device, secret) -> dict:
         raise HeadDoesNotFit(
             f"the grader could not give the new layer its starting weights ({exc}): "
             f"classifier[4] should be nn.Conv2d({spec['head_in_channels']}, "
-            f"{spec['num_classes']}, kernel_size=1)")
-    report = model.train(images, masks, loss="cross_entropy", steps=b["steps"],
-                         batch_size=b["batch_size"], lr=b["lr"], device=device,
-                         output_key="out", timeout=180)
-    return {"report": report, "final": model.get_parameters(head_names(spec)),
-            "raw": raw, "masks": masks}
+            f"{spec['num_classes']}, kernel_size=1)"
+        )
+    report = model.train(
+        images,
+        masks,
+        loss="cross_entropy",
+        steps=b["steps"],
+        batch_size=b["batch_size"],
+        lr=b["lr"],
+        device=device,
+        output_key="out",
+        timeout=180,
+    )
+    return {"report": report, "final": model.get_parameters(head_names(spec)), "raw": raw, "masks": masks}
 
 
 def reference_model_with_starting_head(reference, factory, spec, secret):
@@ -131,7 +154,8 @@ def reference_model_with_starting_head(reference, factory, spec, secret):
     module_name, attr = factory.split(":")
     torch.manual_seed(0)
     model = getattr(importlib.import_module(module_name), attr)(
-        weights=None, weights_backbone=None, aux_loss=True)
+        weights=None, weights_backbone=None, aux_loss=True
+    )
     model = reference.replace_head_and_freeze(model)
     params = dict(model.named_parameters())
     with torch.no_grad():
@@ -145,12 +169,21 @@ def finetune_run_as_is(submission, spec, device) -> dict:
     starting weights): only the child's report can be read."""
     b = FINETUNE[device]
     images, masks, raw = _data().segmentation_set(b["n"], b["size"])
-    model = submission.build_trusted(spec["model_factory"], weights=None, weights_backbone=None,
-                                     aux_loss=True)
+    model = submission.build_trusted(
+        spec["model_factory"], weights=None, weights_backbone=None, aux_loss=True
+    )
     model = submission.run_region("driver", bindings={"model": model}, keep=["model"])["model"]
-    report = model.train(images, masks, loss="cross_entropy", steps=b["steps"],
-                         batch_size=b["batch_size"], lr=b["lr"], device=device,
-                         output_key="out", timeout=180)
+    report = model.train(
+        images,
+        masks,
+        loss="cross_entropy",
+        steps=b["steps"],
+        batch_size=b["batch_size"],
+        lr=b["lr"],
+        device=device,
+        output_key="out",
+        timeout=180,
+    )
     return {"report": report, "raw": raw, "masks": masks, "reproducible": False}
 
 
@@ -160,6 +193,7 @@ def reproduce_finetune(reference, factory, device, secret, spec_items):
     freezing, the same starting head, data, seed and loop, on one thread as in the child.
     Returns the head's final values. Independent of the submission: cached per seed."""
     from grader.checks import run_training
+
     spec = dict(spec_items)
     b = FINETUNE[device]
     images, masks, _ = _data().segmentation_set(b["n"], b["size"])
@@ -167,8 +201,18 @@ def reproduce_finetune(reference, factory, device, secret, spec_items):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        run_training(model, images, masks, torch.nn.CrossEntropyLoss(), b["steps"],
-                     b["batch_size"], b["lr"], seed=0, device=device, output_key="out")
+        run_training(
+            model,
+            images,
+            masks,
+            torch.nn.CrossEntropyLoss(),
+            b["steps"],
+            b["batch_size"],
+            b["lr"],
+            seed=0,
+            device=device,
+            output_key="out",
+        )
     finally:
         torch.set_num_threads(threads)
     params = dict(model.named_parameters())
@@ -184,11 +228,16 @@ def finetune_mismatch(reference, spec, device, secret, run) -> str | None:
     steps = FINETUNE[device]["steps"]
     for name, value in want.items():
         mine = run["final"].get(name)
-        if not (isinstance(mine, torch.Tensor) and mine.shape == value.shape
-                and torch.allclose(mine.float(), value, rtol=1e-3, atol=1e-4)):
-            return (f"after {steps} fine-tuning steps from the grader's starting weights, {name} "
-                    "is not where the grader's own run with only classifier.4 trainable leaves "
-                    "it: some other parameter trained too, or the new layer did not.")
+        if not (
+            isinstance(mine, torch.Tensor)
+            and mine.shape == value.shape
+            and torch.allclose(mine.float(), value, rtol=1e-3, atol=1e-4)
+        ):
+            return (
+                f"after {steps} fine-tuning steps from the grader's starting weights, {name} "
+                "is not where the grader's own run with only classifier.4 trainable leaves "
+                "it: some other parameter trained too, or the new layer did not."
+            )
     return None
 
 

@@ -6,6 +6,7 @@ inputs (the reference) nor the hidden checks.
 `build(reference, assignment)` returns plain data: dicts, lists, numbers, strings and tensors.
 It must be deterministic (the engine seeds torch and runs it on one thread).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -22,8 +23,10 @@ pa2 = import_sibling(__file__, "pa2")
 # The logits the hidden D.2 checks draw from, and the two-image probe whose two readings of
 # IoU (whole batch, per image) differ.
 LOGITS = [-30.0, -4.0, -1.0, -0.25, 0.0, 0.5, 2.0, 30.0]
-PROBE_PRED = [[[[0.0, 1.0], [2.0, -1.0]], [[1.0, 0.0], [-1.0, 3.0]]],
-              [[[0.0, 0.0], [0.5, 0.0]], [[2.0, -2.0], [0.0, 1.0]]]]
+PROBE_PRED = [
+    [[[0.0, 1.0], [2.0, -1.0]], [[1.0, 0.0], [-1.0, 3.0]]],
+    [[[0.0, 0.0], [0.5, 0.0]], [[2.0, -2.0], [0.0, 1.0]]],
+]
 PROBE_GT = [[[1, 1], [0, 1]], [[0, 0], [1, 0]]]
 IOU_CASES = 48
 
@@ -46,14 +49,20 @@ def colour_model(reference, name) -> dict:
         x = pa2.seeded_input((2, hp[3], 32, 32))
         model = getattr(reference, name)(*hp)
         out, records = trace(model, (x,))
-        settings.append({
-            "hp": list(hp), "call": pa2.call_text(name, hp), "input": x,
-            "layers": [_public_record(r) for r in records], "output_shape": list(out.shape),
-            "parameters": sum(p.numel() for p in model.parameters()),
-        })
-    equivalence = [equivalence_case(reference, name, hp, input_seed=1, weight_seed=100 + k,
-                                    batchnorm_seed=200 + k)
-                   for k, hp in enumerate(pa2.FIXED_SETTINGS)]
+        settings.append(
+            {
+                "hp": list(hp),
+                "call": pa2.call_text(name, hp),
+                "input": x,
+                "layers": [_public_record(r) for r in records],
+                "output_shape": list(out.shape),
+                "parameters": sum(p.numel() for p in model.parameters()),
+            }
+        )
+    equivalence = [
+        equivalence_case(reference, name, hp, input_seed=1, weight_seed=100 + k, batchnorm_seed=200 + k)
+        for k, hp in enumerate(pa2.FIXED_SETTINGS)
+    ]
     return {"part": pa2.COLOUR_MODELS[name][0], "settings": settings, "equivalence": equivalence}
 
 
@@ -78,8 +87,13 @@ def equivalence_case(reference, name, hp, input_seed, weight_seed, batchnorm_see
                 out, records = trace(model, (x,), keep_values=True)
             entry[mode] = {"output": out, "layers": sketch_trace(records)}
         variants.append(entry)
-    return {"hp": list(hp), "call": pa2.call_text(name, hp), "input": x, "states": states,
-            "variants": variants}
+    return {
+        "hp": list(hp),
+        "call": pa2.call_text(name, hp),
+        "input": x,
+        "states": states,
+        "variants": variants,
+    }
 
 
 # -- secret challenges (instructor side) -----------------------------------------------------
@@ -92,12 +106,17 @@ def challenge(reference, assignment, seed: int) -> dict:
     rng = random.Random(seed)
     colour = {}
     for name in pa2.COLOUR_MODELS:
-        colour[name] = {"equivalence": [
-            equivalence_case(reference, name, hp, *(rng.randrange(1, 2**31) for _ in range(3)))
-            for hp in pa2.FIXED_SETTINGS]}
+        colour[name] = {
+            "equivalence": [
+                equivalence_case(reference, name, hp, *(rng.randrange(1, 2**31) for _ in range(3)))
+                for hp in pa2.FIXED_SETTINGS
+            ]
+        }
     cases = _iou_cases(reference, assignment, random.Random(rng.randrange(2**31)), count=16)
-    return {"colour": colour, "iou": {"cases": cases,
-                                      "gradient_probes": _gradient_probes(rng.randrange(2**31))}}
+    return {
+        "colour": colour,
+        "iou": {"cases": cases, "gradient_probes": _gradient_probes(rng.randrange(2**31))},
+    }
 
 
 def _gradient_probes(seed: int, count: int = 2) -> list:
@@ -114,8 +133,9 @@ def _gradient_probes(seed: int, count: int = 2) -> list:
         gt = torch.randint(0, 2, (b, h, w), generator=g)
         gt[0, 0, 0] = 1  # some foreground: the soft union is never about 0
         direction = torch.randn(b, 2, h, w, generator=g)
-        probes.append({"pred": pred.tolist(), "gt": gt.tolist(),
-                       "direction": (direction / direction.norm()).tolist()})
+        probes.append(
+            {"pred": pred.tolist(), "gt": gt.tolist(), "direction": (direction / direction.norm()).tolist()}
+        )
     return probes
 
 
@@ -147,8 +167,7 @@ def finetune(reference, assignment) -> dict:
     model = reference.replace_head_and_freeze(model)
     ignored = tuple(spec["ignored_prefixes"])
     names = {id(p): n for n, p in model.named_parameters()}
-    trainable = [n for n, p in model.named_parameters()
-                 if p.requires_grad and not n.startswith(ignored)]
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad and not n.startswith(ignored)]
     learned = [names[id(p)] for p in reference.select_learned_parameters(model)]
     head = model.get_submodule(spec["head"])
     shape = [2, 3, 64, 64]
@@ -156,19 +175,25 @@ def finetune(reference, assignment) -> dict:
         out = model.eval()(torch.randn(*shape, generator=torch.Generator().manual_seed(0)))["out"]
     config = layer_config(head)
     return {
-        "model_factory": spec["model_factory"], "factory_kwargs": kwargs,
-        "head": spec["head"], "head_type": type(head).__name__,
-        "head_in_channels": config["in_channels"], "num_classes": config["out_channels"],
-        "ignored_prefixes": list(ignored), "trainable": trainable,
-        "optimizer_parameters": learned, "train_args": spec["train_args"],
-        "input_shape": shape, "output_key": "out", "output_shape": list(out.shape),
+        "model_factory": spec["model_factory"],
+        "factory_kwargs": kwargs,
+        "head": spec["head"],
+        "head_type": type(head).__name__,
+        "head_in_channels": config["in_channels"],
+        "num_classes": config["out_channels"],
+        "ignored_prefixes": list(ignored),
+        "trainable": trainable,
+        "optimizer_parameters": learned,
+        "train_args": spec["train_args"],
+        "input_shape": shape,
+        "output_key": "out",
+        "output_shape": list(out.shape),
     }
 
 
 # -- D.2 ---------------------------------------------------------------------------------
 def _readings(reference, assignment):
-    readings = {"whole batch": reference.compute_iou_loss,
-                "per image": reference.compute_iou_loss_per_image}
+    readings = {"whole batch": reference.compute_iou_loss, "per image": reference.compute_iou_loss_per_image}
     accepted = [r for r in assignment.data["iou"]["accepted_variants"] if r in readings]
 
     def values(pred, gt):
@@ -180,8 +205,7 @@ def _readings(reference, assignment):
 
 def _iou_cases(reference, assignment, rng, count=IOU_CASES) -> list:
     _, values = _readings(reference, assignment)
-    cases = [{"pred": pred, "gt": gt, "values": values(pred, gt)}
-             for pred, gt in _iou_inputs(rng, count)]
+    cases = [{"pred": pred, "gt": gt, "values": values(pred, gt)} for pred, gt in _iou_inputs(rng, count)]
     # Smallest first, so the first failing case shown to a student is a small one.
     cases.sort(key=lambda c: (_numel(c["gt"]), len(c["gt"]), len(c["gt"][0]), str(c)))
     return cases
@@ -211,11 +235,13 @@ def _iou_inputs(rng, count):
     found = []
     for k, (b, h, w) in enumerate(shapes):
         fill = ["mixed", "all background", "all foreground"][k % 3]
-        bit = {"mixed": lambda: rng.randint(0, 1), "all background": lambda: 0,
-               "all foreground": lambda: 1}[fill]
+        bit = {"mixed": lambda: rng.randint(0, 1), "all background": lambda: 0, "all foreground": lambda: 1}[
+            fill
+        ]
         gt = [[[bit() for _ in range(w)] for _ in range(h)] for _ in range(b)]
-        pred = [[[[rng.choice(LOGITS) for _ in range(w)] for _ in range(h)] for _ in range(2)]
-                for _ in range(b)]
+        pred = [
+            [[[rng.choice(LOGITS) for _ in range(w)] for _ in range(h)] for _ in range(2)] for _ in range(b)
+        ]
         p = torch.softmax(torch.tensor(pred), 1)[:, 1]
         g = torch.tensor(gt, dtype=torch.float32)
         if float((p + g - p * g).sum()) > 1e-2:

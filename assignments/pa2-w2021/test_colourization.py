@@ -2,6 +2,7 @@
 over hyper-parameters and batch sizes drawn by hypothesis from the whole domain the handout
 allows. The layer, parameter-count and equivalence checks are public (public/): they compare
 with data stored from the reference, so students run them before submitting."""
+
 import pytest
 from hypothesis import given, strategies as st
 
@@ -26,4 +27,5 @@ def test_output_shape(submission, name, data):
     assert got == expected, (
         f"{pa2.call_text(name, hp)} on an input of shape {shape_text(list(x.shape))} returned "
         f"shape {shape_text(got)}; expected {shape_text(expected)} "
-        f"([batch, num_colours, 32, 32]).")
+        f"([batch, num_colours, 32, 32])."
+    )

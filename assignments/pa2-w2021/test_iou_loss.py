@@ -1,6 +1,7 @@
 """Hidden check of D.2, compute_iou_loss(pred, gt, SMOOTH=1e-6): properties that need no
 reference, on logits and masks drawn by hypothesis. The value and gradient checks are public
 (public/test_public_iou_loss.py): they compare with values stored from the reference."""
+
 import pytest
 import torch
 from hypothesis import assume, given, strategies as st
@@ -30,7 +31,7 @@ def as_tensors(pred, gt):
 
 
 def paste(pred, gt, name):
-    return (f"pred = torch.tensor({pred})\ngt = torch.tensor({gt})\n{name}(pred, gt)")
+    return f"pred = torch.tensor({pred})\ngt = torch.tensor({gt})\n{name}(pred, gt)"
 
 
 @pytest.fixture
@@ -45,11 +46,11 @@ def student_loss(submission, name, pred, gt, grad=False):
     pred_t, gt_t = as_tensors(pred, gt)
     result = submission.call(name, pred_t, gt_t, grad_wrt=[0] if grad else [])
     out = result["output"]
-    assert hasattr(out, "shape"), (
-        f"{name} returned {out!r}, not a tensor. Try:\n{paste(pred, gt, name)}")
+    assert hasattr(out, "shape"), f"{name} returned {out!r}, not a tensor. Try:\n{paste(pred, gt, name)}"
     assert out.numel() == 1, (
         f"{name} returned a tensor of shape {list(out.shape)}; the loss must be a single number. "
-        f"Try:\n{paste(pred, gt, name)}")
+        f"Try:\n{paste(pred, gt, name)}"
+    )
     return (out.reshape(()).item(), result["grads"][0]) if grad else out.reshape(()).item()
 
 
@@ -65,17 +66,23 @@ def masks_with_foreground(draw):
 def test_loss_properties(submission, loss_name, gt, case):
     """Loss is finite, in [0, 1], ~0 for a confident match and ~1 for a confident opposite"""
     sign = [[[1.0 if v else -1.0 for v in row] for row in img] for img in gt]
-    match = [[[[-20 * s for s in row] for row in img], [[20 * s for s in row] for row in img]]
-             for img in sign]
+    match = [
+        [[[-20 * s for s in row] for row in img], [[20 * s for s in row] for row in img]] for img in sign
+    ]
     opposite = [[img[1], img[0]] for img in match]
     low = student_loss(submission, loss_name, match, gt)
-    assert low < 0.01, (f"a prediction that confidently matches the mask gives loss {low:.4f}; "
-                        f"expected close to 0 (is it 1 - IoU, on the foreground channel 1, after a "
-                        f"softmax?). Try:\n{paste(match, gt, loss_name)}")
+    assert low < 0.01, (
+        f"a prediction that confidently matches the mask gives loss {low:.4f}; "
+        f"expected close to 0 (is it 1 - IoU, on the foreground channel 1, after a "
+        f"softmax?). Try:\n{paste(match, gt, loss_name)}"
+    )
     high = student_loss(submission, loss_name, opposite, gt)
-    assert high > 0.99, (f"a prediction confidently opposite to the mask gives loss {high:.4f}; "
-                         f"expected close to 1. Try:\n{paste(opposite, gt, loss_name)}")
+    assert high > 0.99, (
+        f"a prediction confidently opposite to the mask gives loss {high:.4f}; "
+        f"expected close to 1. Try:\n{paste(opposite, gt, loss_name)}"
+    )
     pred, gt2 = case
     value = student_loss(submission, loss_name, pred, gt2)
-    assert 0.0 <= value <= 1.0 + 1e-6, (f"the loss is {value:.4f}, outside [0, 1] (a missing "
-                                         f"softmax?). Try:\n{paste(pred, gt2, loss_name)}")
+    assert 0.0 <= value <= 1.0 + 1e-6, (
+        f"the loss is {value:.4f}, outside [0, 1] (a missing softmax?). Try:\n{paste(pred, gt2, loss_name)}"
+    )

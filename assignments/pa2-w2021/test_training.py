@@ -5,6 +5,7 @@ Each colourization model trains from a fixed seed on a small offline set; the re
 trains on the same data with the same seed and loop, and sets the bar. On the CPU the runs
 are smaller than on a GPU; the verdicts use the same relative criteria on both.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -45,16 +46,19 @@ def curve_text(losses):
 def judge_curve(got, ref_losses=None, what="the loss", drop=0.1):
     losses = got["losses"]
     assert losses and all(np.isfinite(losses)), (
-        f"{what} became NaN or infinite during training ({curve_text(losses)}).")
+        f"{what} became NaN or infinite during training ({curve_text(losses)})."
+    )
     assert tail(losses) < (1 - drop) * losses[0], (
         f"{what} did not fall during training ({curve_text(losses)}): is the output connected "
-        "to the parameters, and does every layer take part in forward?")
+        "to the parameters, and does every layer take part in forward?"
+    )
     if ref_losses is not None:
         bar = FACTOR * tail(ref_losses)
         assert tail(losses) <= bar, (
             f"{what} fell too little: it ends at {tail(losses):.3f}, the reference at "
             f"{tail(ref_losses):.3f} on the same data and seed (pass: at most {bar:.3f}). "
-            f"Yours: {curve_text(losses)}. Reference: {curve_text(ref_losses)}.")
+            f"Yours: {curve_text(losses)}. Reference: {curve_text(ref_losses)}."
+        )
 
 
 def held_out_loss(outputs, labels):
@@ -83,36 +87,53 @@ def test_colourization_learns(submission, reference, device, feedback, secret, n
     expected_shape = [budget["n"], SETTING[2], 32, 32]
     assert list(out.shape) == expected_shape, (
         f"after training, the network's output on new images has shape {list(out.shape)}; "
-        f"expected {expected_shape}.")
+        f"expected {expected_shape}."
+    )
     ref_model.train()
     with torch.no_grad():
         ref_held = held_out_loss(ref_model(held_grey), held_labels)
     held = held_out_loss(out, held_labels)
     feedback(f"Trained {run['steps']} steps on {device} in {got['seconds']:.1f} s.")
-    feedback.image(f"{name}: greyscale input, your colourization, the reference's, the truth",
-                   prediction_grid({
-                       "input": [g[0].numpy() for g in grey[:4]],
-                       "yours": [colours[p.long().numpy()] for p in got["predictions"]],
-                       "reference": [colours[p.long().numpy()] for p in ref["predictions"]],
-                       "truth": [colours[t.numpy()] for t in labels[:4]],
-                   }, {"yours": got["losses"], "reference": ref["losses"]}, cmap="gray"))
+    feedback.image(
+        f"{name}: greyscale input, your colourization, the reference's, the truth",
+        prediction_grid(
+            {
+                "input": [g[0].numpy() for g in grey[:4]],
+                "yours": [colours[p.long().numpy()] for p in got["predictions"]],
+                "reference": [colours[p.long().numpy()] for p in ref["predictions"]],
+                "truth": [colours[t.numpy()] for t in labels[:4]],
+            },
+            {"yours": got["losses"], "reference": ref["losses"]},
+            cmap="gray",
+        ),
+    )
     never = [n for n in got["unchanged"] if got["requires_grad"].get(n)]
-    assert not never, (f"{', '.join(never[:4])} never changed during training: the layer "
-                       "holding it is not used in forward (or its output is not used).")
+    assert not never, (
+        f"{', '.join(never[:4])} never changed during training: the layer "
+        "holding it is not used in forward (or its output is not used)."
+    )
     judge_curve(got, ref["losses"])
     bar = FACTOR * ref_held
     assert np.isfinite(held) and held <= bar, (
         f"on {budget['n']} images it did not train on, your trained network's loss is "
         f"{held:.3f}, the reference's {ref_held:.3f} (pass: at most {bar:.3f}); it learned "
-        "too little to colourize new images.")
+        "too little to colourize new images."
+    )
 
 
 def segmentation_picture(title, images, got, masks, feedback):
-    feedback.image(title, prediction_grid({
-        "image": list(images[:4]),
-        "predicted mask": [p.float().numpy() for p in got["predictions"]],
-        "true mask": [m.float().numpy() for m in masks[:4]],
-    }, {"loss": got["losses"]}, cmap="gray"))
+    feedback.image(
+        title,
+        prediction_grid(
+            {
+                "image": list(images[:4]),
+                "predicted mask": [p.float().numpy() for p in got["predictions"]],
+                "true mask": [m.float().numpy() for m in masks[:4]],
+            },
+            {"loss": got["losses"]},
+            cmap="gray",
+        ),
+    )
 
 
 @pytest.mark.grade(part="D.1", points=1)
@@ -126,13 +147,20 @@ def test_finetune_trains_only_head(submission, assignment, reference, device, fe
         # child's own report decides (docs/security.md says what that leaves open).
         run = pa2.finetune_run_as_is(submission, spec, device)
     got = run["report"]
-    segmentation_picture("DeepLabV3 after fine-tuning with your freezing (cross-entropy)",
-                         run["raw"], got, run["masks"], feedback)
+    segmentation_picture(
+        "DeepLabV3 after fine-tuning with your freezing (cross-entropy)",
+        run["raw"],
+        got,
+        run["masks"],
+        feedback,
+    )
     head = spec["head"] + "."
     ignored = tuple(spec["ignored_prefixes"])
     moved = [n for n in got["changed"] if not n.startswith(head) and not n.startswith(ignored)]
-    assert not moved, (f"{', '.join(moved[:3])}{' and others' if len(moved) > 3 else ''} changed "
-                       "during fine-tuning: they should be frozen.")
+    assert not moved, (
+        f"{', '.join(moved[:3])}{' and others' if len(moved) > 3 else ''} changed "
+        "during fine-tuning: they should be frozen."
+    )
     still = [n for n in got["unchanged"] if n.startswith(head)]
     assert not still, f"{', '.join(still)} did not change during fine-tuning: the new layer must train."
     judge_curve(got, drop=0.02)
@@ -156,13 +184,29 @@ def test_finetune_with_iou_loss(submission, assignment, reference, device, feedb
         submission.require(pa2.IOU_LOSS_NAMES[0])
     b = pa2.FINETUNE[device]
     images, masks, raw = data.segmentation_set(b["n"], b["size"])
-    model = submission.build_trusted(spec["model_factory"], weights=None, weights_backbone=None,
-                                     aux_loss=True)
-    model.set_submodule(spec["head"], "torch.nn:Conv2d", spec["head_in_channels"],
-                        spec["num_classes"], kernel_size=1, trainable_prefixes=[spec["head"] + "."])
+    model = submission.build_trusted(
+        spec["model_factory"], weights=None, weights_backbone=None, aux_loss=True
+    )
+    model.set_submodule(
+        spec["head"],
+        "torch.nn:Conv2d",
+        spec["head_in_channels"],
+        spec["num_classes"],
+        kernel_size=1,
+        trainable_prefixes=[spec["head"] + "."],
+    )
     model.set_parameters(pa2.starting_head(spec, secret))
-    got = model.train(images, masks, loss=name, steps=b["steps"], batch_size=b["batch_size"],
-                      lr=b["lr"], device=device, output_key="out", timeout=180)
+    got = model.train(
+        images,
+        masks,
+        loss=name,
+        steps=b["steps"],
+        batch_size=b["batch_size"],
+        lr=b["lr"],
+        device=device,
+        output_key="out",
+        timeout=180,
+    )
     segmentation_picture(f"DeepLabV3 head trained with your {name}", raw, got, masks, feedback)
     judge_curve(got, what=f"{name}", drop=0.02)
     # The verdict rests on what the grader measures: the trained model's outputs on secret
@@ -171,11 +215,14 @@ def test_finetune_with_iou_loss(submission, assignment, reference, device, feedb
     held_images, held_masks = pa2.held_out_set(device, secret)
     out = model.forward(held_images, mode="train", output_key="out").output
     assert list(out.shape) == [b["n"], spec["num_classes"], b["size"], b["size"]], (
-        f"after fine-tuning, model(x)['out'] has shape {list(out.shape)} on new images.")
+        f"after fine-tuning, model(x)['out'] has shape {list(out.shape)} on new images."
+    )
     after = float(reference.compute_iou_loss(out.float(), held_masks))
-    before = pa2.held_out_iou_before_training(reference, spec["model_factory"], device, secret,
-                                              pa2.spec_items(spec))
+    before = pa2.held_out_iou_before_training(
+        reference, spec["model_factory"], device, secret, pa2.spec_items(spec)
+    )
     assert after <= before - HELD_OUT_GAIN, (
         f"on {b['n']} images it did not train on, the IoU loss (the reference's) is {after:.4f} "
         f"after fine-tuning with your {name}, {before:.4f} before: it should fall by at least "
-        f"{HELD_OUT_GAIN}. Does your loss pull the foreground probability towards the mask?")
+        f"{HELD_OUT_GAIN}. Does your loss pull the foreground probability towards the mask?"
+    )

@@ -1,4 +1,5 @@
 """Which files of a batch are submissions, the name each one's results get, and shards."""
+
 from __future__ import annotations
 
 import glob
@@ -23,8 +24,13 @@ def expand_paths(items: list[str]) -> list[Path]:
             matches = [Path(item)]  # also a real file whose name has [ ] * ?, e.g. "x[1].ipynb"
         for path in matches:
             if path.is_dir():
-                found.extend(sorted(p for p in path.rglob("*") if p.suffix in SUBMISSION_SUFFIXES
-                                    and ".ipynb_checkpoints" not in p.parts))
+                found.extend(
+                    sorted(
+                        p
+                        for p in path.rglob("*")
+                        if p.suffix in SUBMISSION_SUFFIXES and ".ipynb_checkpoints" not in p.parts
+                    )
+                )
             else:
                 found.append(path)
     return list(dict.fromkeys(Path(os.path.abspath(p)) for p in found))
@@ -34,7 +40,7 @@ def result_names(paths: list[Path]) -> dict[Path, str]:
     """A file name per submission: its stem, with parent folders added where stems collide."""
     depth = {p: 0 for p in paths}
     while True:
-        candidates = {p: "__".join(p.with_suffix("").parts[-(depth[p] + 1):]) for p in paths}
+        candidates = {p: "__".join(p.with_suffix("").parts[-(depth[p] + 1) :]) for p in paths}
         clashes = {n for n in candidates.values() if list(candidates.values()).count(n) > 1}
         if not clashes:
             return candidates
@@ -51,7 +57,7 @@ def shard(names: list[str], spec: str | None) -> list[str]:
     if not spec:
         return ordered
     i, n = parse_shard(spec)
-    return ordered[i - 1::n]
+    return ordered[i - 1 :: n]
 
 
 def parse_shard(spec: str) -> tuple[int, int]:

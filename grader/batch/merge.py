@@ -1,5 +1,6 @@
 """`grade merge OUT1 OUT2 ... --out MERGED`: join the outputs of several shards (or batches)
 into one folder with one gradebook."""
+
 from __future__ import annotations
 
 import sys
@@ -15,8 +16,12 @@ from .store import read_results
 def main(argv: list[str]) -> int:
     p = verb_parser("grade merge", "Join batch outputs (e.g. shards) into one gradebook.")
     p.add_argument("dirs", nargs="+", metavar="OUT", help="output folders of `grade ... --out`")
-    p.add_argument("--out", required=True, metavar="MERGED",
-                   help="write MERGED/<name>.json, gradebook.csv and summary.csv here")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="MERGED",
+        help="write MERGED/<name>.json, gradebook.csv and summary.csv here",
+    )
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML file")
     p.add_argument("--quiet", action="store_true", help="plain-text summary")
     return run_verb(p, argv, merge)
@@ -34,8 +39,7 @@ def merge(args) -> int:
             if data is None:
                 continue
             if path.stem in found and found[path.stem][1] != data:
-                print(f"grade merge: {path.stem} is in more than one folder; keeping {path}",
-                      file=sys.stderr)
+                print(f"grade merge: {path.stem} is in more than one folder; keeping {path}", file=sys.stderr)
             found[path.stem] = (path, data)
     if not found:
         print("grade merge: no results files found in " + " ".join(args.dirs), file=sys.stderr)
@@ -50,8 +54,10 @@ def merge(args) -> int:
     assignments = {result.assignment for result in entries.values()}
     suite = ", ".join(sorted(a for a in assignments if a)) or "grading"
     write_class_files(entries, _parts_of(assignments, entries), out, suite, args.junit, plain=args.quiet)
-    print(f"Merged {len(entries)} results from {len(args.dirs)} folders into {out}/ "
-          f"(gradebook: {out / 'gradebook.csv'})")
+    print(
+        f"Merged {len(entries)} results from {len(args.dirs)} folders into {out}/ "
+        f"(gradebook: {out / 'gradebook.csv'})"
+    )
     return 0
 
 
@@ -60,6 +66,7 @@ def _parts_of(assignments: set, entries: dict[str, GradingResult]) -> list[str]:
     else every part found in the results."""
     from ..assignment import load_assignment
     from ..errors import SubmissionError
+
     if len(assignments) == 1:
         try:
             return [p.id for p in load_assignment(next(iter(assignments))).parts]

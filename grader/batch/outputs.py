@@ -1,5 +1,6 @@
 """What a batch writes and prints about the whole class, rendered from the submissions'
 GradingResults: the gradebook, pass rates per check, JUnit XML, the printed summary."""
+
 from __future__ import annotations
 
 import csv
@@ -23,14 +24,21 @@ def gradebook_csv(entries: dict[str, GradingResult], parts: list[str]) -> str:
     """One row per submission, sorted by name: score, out of, points per part, status."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["submission", "score", "max_score", *map(csv_text, parts), "status", "seconds",
-                     "error"])
+    writer.writerow(["submission", "score", "max_score", *map(csv_text, parts), "status", "seconds", "error"])
     for name in sorted(entries):
         result = entries[name]
         totals = result.parts()
-        writer.writerow([csv_text(name), f"{result.score:g}", f"{result.max_score:g}",
-                         *(f"{totals.get(p, (0, 0))[0]:g}" for p in parts),
-                         result.status, f"{result.execution_time:.2f}", csv_text(result.error or "")])
+        writer.writerow(
+            [
+                csv_text(name),
+                f"{result.score:g}",
+                f"{result.max_score:g}",
+                *(f"{totals.get(p, (0, 0))[0]:g}" for p in parts),
+                result.status,
+                f"{result.execution_time:.2f}",
+                csv_text(result.error or ""),
+            ]
+        )
     return buffer.getvalue()
 
 
@@ -46,9 +54,16 @@ def pass_rates(entries: dict[str, GradingResult], parts: list[str]) -> list[dict
     stats: dict[tuple[str, str], dict] = {}
     for name in sorted(entries):
         for c in entries[name].checks:
-            row = stats.setdefault((c.name, c.part), {
-                "check": c.name, "part": c.part, "passed": 0, "total": 0,
-                "_order": (order.get(c.part, len(order)), _number(c.number))})
+            row = stats.setdefault(
+                (c.name, c.part),
+                {
+                    "check": c.name,
+                    "part": c.part,
+                    "passed": 0,
+                    "total": 0,
+                    "_order": (order.get(c.part, len(order)), _number(c.number)),
+                },
+            )
             row["total"] += 1
             row["passed"] += bool(c.passed)
     rows = sorted(stats.values(), key=lambda r: r["_order"])
@@ -70,8 +85,9 @@ def summary_csv(rates: list[dict]) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["check", "part", "passed", "total", "rate"])
     for r in rates:
-        writer.writerow([csv_text(r["check"]), csv_text(r["part"]), r["passed"], r["total"],
-                         f"{r['rate']:.3f}"])
+        writer.writerow(
+            [csv_text(r["check"]), csv_text(r["part"]), r["passed"], r["total"], f"{r['rate']:.3f}"]
+        )
     return buffer.getvalue()
 
 
@@ -88,8 +104,9 @@ def junit_xml(entries: dict[str, GradingResult], suite_name: str) -> str:
         for c in result.checks or [None]:  # nothing known about the checks: one "grading" case
             case = TestCase(c.name if c else "grading", classname=name)
             if result.error:
-                case.add_failure_info(message=f"Cannot grade: {result.error}",
-                                      output=f"Cannot grade: {result.error}")
+                case.add_failure_info(
+                    message=f"Cannot grade: {result.error}", output=f"Cannot grade: {result.error}"
+                )
             elif c is not None and not c.passed:
                 first = (c.output.strip().splitlines() or ["failed"])[0]
                 case.add_failure_info(message=first[:200], output=c.output or "failed")
@@ -129,15 +146,15 @@ def print_summary(rates: list[dict], entries: dict[str, GradingResult], plain: b
     table.add_column("Passed", justify="right")
     table.add_column("Rate", justify="right")
     for r in rates:  # names as Text: merged results files may hold anything, even "[/red]"
-        table.add_row(Text(r["part"]), Text(r["check"]), f"{r['passed']}/{r['total']}",
-                      f"{r['rate']:.0%}")
+        table.add_row(Text(r["part"]), Text(r["check"]), f"{r['passed']}/{r['total']}", f"{r['rate']:.0%}")
     console = Console(highlight=False)
     console.print(table)
     console.print(f"{graded} submissions, {errors} could not be graded")
 
 
-def write_class_files(entries: dict[str, GradingResult], parts: list[str], out, suite: str,
-                      junit: str | None, plain: bool) -> None:
+def write_class_files(
+    entries: dict[str, GradingResult], parts: list[str], out, suite: str, junit: str | None, plain: bool
+) -> None:
     """The end of a batch or a merge: gradebook, summary, JUnit, and the printed summary."""
     from ..report import atomic_write
 

@@ -29,6 +29,7 @@ What can go wrong, and what the scheduler does:
   root): the scheduler starts a new server, the workers that lost theirs exit, and their
   submissions are graded again by fresh workers.
 """
+
 from __future__ import annotations
 
 import collections
@@ -47,8 +48,17 @@ from ..sandbox.confine import environment_swapped, main_module_hidden
 
 # Imported once by the forkserver: a superset of grader.sandbox.PRELOAD (the sandbox children
 # need those) plus what a worker needs to grade. Keep it in step with sandbox.PRELOAD.
-SERVER_PRELOAD = ["torch", "torchvision", "grader.sandbox.child", "grader.engine", "grader.plugin",
-                  "grader.checkrun", "grader.batch.pool", "pytest", "hypothesis"]
+SERVER_PRELOAD = [
+    "torch",
+    "torchvision",
+    "grader.sandbox.child",
+    "grader.engine",
+    "grader.plugin",
+    "grader.checkrun",
+    "grader.batch.pool",
+    "pytest",
+    "hypothesis",
+]
 
 MAX_ATTEMPTS = 2  # a submission whose worker died is graded once more, then recorded as an error
 START_FAILURES_ALLOWED = 3  # workers dying before they are ready: the grader itself is broken
@@ -183,6 +193,7 @@ def worker_main(conn, setup: dict) -> None:
 
 # -- the scheduler ------------------------------------------------------------------------------
 
+
 @dataclass
 class Task:
     id: int
@@ -214,8 +225,14 @@ def worker_threads(jobs: int) -> int:
     return max(1, cpus // max(1, jobs))
 
 
-def run_pool(tasks: list[Task], setup: dict, jobs: int, on_result,
-             submission_timeout: float | None = None, log_dir: Path | None = None) -> None:
+def run_pool(
+    tasks: list[Task],
+    setup: dict,
+    jobs: int,
+    on_result,
+    submission_timeout: float | None = None,
+    log_dir: Path | None = None,
+) -> None:
     """Grade `tasks` with `jobs` workers. `on_result(task, result)` receives each
     GradingResult as it arrives, including those of submissions no worker could grade (they
     fail every check of the catalog the first worker listed)."""
@@ -241,8 +258,9 @@ def run_pool(tasks: list[Task], setup: dict, jobs: int, on_result,
             start_server()
             parent_conn, child_conn = ctx.Pipe(duplex=True)
             # Not a daemon: a worker starts processes of its own (its sandbox children).
-            process = ctx.Process(target=worker_main, args=(child_conn, config), daemon=False,
-                                  name=f"grader-worker-{slot}")
+            process = ctx.Process(
+                target=worker_main, args=(child_conn, config), daemon=False, name=f"grader-worker-{slot}"
+            )
             try:
                 with main_module_hidden():
                     process.start()
@@ -290,8 +308,7 @@ def run_pool(tasks: list[Task], setup: dict, jobs: int, on_result,
             pending.appendleft(task)
         else:
             failed = GradingResult(submission=task.path, assignment=setup["assignment"])
-            failed.mark_unusable("could not be graded: " + "; ".join(dict.fromkeys(task.deaths)),
-                                 catalog)
+            failed.mark_unusable("could not be graded: " + "; ".join(dict.fromkeys(task.deaths)), catalog)
             on_result(task, failed)
 
     try:
@@ -329,11 +346,14 @@ def run_pool(tasks: list[Task], setup: dict, jobs: int, on_result,
                         elif w.task is not None and message.get("id") == w.task.id:
                             task, w.task = w.task, None
                             on_result(task, GradingResult.from_dict(message["result"]))
-                if not replace and w.task is not None and submission_timeout and \
-                        time.monotonic() - w.started > submission_timeout:
+                if (
+                    not replace
+                    and w.task is not None
+                    and submission_timeout
+                    and time.monotonic() - w.started > submission_timeout
+                ):
                     stop(w)
-                    lost(w, f"grading took longer than {submission_timeout:g} s and was stopped",
-                         retry=False)
+                    lost(w, f"grading took longer than {submission_timeout:g} s and was stopped", retry=False)
                     replace = True
                 if not replace and not w.ready and time.monotonic() - w.started > START_SECONDS:
                     stop(w)  # counted as a start failure just below
@@ -343,8 +363,10 @@ def run_pool(tasks: list[Task], setup: dict, jobs: int, on_result,
                     if not w.ready:
                         start_failures += 1
                         if start_failures > START_FAILURES_ALLOWED:
-                            raise PoolError("grading workers die before they are ready "
-                                            f"(exit status {code}); last log lines:\n{log_tail(w)}")
+                            raise PoolError(
+                                "grading workers die before they are ready "
+                                f"(exit status {code}); last log lines:\n{log_tail(w)}"
+                            )
                     lost(w, f"the grading process died ({describe_exit(code)})", retry=True)
                     replace = True
                 if replace:
@@ -354,7 +376,7 @@ def run_pool(tasks: list[Task], setup: dict, jobs: int, on_result,
                     else:
                         workers[index] = None
             workers = [w for w in workers if w is not None]
-            if (pending and not workers):
+            if pending and not workers:
                 workers.append(spawn(0))
     finally:
         for w in workers:

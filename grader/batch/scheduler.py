@@ -1,5 +1,6 @@
 """The batch command, `grade PATH... --out DIR`: decide what needs grading, hand it to the
 pool, write each result as it arrives, then the class files (see grader.batch)."""
+
 from __future__ import annotations
 
 import os
@@ -26,19 +27,32 @@ class _Display:
         self.progress = None
         if not plain:
             from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
             self.progress = Progress(
-                TextColumn("[bold]grading"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("errors: {task.fields[errors]}"), TimeElapsedColumn(),
-                TextColumn("eta"), TimeRemainingColumn(),
-                console=Console(stderr=True, highlight=False))
+                TextColumn("[bold]grading"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("errors: {task.fields[errors]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True, highlight=False),
+            )
             self.progress.start()
             self.task = self.progress.add_task("grading", total=total, completed=done, errors=0)
 
     def line(self, text: str) -> None:
         if self.progress is not None:
             from rich.text import Text
+
             self.progress.console.print(Text(text))  # submission names are students' text
         else:
             print(text, flush=True)
@@ -46,8 +60,10 @@ class _Display:
     def result(self, name: str, result: GradingResult, state: str) -> None:
         error = result.error
         self.errors += bool(error)
-        text = (f"{name}: {result.score:g} / {result.max_score:g}"
-                f"{' (error: ' + error + ')' if error else ''} [{state}]")
+        text = (
+            f"{name}: {result.score:g} / {result.max_score:g}"
+            f"{' (error: ' + error + ')' if error else ''} [{state}]"
+        )
         if self.progress is None:
             self.line(text)
         else:
@@ -130,8 +146,7 @@ def _run_locked(args, assignment, by_name, selected, jobs, out) -> int:
         atomic_write(out / "gradebook.csv", gradebook_csv(entries, parts))
         display.result(task.name, result, f"{result.execution_time:.1f} s")
 
-    setup = {"assignment": assignment.name, "options": options,
-             "threads": pool.worker_threads(jobs)}
+    setup = {"assignment": assignment.name, "options": options, "threads": pool.worker_threads(jobs)}
     started = time.perf_counter()
 
     def terminated(signum, frame):  # a cancelled CI job: stop the workers, keep what is done
@@ -139,22 +154,33 @@ def _run_locked(args, assignment, by_name, selected, jobs, out) -> int:
 
     signal.signal(signal.SIGTERM, terminated)
     try:
-        pool.run_pool(todo, setup, jobs, on_result,
-                      submission_timeout=getattr(args, "submission_timeout", None),
-                      log_dir=out / ".logs")
+        pool.run_pool(
+            todo,
+            setup,
+            jobs,
+            on_result,
+            submission_timeout=getattr(args, "submission_timeout", None),
+            log_dir=out / ".logs",
+        )
     except pool.PoolError as exc:
         display.close()
         print(f"grade: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         display.close()
-        print(f"grade: interrupted; {len(entries)} results kept in {out}/, "
-              "run the same command again to grade the rest", file=sys.stderr)
+        print(
+            f"grade: interrupted; {len(entries)} results kept in {out}/, "
+            "run the same command again to grade the rest",
+            file=sys.stderr,
+        )
         return 130
     display.close()
     seconds = time.perf_counter() - started
-    write_class_files(entries, parts, out, assignment.name, getattr(args, "junit", None),
-                      plain=bool(args.quiet))
-    print(f"Graded {len(todo)} submissions ({len(entries) - len(todo)} up to date) in {seconds:.1f} s "
-          f"with {jobs} job{'s' if jobs > 1 else ''} into {out}/ (gradebook: {out / 'gradebook.csv'})")
+    write_class_files(
+        entries, parts, out, assignment.name, getattr(args, "junit", None), plain=bool(args.quiet)
+    )
+    print(
+        f"Graded {len(todo)} submissions ({len(entries) - len(todo)} up to date) in {seconds:.1f} s "
+        f"with {jobs} job{'s' if jobs > 1 else ''} into {out}/ (gradebook: {out / 'gradebook.csv'})"
+    )
     return 0

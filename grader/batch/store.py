@@ -1,5 +1,6 @@
 """A batch's output folder: one results file per submission, stamped with what it was graded
 from so a re-run knows which are up to date; one batch at a time per folder."""
+
 from __future__ import annotations
 
 import functools
@@ -39,10 +40,14 @@ def fingerprint(path: Path, assignment: Assignment, options: dict | None = None)
         digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
     except OSError:  # unreadable: grading it says so; the stamp just never matches a file
         digest = None
-    stamp = {"submission_sha256": digest,
-             "grader_version": __version__, "assignment": assignment.name,
-             "assignment_sha256": _assignment_digest(str(assignment.folder),
-                                                     str(reference) if reference else None)}
+    stamp = {
+        "submission_sha256": digest,
+        "grader_version": __version__,
+        "assignment": assignment.name,
+        "assignment_sha256": _assignment_digest(
+            str(assignment.folder), str(reference) if reference else None
+        ),
+    }
     if options is not None:
         stamp["options"] = options
     return stamp
@@ -54,8 +59,11 @@ def read_results(json_path: Path) -> dict | None:
         data = json.loads(json_path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("grader"), dict) \
-            or not isinstance(data.get("tests"), list):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("grader"), dict)
+        or not isinstance(data.get("tests"), list)
+    ):
         return None
     return data
 
@@ -87,6 +95,7 @@ class OutputLock:
 
     def __enter__(self):
         import fcntl
+
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

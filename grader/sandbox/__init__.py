@@ -8,6 +8,7 @@ that answers the grader's requests over a pipe.
 
 The child module imports torch; this package's front (below) does not.
 """
+
 from .parent import Limits, Sandbox, format_error, has_file_system_isolation, warm_up
 
 __all__ = ["Limits", "Sandbox", "format_error", "has_file_system_isolation", "warm_up"]

@@ -5,6 +5,7 @@ student code runs it closes stdin, captures output, drops privileges and sets it
 (see `confine`). It only answers requests; it never decides a grade. Every reply is built with
 `grader.wire` (JSON and raw bytes), which the parent reads without unpickling.
 """
+
 from __future__ import annotations
 
 import ast
@@ -43,7 +44,7 @@ class _CappedWriter(io.TextIOBase):
 
     def write(self, text):
         if self._left > 0:
-            data = text.encode("utf-8", "replace")[:self._left]
+            data = text.encode("utf-8", "replace")[: self._left]
             self._left -= len(data)
             try:
                 os.write(self._fd, data)
@@ -81,8 +82,9 @@ def confine(config: dict, channel_fd: int, output_fd: int) -> list[str]:
     workdir = config["workdir"]
     os.chdir(workdir)
     os.environ.clear()
-    os.environ.update(os_layers.minimal_environment(HOME=workdir, TMPDIR=workdir,
-                                                  MPLCONFIGDIR=workdir, LANG="C.UTF-8"))
+    os.environ.update(
+        os_layers.minimal_environment(HOME=workdir, TMPDIR=workdir, MPLCONFIGDIR=workdir, LANG="C.UTF-8")
+    )
 
     landlock = None
     as_root = os.geteuid() == 0
@@ -92,8 +94,10 @@ def confine(config: dict, channel_fd: int, output_fd: int) -> list[str]:
             done.extend(box.join())
         if os_layers.unshare(os_layers.CLONE_NEWNET):
             done.append("no network (namespace)")
-        landlock = attempt("landlock", lambda: os_layers.Landlock(
-            config["readable"], [workdir], config["devices"], config["listable"]))
+        landlock = attempt(
+            "landlock",
+            lambda: os_layers.Landlock(config["readable"], [workdir], config["devices"], config["listable"]),
+        )
         uid = os_layers.UID_BASE + os.getpid()
         os.chown(workdir, uid, uid)
         # Keep the right to enter a 0700 home only where Landlock confines it.
@@ -106,10 +110,14 @@ def confine(config: dict, channel_fd: int, output_fd: int) -> list[str]:
         if config.get("namespaces", True) and os_layers.enter_user_pid_namespace():
             done.append("user+PID+network namespace")
         else:
-            done.append("no process containment: the kernel refuses unprivileged namespaces, "
-                        "so processes the submission leaves are not killed")
-        landlock = attempt("landlock", lambda: os_layers.Landlock(
-            config["readable"], [workdir], config["devices"], config["listable"]))
+            done.append(
+                "no process containment: the kernel refuses unprivileged namespaces, "
+                "so processes the submission leaves are not killed"
+            )
+        landlock = attempt(
+            "landlock",
+            lambda: os_layers.Landlock(config["readable"], [workdir], config["devices"], config["listable"]),
+        )
     mapped = _mapped_bytes()
     if config["memory_bytes"] > 0:
         resource.setrlimit(resource.RLIMIT_AS, (mapped + config["memory_bytes"],) * 2)
@@ -134,10 +142,12 @@ def _forget_inherited_servers() -> None:
     descriptors we just closed: make it start its own if student code asks."""
     with contextlib.suppress(Exception):
         from multiprocessing import resource_tracker
+
         resource_tracker._resource_tracker._fd = None
         resource_tracker._resource_tracker._pid = None
     with contextlib.suppress(Exception):
         from multiprocessing import forkserver
+
         forkserver._forkserver._forkserver_address = None
         forkserver._forkserver._forkserver_alive_fd = None
 
@@ -263,8 +273,9 @@ class Child:
         self.objects[handle] = copy.deepcopy(self.pristine[factory])
         return {"type": type(self.objects[handle]).__name__}
 
-    def op_forward(self, handle, inputs, mode, trace=False, keep_values=False, grad=False,
-                   seed=0, output_key=None):
+    def op_forward(
+        self, handle, inputs, mode, trace=False, keep_values=False, grad=False, seed=0, output_key=None
+    ):
         module = self.objects[handle]
         module.train(mode == "train")
         torch.manual_seed(seed)
@@ -281,8 +292,10 @@ class Child:
 
     def op_parameters(self, handle):
         module = self.objects[handle]
-        named = [{"name": n, "shape": list(p.shape), "requires_grad": bool(p.requires_grad)}
-                 for n, p in module.named_parameters()]
+        named = [
+            {"name": n, "shape": list(p.shape), "requires_grad": bool(p.requires_grad)}
+            for n, p in module.named_parameters()
+        ]
         return {"named": named, "count": sum(p.numel() for p in module.parameters())}
 
     def op_load_layers(self, handle, probe, states):
@@ -298,14 +311,12 @@ class Child:
             args[i] = args[i].detach().clone().requires_grad_(True)
         with torch.set_grad_enabled(bool(grad_wrt)):
             out = fn(*args, **self.value(kwargs))
-        result = {"output": out.detach() if isinstance(out, torch.Tensor) else _plain(out),
-                  "grads": []}
+        result = {"output": out.detach() if isinstance(out, torch.Tensor) else _plain(out), "grads": []}
         if grad_wrt:
             if not isinstance(out, torch.Tensor) or not out.requires_grad:
                 result["grads"] = [None for _ in grad_wrt]
             else:
-                grads = torch.autograd.grad(out.sum(), [args[i] for i in grad_wrt],
-                                            allow_unused=True)
+                grads = torch.autograd.grad(out.sum(), [args[i] for i in grad_wrt], allow_unused=True)
                 result["grads"] = [g.detach() if g is not None else None for g in grads]
         return result
 
@@ -331,8 +342,10 @@ class Child:
                 if name not in params:
                     raise KeyError(f"the model has no parameter {name!r}")
                 if tuple(params[name].shape) != tuple(value.shape):
-                    raise ValueError(f"{name} has shape {list(params[name].shape)}, the grader's "
-                                     f"values {list(value.shape)}")
+                    raise ValueError(
+                        f"{name} has shape {list(params[name].shape)}, the grader's "
+                        f"values {list(value.shape)}"
+                    )
                 params[name].copy_(value)
         return {}
 
@@ -355,17 +368,31 @@ class Child:
                 p.requires_grad_(any(name.startswith(pre) for pre in trainable_prefixes))
         return {}
 
-    def op_train(self, handle, inputs, targets, loss, steps, batch_size, lr, seed=0,
-                 device="cpu", output_key=None, loss_source_pattern=None):
+    def op_train(
+        self,
+        handle,
+        inputs,
+        targets,
+        loss,
+        steps,
+        batch_size,
+        lr,
+        seed=0,
+        device="cpu",
+        output_key=None,
+        loss_source_pattern=None,
+    ):
         """A short training run of one of the child's models (see grader.training). `loss` is
         "cross_entropy" or the name of a student function loss(output, target)."""
         from ..training import run_training
+
         if loss == "cross_entropy":
             loss_fn = nn.CrossEntropyLoss()
         else:
             loss_fn = self.lookup(loss, loss_source_pattern)
-        return run_training(self.objects[handle], inputs, targets, loss_fn, steps, batch_size,
-                            lr, seed, device, output_key)
+        return run_training(
+            self.objects[handle], inputs, targets, loss_fn, steps, batch_size, lr, seed, device, output_key
+        )
 
     def op_call_until_optimizer(self, name, args, model_handle, source_pattern=None):
         """Call a student function for real and stop it when it builds a torch optimizer;
@@ -412,7 +439,7 @@ def _compile(source: str, cell: int, lineno: int):
     lines = list(entry[2]) if entry else []
     new = source.splitlines(keepends=True)
     lines.extend("\n" for _ in range(lineno - 1 + len(new) - len(lines)))
-    lines[lineno - 1:lineno - 1 + len(new)] = [ln if ln.endswith("\n") else ln + "\n" for ln in new]
+    lines[lineno - 1 : lineno - 1 + len(new)] = [ln if ln.endswith("\n") else ln + "\n" for ln in new]
     linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
     return compile(tree, filename, "exec")
 
@@ -420,6 +447,7 @@ def _compile(source: str, cell: int, lineno: int):
 def _source_of(fn) -> str:
     try:
         import inspect
+
         return inspect.getsource(fn)
     except (OSError, TypeError):
         return " ".join(fn.__code__.co_names + fn.__code__.co_varnames)

@@ -21,6 +21,7 @@ We call the kernel through ctypes: Landlock and seccomp each need three system c
 struct, and the PyPI bindings we looked at are thin, lightly maintained wrappers over the same
 calls (pyseccomp also needs libseccomp's shared library at run time). See docs/security.md.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,16 +45,20 @@ _libc.syscall.restype = ctypes.c_long
 
 # x86_64 system call numbers (the only architecture whose seccomp table we ship; Landlock's
 # numbers are the same on every architecture).
-SYS = {"landlock_create_ruleset": 444, "landlock_add_rule": 445, "landlock_restrict_self": 446,
-       "seccomp": 317, "capset": 126}
+SYS = {
+    "landlock_create_ruleset": 444,
+    "landlock_add_rule": 445,
+    "landlock_restrict_self": 446,
+    "seccomp": 317,
+    "capset": 126,
+}
 
 UID_BASE = 1_000_000  # sandbox uids are UID_BASE + the child's pid: unique while it lives
 MAX_PROCESSES = 64  # per sandbox: RLIMIT_NPROC for its uid, pids.max for its cgroup
 
 # Package folders that hold what a submission must never read: the reference solution, the
 # hidden checks, the starter notebooks, and the distribution's record of them.
-SECRET_NAMES = ("grader_reference", "grader_assignments", "grader_templates",
-                "pytorch_notebook_grader")
+SECRET_NAMES = ("grader_reference", "grader_assignments", "grader_templates", "pytorch_notebook_grader")
 
 
 def _syscall(name: str, *args) -> int:
@@ -83,10 +88,23 @@ def is_x86_64() -> bool:
 
 # What the warm server (and so every sandbox child, whose memory holds the environment its
 # process was started with) may inherit from the grader: what the runtime needs, no secrets.
-ENVIRONMENT_KEPT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "CUDA_VISIBLE_DEVICES",
-                    "CUDA_DEVICE_ORDER", "LD_LIBRARY_PATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                    "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
-                    "PYTHONHASHSEED", "PYTHONPATH")  # PYTHONPATH: where the engine is
+ENVIRONMENT_KEPT = (
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_DEVICE_ORDER",
+    "LD_LIBRARY_PATH",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+    "OPENBLAS_NUM_THREADS",
+    "PYTHONHASHSEED",
+    "PYTHONPATH",
+)  # PYTHONPATH: where the engine is
 
 
 def minimal_environment(**extra) -> dict:
@@ -126,6 +144,7 @@ def main_module_hidden():
 
 # -- the file-system allow-list (computed in the parent, applied in the child) --------------
 
+
 def listable_folders() -> list[str]:
     """Folders whose names the child may list (not read): the standard library and the
     site-packages folders. Python's importer lists a folder on sys.path before it opens a
@@ -149,9 +168,11 @@ def readable_roots(hidden: list[str]) -> list[str]:
     def secret(path: str) -> bool:
         real = os.path.realpath(path)
         name = os.path.basename(real)
-        return (name.startswith(SECRET_NAMES) or name.startswith(".")
-                or any(real == h or real.startswith(h + os.sep) or h.startswith(real + os.sep)
-                       for h in hidden))
+        return (
+            name.startswith(SECRET_NAMES)
+            or name.startswith(".")
+            or any(real == h or real.startswith(h + os.sep) or h.startswith(real + os.sep) for h in hidden)
+        )
 
     def add_entries(folder: str, skip: tuple = ()) -> None:
         try:
@@ -174,8 +195,16 @@ def readable_roots(hidden: list[str]) -> list[str]:
     for folder in _loaded_library_folders():
         if not secret(folder) and not any(folder == r or folder.startswith(r + os.sep) for r in roots):
             roots.append(folder)
-    for path in ("/etc/ld.so.cache", "/etc/localtime", "/dev/urandom", "/dev/random",
-                 "/dev/zero", "/sys/devices/system/cpu", "/proc/cpuinfo", "/proc/meminfo"):
+    for path in (
+        "/etc/ld.so.cache",
+        "/etc/localtime",
+        "/dev/urandom",
+        "/dev/random",
+        "/dev/zero",
+        "/sys/devices/system/cpu",
+        "/proc/cpuinfo",
+        "/proc/meminfo",
+    ):
         if os.path.exists(path):
             roots.append(path)
     return list(dict.fromkeys(roots))
@@ -204,8 +233,9 @@ def device_files(device: str) -> list[str]:
     """Devices the child reads and writes besides /dev/null (the GPU's, for CUDA)."""
     if device != "cuda":
         return []
-    return [os.path.join("/dev", n) for n in sorted(os.listdir("/dev"))
-            if n.startswith("nvidia")] + [p for p in ("/dev/dri",) if os.path.exists(p)]
+    return [os.path.join("/dev", n) for n in sorted(os.listdir("/dev")) if n.startswith("nvidia")] + [
+        p for p in ("/dev/dri",) if os.path.exists(p)
+    ]
 
 
 def needs_search_capability(roots: list[str]) -> bool:
@@ -254,14 +284,14 @@ class Landlock:
     """A ruleset built before privileges are dropped (rules hold open O_PATH descriptors, so
     folders that only root can enter work too) and enforced just before student code."""
 
-    def __init__(self, read: list[str], write: list[str], devices: list[str],
-                 listable: list[str] = ()):
+    def __init__(self, read: list[str], write: list[str], devices: list[str], listable: list[str] = ()):
         self.abi = landlock_abi()
         if self.abi < 1:
             raise OSError(errno.ENOSYS, "Landlock is not available in this kernel")
         handled = _fs_rights(self.abi)
-        attr = struct.pack("<QQQ", handled, LL_NET_ALL if self.abi >= 4 else 0,
-                           LL_SCOPE_ALL if self.abi >= 6 else 0)
+        attr = struct.pack(
+            "<QQQ", handled, LL_NET_ALL if self.abi >= 4 else 0, LL_SCOPE_ALL if self.abi >= 6 else 0
+        )
         size = 24 if self.abi >= 6 else 16 if self.abi >= 4 else 8
         buf = ctypes.create_string_buffer(attr[:size], size)
         self.fd = _syscall("landlock_create_ruleset", buf, ctypes.c_size_t(size), ctypes.c_uint32(0))
@@ -274,8 +304,9 @@ class Landlock:
         for path in write:
             self._allow(path, handled & ~LL_EXECUTE)
         for path in ["/dev/null", *devices]:
-            self._allow(path, (LL_READ_FILE | LL_WRITE_FILE | LL_READ_DIR
-                               | (handled & LL_IOCTL_DEV)), file_rights)
+            self._allow(
+                path, (LL_READ_FILE | LL_WRITE_FILE | LL_READ_DIR | (handled & LL_IOCTL_DEV)), file_rights
+            )
 
     def _allow(self, path: str, rights: int, file_rights: int | None = None) -> None:
         try:
@@ -285,8 +316,11 @@ class Landlock:
         try:
             if not stat.S_ISDIR(os.fstat(fd).st_mode):
                 # rights that only make sense on folders are refused on a file
-                rights &= (file_rights if file_rights is not None else
-                           LL_EXECUTE | LL_WRITE_FILE | LL_READ_FILE | LL_TRUNCATE | LL_IOCTL_DEV)
+                rights &= (
+                    file_rights
+                    if file_rights is not None
+                    else LL_EXECUTE | LL_WRITE_FILE | LL_READ_FILE | LL_TRUNCATE | LL_IOCTL_DEV
+                )
             attr = ctypes.create_string_buffer(struct.pack("<Qi", rights, fd), 12)
             _syscall("landlock_add_rule", self.fd, 1, attr, 0)
         finally:
@@ -310,16 +344,50 @@ class Landlock:
 # outright (socketpair() still works, for multiprocessing pipes): no network of any family,
 # no unix socket to connect anywhere.
 SECCOMP_DENIED_X86_64 = {
-    "ptrace": 101, "syslog": 103, "mount": 165, "umount2": 166, "pivot_root": 155,
-    "chroot": 161, "acct": 163, "swapon": 167, "swapoff": 168, "reboot": 169, "iopl": 172,
-    "ioperm": 173, "init_module": 175, "delete_module": 176, "quotactl": 179,
-    "kexec_load": 246, "add_key": 248, "request_key": 249, "keyctl": 250, "unshare": 272,
-    "perf_event_open": 298, "name_to_handle_at": 303, "open_by_handle_at": 304, "setns": 308,
-    "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312, "finit_module": 313,
-    "kexec_file_load": 320, "bpf": 321, "userfaultfd": 323, "io_uring_setup": 425,
-    "io_uring_enter": 426, "io_uring_register": 427, "open_tree": 428, "move_mount": 429,
-    "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "pidfd_getfd": 438,
-    "process_madvise": 440, "mount_setattr": 442, "socket": 41,
+    "ptrace": 101,
+    "syslog": 103,
+    "mount": 165,
+    "umount2": 166,
+    "pivot_root": 155,
+    "chroot": 161,
+    "acct": 163,
+    "swapon": 167,
+    "swapoff": 168,
+    "reboot": 169,
+    "iopl": 172,
+    "ioperm": 173,
+    "init_module": 175,
+    "delete_module": 176,
+    "quotactl": 179,
+    "kexec_load": 246,
+    "add_key": 248,
+    "request_key": 249,
+    "keyctl": 250,
+    "unshare": 272,
+    "perf_event_open": 298,
+    "name_to_handle_at": 303,
+    "open_by_handle_at": 304,
+    "setns": 308,
+    "process_vm_readv": 310,
+    "process_vm_writev": 311,
+    "kcmp": 312,
+    "finit_module": 313,
+    "kexec_file_load": 320,
+    "bpf": 321,
+    "userfaultfd": 323,
+    "io_uring_setup": 425,
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
+    "open_tree": 428,
+    "move_mount": 429,
+    "fsopen": 430,
+    "fsconfig": 431,
+    "fsmount": 432,
+    "fspick": 433,
+    "pidfd_getfd": 438,
+    "process_madvise": 440,
+    "mount_setattr": 442,
+    "socket": 41,
 }
 SYS_CLONE, SYS_CLONE3 = 56, 435
 CLONE_NEW_ANY = 0x7E020000  # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
@@ -334,8 +402,14 @@ def _bpf(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
 def _seccomp_program() -> bytes:
     LD, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
     deny = _bpf(RET, _RET_ERRNO | errno.EPERM)
-    prog = [_bpf(LD, 4), _bpf(JEQ, AUDIT_ARCH_X86_64, 1, 0), deny,  # other ABIs (i386, x32)
-            _bpf(LD, 0), _bpf(JGE, 0x40000000, 0, 1), deny]
+    prog = [
+        _bpf(LD, 4),
+        _bpf(JEQ, AUDIT_ARCH_X86_64, 1, 0),
+        deny,  # other ABIs (i386, x32)
+        _bpf(LD, 0),
+        _bpf(JGE, 0x40000000, 0, 1),
+        deny,
+    ]
     for nr in sorted(SECCOMP_DENIED_X86_64.values()):
         prog += [_bpf(JEQ, nr, 0, 1), deny]
     # clone3 hides its flags in memory: answer ENOSYS and the C library falls back to clone
@@ -401,9 +475,17 @@ def kill_all_of_uid(uid: int) -> None:
     for _ in range(100):
         if not processes_of_uid(uid):
             return
-        subprocess.run(["kill", "-9", "-1"], user=uid, group=uid, extra_groups=[],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, close_fds=True, env={"PATH": "/usr/bin:/bin"})
+        subprocess.run(
+            ["kill", "-9", "-1"],
+            user=uid,
+            group=uid,
+            extra_groups=[],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+            env={"PATH": "/usr/bin:/bin"},
+        )
         time.sleep(0.005)
 
 
@@ -437,9 +519,15 @@ class CgroupBox:
 
     @staticmethod
     def _hierarchies(memory_bytes, processes):
-        unified = next((p for p in (CGROUP_ROOT, os.path.join(CGROUP_ROOT, "unified"))
-                        if os.path.exists(os.path.join(p, "cgroup.procs"))
-                        and os.path.exists(os.path.join(p, "cgroup.controllers"))), None)
+        unified = next(
+            (
+                p
+                for p in (CGROUP_ROOT, os.path.join(CGROUP_ROOT, "unified"))
+                if os.path.exists(os.path.join(p, "cgroup.procs"))
+                and os.path.exists(os.path.join(p, "cgroup.controllers"))
+            ),
+            None,
+        )
         if unified:
             try:
                 controllers = open(os.path.join(unified, "cgroup.subtree_control")).read().split()
@@ -526,8 +614,11 @@ def enter_user_pid_namespace() -> bool:
     uid, gid = os.getuid(), os.getgid()
     if not unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET):
         return False
-    for file, text in (("/proc/self/uid_map", f"{uid} {uid} 1"), ("/proc/self/setgroups", "deny"),
-                       ("/proc/self/gid_map", f"{gid} {gid} 1")):
+    for file, text in (
+        ("/proc/self/uid_map", f"{uid} {uid} 1"),
+        ("/proc/self/setgroups", "deny"),
+        ("/proc/self/gid_map", f"{gid} {gid} 1"),
+    ):
         with open(file, "w") as f:
             f.write(text)
     status_r, status_w = os.pipe()
@@ -573,6 +664,7 @@ def _end_as(status: int):
 
 
 # -- the sandbox's working directory ----------------------------------------------------------
+
 
 def remove_tree(path: str) -> None:
     """Remove a folder the child filled, however deep and whatever modes it set. No

@@ -5,6 +5,7 @@ child costs tens of milliseconds instead of seconds. Each request has a wall-tim
 child that hangs is killed, one that dies is noticed through its exit code, and either way
 only that request fails: the next request starts a fresh child and loads the submission again.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,9 +40,14 @@ class Limits:
     library_seconds: float = 120.0  # building trusted library objects (not student code)
 
     def to_config(self) -> dict:
-        return {"memory_bytes": self.memory_bytes, "cpu_seconds": self.cpu_seconds,
-                "output_bytes": self.output_bytes, "file_bytes": self.file_bytes,
-                "threads": self.threads, "processes": self.processes}
+        return {
+            "memory_bytes": self.memory_bytes,
+            "cpu_seconds": self.cpu_seconds,
+            "output_bytes": self.output_bytes,
+            "file_bytes": self.file_bytes,
+            "threads": self.threads,
+            "processes": self.processes,
+        }
 
 
 def warm_up() -> None:
@@ -50,6 +56,7 @@ def warm_up() -> None:
     memory holds the environment its process was started with."""
     multiprocessing.set_forkserver_preload(PRELOAD)
     from multiprocessing import forkserver
+
     with confine.main_module_hidden(), confine.environment_swapped():
         forkserver.ensure_running()
 
@@ -109,8 +116,13 @@ class BootReport:
 
 
 class Sandbox:
-    def __init__(self, statements: list[dict], limits: Limits | None = None,
-                 hidden_paths: list[str] | None = None, device: str = "cpu"):
+    def __init__(
+        self,
+        statements: list[dict],
+        limits: Limits | None = None,
+        hidden_paths: list[str] | None = None,
+        device: str = "cpu",
+    ):
         self.statements = statements
         self.limits = limits or Limits()
         self.hidden_paths = [str(Path(p).resolve()) for p in (hidden_paths or [])]
@@ -142,15 +154,24 @@ class Sandbox:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         output_conn = connection.Connection(os.dup(self._output.fileno()), readable=False)
         if os.geteuid() == 0:
-            self._cgroup = confine.CgroupBox(f"grader-{os.getpid()}-{uuid.uuid4().hex[:12]}",
-                                             self.limits.memory_bytes, self.limits.processes)
+            self._cgroup = confine.CgroupBox(
+                f"grader-{os.getpid()}-{uuid.uuid4().hex[:12]}",
+                self.limits.memory_bytes,
+                self.limits.processes,
+            )
         config = self.limits.to_config() | {
-            "workdir": self._workdir, "readable": list(readable), "keep_search": keep_search,
+            "workdir": self._workdir,
+            "readable": list(readable),
+            "keep_search": keep_search,
             "listable": confine.listable_folders(),
-            "devices": confine.device_files(self.device), "cgroup": self._cgroup}
+            "devices": confine.device_files(self.device),
+            "cgroup": self._cgroup,
+        }
         from . import child
-        self._process = self._ctx.Process(target=child.main, daemon=True,
-                                          args=(child_conn, output_conn, config, self.statements))
+
+        self._process = self._ctx.Process(
+            target=child.main, daemon=True, args=(child_conn, output_conn, config, self.statements)
+        )
         try:
             with confine.main_module_hidden():
                 self._process.start()
@@ -180,8 +201,12 @@ class Sandbox:
         # hangs the child is skipped from then on, and loading starts again without it.
         while True:
             try:
-                report = self._request("boot", self.limits.boot_seconds,
-                                       skip=sorted(self.boot.fatal), _what="loading the notebook")
+                report = self._request(
+                    "boot",
+                    self.limits.boot_seconds,
+                    skip=sorted(self.boot.fatal),
+                    _what="loading the notebook",
+                )
                 break
             except (StudentTimeout, StudentCrash) as exc:
                 culprit = self._last_progress
@@ -200,12 +225,22 @@ class Sandbox:
             raise StudentCrash("the sandbox sent a malformed answer while loading the notebook")
         problems = []
         for problem in report.get("problems") or []:
-            if (isinstance(problem, dict) and isinstance(problem.get("index"), int)
-                    and 0 <= problem["index"] < len(self.statements)
-                    and isinstance(problem.get("error"), dict)):
-                problems.append({"index": problem["index"],
-                                 "error": {k: str(v)[:500] for k, v in problem["error"].items()
-                                           if k in ("type", "message", "where") and v is not None}})
+            if (
+                isinstance(problem, dict)
+                and isinstance(problem.get("index"), int)
+                and 0 <= problem["index"] < len(self.statements)
+                and isinstance(problem.get("error"), dict)
+            ):
+                problems.append(
+                    {
+                        "index": problem["index"],
+                        "error": {
+                            k: str(v)[:500]
+                            for k, v in problem["error"].items()
+                            if k in ("type", "message", "where") and v is not None
+                        },
+                    }
+                )
         names = [n for n in report.get("names") or [] if isinstance(n, str)]
         return problems, names
 
@@ -267,16 +302,17 @@ class Sandbox:
             wire.send_frame(self._fd, wire.encode({"op": op, **payload}), deadline)
         except TimeoutError:
             self._kill()
-            raise StudentTimeout(f"did not take the request within {timeout_text(timeout)} "
-                                 f"({op_text}); the process was stopped or stuck")
+            raise StudentTimeout(
+                f"did not take the request within {timeout_text(timeout)} "
+                f"({op_text}); the process was stopped or stuck"
+            )
         except (BrokenPipeError, OSError):
             raise self._died(op_text)
         while True:
             reply = self._receive(deadline, op_text, limit=timeout)
             if "progress" in reply:
                 progress = reply["progress"]
-                if not (op == "boot" and isinstance(progress, int)
-                        and 0 <= progress < len(self.statements)):
+                if not (op == "boot" and isinstance(progress, int) and 0 <= progress < len(self.statements)):
                     self._kill()
                     raise StudentCrash("the sandbox sent a malformed answer")
                 self._last_progress = progress
@@ -292,8 +328,9 @@ class Sandbox:
             reply = wire.decode(message)
         except TimeoutError:
             self._kill()
-            raise StudentTimeout(f"did not finish within {timeout_text(limit)} ({what}); "
-                                 "an infinite loop or very slow code?")
+            raise StudentTimeout(
+                f"did not finish within {timeout_text(limit)} ({what}); an infinite loop or very slow code?"
+            )
         except (EOFError, OSError):
             raise self._died(what)
         except wire.WireError as exc:
@@ -312,9 +349,11 @@ class Sandbox:
         self._kill()
         if code is not None and code < 0:
             name = signal.Signals(-code).name
-            cause = {"SIGKILL": " (killed from outside the sandbox: the machine may be out of memory)",
-                     "SIGXCPU": " (over the CPU-time limit)",
-                     "SIGSEGV": " (segmentation fault)"}.get(name, "")
+            cause = {
+                "SIGKILL": " (killed from outside the sandbox: the machine may be out of memory)",
+                "SIGXCPU": " (over the CPU-time limit)",
+                "SIGSEGV": " (segmentation fault)",
+            }.get(name, "")
             reason = f"the process was killed by {name}{cause}"
         else:
             reason = f"the process exited with status {code}"
@@ -339,12 +378,18 @@ class Sandbox:
 
 # How feedback names each request when it hangs or crashes.
 REQUEST_TEXT = {
-    "construct": "building the model", "forward": "running forward",
-    "parameters": "listing the parameters", "load_layers": "loading the reference's weights",
-    "call": "calling the function", "run_region": "running the driver cell",
-    "build_trusted": "building the library model", "describe": "inspecting the model",
-    "set_submodule": "preparing the model", "train": "training",
-    "set_parameters": "setting the model's parameters", "get_parameters": "reading the parameters",
+    "construct": "building the model",
+    "forward": "running forward",
+    "parameters": "listing the parameters",
+    "load_layers": "loading the reference's weights",
+    "call": "calling the function",
+    "run_region": "running the driver cell",
+    "build_trusted": "building the library model",
+    "describe": "inspecting the model",
+    "set_submodule": "preparing the model",
+    "train": "training",
+    "set_parameters": "setting the model's parameters",
+    "get_parameters": "reading the parameters",
     "call_until_optimizer": "running train() until it builds its optimizer",
 }
 

@@ -5,6 +5,7 @@ parent must be able to read what an untrusted child sends without running any of
 Tensors inside the JSON payload are replaced by {"$tensor": i}, and their dtype, shape and
 byte count are checked before the bytes are reinterpreted.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,16 @@ MAX_MESSAGE_BYTES = 512 * 2**20
 MAX_HEADER_BYTES = 16 * 2**20
 
 _DTYPES = {
-    "float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
-    "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32,
-    "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool,
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "int16": torch.int16,
+    "int8": torch.int8,
+    "uint8": torch.uint8,
+    "bool": torch.bool,
 }
 _NAMES = {v: k for k, v in _DTYPES.items()}
 _LEN = struct.Struct("<Q")
@@ -63,8 +71,15 @@ def decode(message: bytes):
         return _decode(message)
     except WireError:
         raise
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError,
-            RecursionError) as exc:
+    except (
+        TypeError,
+        ValueError,
+        KeyError,
+        AttributeError,
+        IndexError,
+        OverflowError,
+        RecursionError,
+    ) as exc:
         raise WireError(f"malformed message ({type(exc).__name__}: {exc})"[:300])
 
 
@@ -77,7 +92,7 @@ def _decode(message: bytes):
     if hlen > MAX_HEADER_BYTES or _LEN.size + hlen > len(message):
         raise WireError("bad header length")
     try:
-        header = json.loads(message[_LEN.size:_LEN.size + hlen])
+        header = json.loads(message[_LEN.size : _LEN.size + hlen])
         descs = header["tensors"]
         payload = header["payload"]
     except (ValueError, KeyError, TypeError) as exc:
@@ -121,7 +136,7 @@ def _read_tensor(message: bytes, offset: int, desc) -> torch.Tensor:
         raise WireError("tensor size does not match its shape")
     if nbytes == 0:
         return torch.empty(shape, dtype=dtype)
-    raw = bytearray(message[offset:offset + nbytes])
+    raw = bytearray(message[offset : offset + nbytes])
     return torch.frombuffer(raw, dtype=torch.uint8).view(dtype).reshape(shape)
 
 
@@ -130,13 +145,14 @@ def _read_tensor(message: bytes, offset: int, desc) -> torch.Tensor:
 # deadline: it never waits longer, whatever the child does (sends half a frame and sleeps,
 # stops itself, leaves its end full), so a hostile child costs one request's time limit.
 
+
 def send_frame(fd: int, data: bytes, deadline: float | None = None) -> None:
     view = memoryview(_LEN.pack(len(data)) + data)
     while view:
         if deadline is not None:
             _wait(fd, deadline, write=True)
         try:
-            sent = os.write(fd, view[:1 << 20])
+            sent = os.write(fd, view[: 1 << 20])
         except BlockingIOError:
             continue
         view = view[sent:]

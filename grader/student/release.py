@@ -14,6 +14,7 @@ the release checks that the stored expectations are current, and afterwards that
 the reference module is anywhere in the wheel. Installed, the engine finds no reference and
 runs the public checks alone (grader.public).
 """
+
 from __future__ import annotations
 
 import configparser
@@ -35,8 +36,11 @@ LEAK_MIN_CHARS = 24
 
 
 def main(argv=None) -> int:
-    p = verb_parser("grade release", "Write the student bundle of an assignment: the starter "
-                    "notebook and a wheel with the public checks.", assignment="positional")
+    p = verb_parser(
+        "grade release",
+        "Write the student bundle of an assignment: the starter notebook and a wheel with the public checks.",
+        assignment="positional",
+    )
     p.add_argument("--out", metavar="DIR", default="dist", help="output folder (default: dist)")
     return run_verb(p, argv, _release_command, expected=(ReleaseError,))
 
@@ -56,15 +60,20 @@ class ReleaseError(Exception):
 
 def release(assignment, out: Path) -> list[Path]:
     if not public.has_public_checks(assignment):
-        raise ReleaseError(f"{assignment.name} has no public checks (assignments/"
-                           f"{assignment.name}/public/test_*.py)")
+        raise ReleaseError(
+            f"{assignment.name} has no public checks (assignments/{assignment.name}/public/test_*.py)"
+        )
     if not public.is_current(assignment):
-        raise ReleaseError(f"the public expectations of {assignment.name} are out of date or "
-                           f"missing: run `grade build-public {assignment.name}` first")
+        raise ReleaseError(
+            f"the public expectations of {assignment.name} are out of date or "
+            f"missing: run `grade build-public {assignment.name}` first"
+        )
     template = assignment.template_notebook
     if template is None:
-        raise ReleaseError(f"no starter notebook for {assignment.name} (student_template/"
-                           f"{assignment.name}/{assignment.data.get('notebook', '?')})")
+        raise ReleaseError(
+            f"no starter notebook for {assignment.name} (student_template/"
+            f"{assignment.name}/{assignment.data.get('notebook', '?')})"
+        )
     out.mkdir(parents=True, exist_ok=True)
     version = f"{__version__}+{re.sub(r'[^A-Za-z0-9]+', '.', assignment.name).strip('.')}"
     with tempfile.TemporaryDirectory(prefix="grader-release-") as tmp:
@@ -76,8 +85,7 @@ def release(assignment, out: Path) -> list[Path]:
     leaks = find_leaks(assignment, wheel)
     if leaks:
         wheel.unlink()
-        raise ReleaseError("the wheel would contain reference code, not released: "
-                           + "; ".join(leaks[:5]))
+        raise ReleaseError("the wheel would contain reference code, not released: " + "; ".join(leaks[:5]))
     notebook = out / template.name
     shutil.copyfile(template, notebook)
     readme = out / "STUDENTS.md"
@@ -95,14 +103,18 @@ def stage(assignment, staging: Path, version: str) -> None:
     edition = target / assignment.name
     edition.mkdir()
     shutil.copyfile(assignment.folder / "assignment.toml", edition / "assignment.toml")
-    shutil.copytree(public.public_folder(assignment), edition / public.PUBLIC_DIR,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
+    shutil.copytree(
+        public.public_folder(assignment),
+        edition / public.PUBLIC_DIR,
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"),
+    )
     (staging / "pyproject.toml").write_text(
-        '[build-system]\nrequires = ["setuptools>=68", "wheel"]\n'
-        'build-backend = "setuptools.build_meta"\n')
+        '[build-system]\nrequires = ["setuptools>=68", "wheel"]\nbuild-backend = "setuptools.build_meta"\n'
+    )
     config = configparser.ConfigParser(interpolation=None)
     config["metadata"] = {
-        "name": DIST_NAME, "version": version,
+        "name": DIST_NAME,
+        "version": version,
         "description": f"Self-check for {assignment.title} (public checks only)",
         "license": "MIT",
     }
@@ -131,6 +143,7 @@ def requirements() -> list[str]:
         lines = config.get("options", "install_requires", fallback="")
         return [line.strip() for line in lines.splitlines() if line.strip()]
     from importlib.metadata import requires
+
     return [r for r in (requires(DIST_NAME) or []) if "extra ==" not in r]
 
 
@@ -140,10 +153,25 @@ def build_wheel(source: Path, out: Path) -> Path:
     fixed file dates so that the same sources give the same wheel."""
     env = dict(os.environ, SOURCE_DATE_EPOCH="315532800", PIP_NO_INPUT="1")
     with tempfile.TemporaryDirectory(prefix="grader-wheel-") as wheel_dir:
-        proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                               "--no-build-isolation", "--no-index", "-q", "-w", wheel_dir,
-                               str(source)], capture_output=True, text=True, env=env,
-                              cwd=source)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--no-build-isolation",
+                "--no-index",
+                "-q",
+                "-w",
+                wheel_dir,
+                str(source),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=source,
+        )
         wheels = list(Path(wheel_dir).glob("*.whl"))
         if proc.returncode != 0 or len(wheels) != 1:
             raise ReleaseError(f"building the wheel failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
@@ -170,10 +198,15 @@ def find_leaks(assignment, wheel: Path) -> list[str]:
     with zipfile.ZipFile(wheel) as z:
         for name in z.namelist():
             base = name.rsplit("/", 1)[-1]
-            if name.startswith(("grader_reference/", "reference/")) or \
-                    base == assignment.reference_module or \
-                    (name.startswith("grader_assignments/") and base in hidden
-                     and f"/{public.PUBLIC_DIR}/" not in name):
+            if (
+                name.startswith(("grader_reference/", "reference/"))
+                or base == assignment.reference_module
+                or (
+                    name.startswith("grader_assignments/")
+                    and base in hidden
+                    and f"/{public.PUBLIC_DIR}/" not in name
+                )
+            ):
                 leaks.append(f"{name} is not a public file")
                 continue
             text = z.read(name).decode("utf-8", "replace")

@@ -19,6 +19,7 @@ No time limits apply (it is the student's own kernel: interrupt it to stop), the
 random state is restored afterwards, and the kernel's own objects are not modified (checks
 build fresh ones).
 """
+
 from __future__ import annotations
 
 import ast
@@ -36,8 +37,13 @@ from ..sandbox import Limits
 last_result = None  # the GradingResult of the latest check(), for scripts and tests
 
 
-def check(*parts: str, namespace: dict | None = None, notebook: str | None = None,
-          assignment: str | None = None, console=None) -> None:
+def check(
+    *parts: str,
+    namespace: dict | None = None,
+    notebook: str | None = None,
+    assignment: str | None = None,
+    console=None,
+) -> None:
     """Run the public checks on what this kernel defines and print the feedback. Parts:
     e.g. "A.1", "D.2" (default: all). The result is kept in grader.selfcheck.last_result."""
     global last_result
@@ -45,11 +51,11 @@ def check(*parts: str, namespace: dict | None = None, notebook: str | None = Non
         namespace = sys._getframe(1).f_globals  # the notebook's (the caller's) globals
     last_result = run(parts, namespace, notebook=notebook, assignment=assignment)
     from ..report import terminal
+
     terminal(last_result, console=console)
 
 
-def run(parts=(), namespace: dict | None = None, notebook: str | None = None,
-        assignment: str | None = None):
+def run(parts=(), namespace: dict | None = None, notebook: str | None = None, assignment: str | None = None):
     """check() without printing: returns the GradingResult."""
     from ..assignment import load_assignment
     from ..checkrun import run_checks
@@ -60,8 +66,7 @@ def run(parts=(), namespace: dict | None = None, notebook: str | None = None,
 
     started = time.perf_counter()
     namespace = namespace if namespace is not None else sys.modules["__main__"].__dict__
-    result = GradingResult(submission=notebook or "this kernel", assignment=assignment or "?",
-                           device="cpu")
+    result = GradingResult(submission=notebook or "this kernel", assignment=assignment or "?", device="cpu")
     # Student code run by the checks may seed or draw random numbers, or change torch's
     # thread count: the kernel gets its own state back.
     saved = _kernel_state()
@@ -74,12 +79,25 @@ def run(parts=(), namespace: dict | None = None, notebook: str | None = None,
             try:
                 regions[name] = extract_region(cells, region)
             except RegionNotFound as exc:
-                region_errors[name] = (f"{exc} ({source}): run that cell once, or call "
-                                       "check(notebook='a2-cnn.ipynb') with your notebook file")
+                region_errors[name] = (
+                    f"{exc} ({source}): run that cell once, or call "
+                    "check(notebook='a2-cnn.ipynb') with your notebook file"
+                )
         submission = KernelSubmission(namespace, cells, regions, region_errors)
-        options = Options(device="cpu", public_only=True, parts=tuple(parts),
-                          pytest_args=("-p", "no:faulthandler", "-p", "no:unraisableexception",
-                                       "-p", "no:threadexception", "--capture=sys"))
+        options = Options(
+            device="cpu",
+            public_only=True,
+            parts=tuple(parts),
+            pytest_args=(
+                "-p",
+                "no:faulthandler",
+                "-p",
+                "no:unraisableexception",
+                "-p",
+                "no:threadexception",
+                "--capture=sys",
+            ),
+        )
         run_checks(submission, spec, options, result)
     except SubmissionError as exc:
         result.error = str(exc)
@@ -95,8 +113,12 @@ def _kernel_state() -> dict:
     import numpy as np
     import torch
 
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-            "random": random.getstate(), "threads": torch.get_num_threads()}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "random": random.getstate(),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def _restore_kernel_state(saved: dict) -> None:
@@ -117,6 +139,7 @@ def history_cells(namespace: dict, notebook: str | None) -> tuple[tuple[Cell, ..
     (newest first, so the latest run of a cell wins)."""
     if notebook:
         from ..load import load_submission
+
         return load_submission(notebook).cells, notebook
     history = namespace.get("In") or namespace.get("_ih") or []
     cells = [Cell(i - 1, src) for i, src in enumerate(history) if isinstance(src, str) and src.strip()]
@@ -183,8 +206,11 @@ class _KernelChild(Child):
         if source_pattern is None:
             return super().lookup(name)
         current = self.ns.get(name)
-        if current is not None and getattr(current, "__code__", None) is not None \
-                and re.search(source_pattern, _source_of(current)):
+        if (
+            current is not None
+            and getattr(current, "__code__", None) is not None
+            and re.search(source_pattern, _source_of(current))
+        ):
             return current
         # The kernel's latest `name` is another definition (the notebook defines `train`
         # twice): take the newest matching definition from the history, defined afresh.
@@ -197,7 +223,7 @@ class _KernelChild(Child):
             for node in reversed(tree.body):
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
                     first = min([node.lineno] + [d.lineno for d in node.decorator_list])
-                    source = "".join(lines[first - 1:node.end_lineno])
+                    source = "".join(lines[first - 1 : node.end_lineno])
                     if re.search(source_pattern, source):
                         scope = dict(self.ns)
                         exec(_compile(source, cell.index, first), scope)

@@ -3,13 +3,15 @@
 They need no reference solution: everything they compare with was computed from it once and
 stored as data (`expected`: see public_cases.py and grader/public.py). Students run these same
 checks on the same data before submitting; the real grading runs them too."""
+
 import pytest
 
 from grader.checks import compare_with_stored, first_layer_difference
 
-MODELS = [pytest.param(name, marks=pytest.mark.grade(part=part, subject=name), id=part)
-          for name, part in (("PoolUpsampleNet", "A.1"), ("ConvTransposeNet", "B.1"),
-                             ("UNet", "C.1"))]
+MODELS = [
+    pytest.param(name, marks=pytest.mark.grade(part=part, subject=name), id=part)
+    for name, part in (("PoolUpsampleNet", "A.1"), ("ConvTransposeNet", "B.1"), ("UNet", "C.1"))
+]
 
 pytestmark = pytest.mark.grade(visibility="visible")
 
@@ -34,7 +36,8 @@ def test_parameter_count(submission, expected, name):
         assert got == want, (
             f"{case['call']} has {got:,} parameters; expected {want:,} "
             f"({got - want:+,}). Check the channel counts of each layer and that no layer is "
-            "missing or extra.")
+            "missing or extra."
+        )
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -5,6 +5,7 @@ Region 2 (the driver cell) is run against a fresh torchvision model built offlin
 optimizer, so no data is loaded and nothing trains. What they expect (the new head, the
 parameters left trainable, what reaches the optimizer) was computed from the reference and
 stored as data (`expected["finetune"]`)."""
+
 import pytest
 import torch
 
@@ -46,16 +47,18 @@ def test_head_replaced(submission, spec):
     """Driver cell: classifier[4] becomes a Conv2d from 256 channels to 2 classes"""
     head = model_after_driver(submission, spec).describe(spec["head"])
     config = head["config"]
-    found = (f"{head['type']}({config.get('in_channels', '?')} -> "
-             f"{config.get('out_channels', '?')})")
+    found = f"{head['type']}({config.get('in_channels', '?')} -> {config.get('out_channels', '?')})"
     assert head["type"] == spec["head_type"], (
-        f"model.classifier[4] is a {head['type']}; expected nn.{spec['head_type']}.")
+        f"model.classifier[4] is a {head['type']}; expected nn.{spec['head_type']}."
+    )
     assert config["in_channels"] == spec["head_in_channels"], (
         f"model.classifier[4] is {found}; it must take the {spec['head_in_channels']} channels "
-        "the layer before it produces.")
+        "the layer before it produces."
+    )
     assert config["out_channels"] == spec["num_classes"], (
         f"model.classifier[4] is {found}; it must output {spec['num_classes']} classes "
-        "(flower and background), not the 21 of the pretrained head.")
+        "(flower and background), not the 21 of the pretrained head."
+    )
 
 
 @pytest.mark.grade(kind="freezing", points=2)
@@ -64,18 +67,25 @@ def test_only_head_trainable(submission, spec, request):
     params = model_after_driver(submission, spec).parameters()
     head = new_layer_prefixes(spec)
     ignored = tuple(spec["ignored_prefixes"])
-    trainable_outside = [p["name"] for p in params if p["requires_grad"]
-                         and not p["name"].startswith(head) and not p["name"].startswith(ignored)]
+    trainable_outside = [
+        p["name"]
+        for p in params
+        if p["requires_grad"] and not p["name"].startswith(head) and not p["name"].startswith(ignored)
+    ]
     frozen_head = [p["name"] for p in params if p["name"].startswith(head) and not p["requires_grad"]]
     problems = []
     if trainable_outside:
-        problems.append(f"{describe_names(trainable_outside)} "
-                        f"{'is' if len(trainable_outside) == 1 else 'are'} still trainable "
-                        "(requires_grad=True); freeze everything but the new layer")
+        problems.append(
+            f"{describe_names(trainable_outside)} "
+            f"{'is' if len(trainable_outside) == 1 else 'are'} still trainable "
+            "(requires_grad=True); freeze everything but the new layer"
+        )
     if frozen_head:
-        problems.append(f"{describe_names(frozen_head)} of the new layer "
-                        f"{'is' if len(frozen_head) == 1 else 'are'} frozen: the new layer must "
-                        "train (freeze before replacing the layer, or unfreeze it after)")
+        problems.append(
+            f"{describe_names(frozen_head)} of the new layer "
+            f"{'is' if len(frozen_head) == 1 else 'are'} frozen: the new layer must "
+            "train (freeze before replacing the layer, or unfreeze it after)"
+        )
     if not any(p["name"].startswith(head) for p in params):
         problems.append(f"the model has no parameters under {spec['head']}")
     assert not problems, "; ".join(problems) + "."
@@ -95,8 +105,9 @@ def test_segmentation_output_shape(submission, spec):
     x = torch.randn(*spec["input_shape"], generator=torch.Generator().manual_seed(0))
     got = list(model.forward(x, mode="eval", output_key=spec["output_key"]).output.shape)
     expected = spec["output_shape"]
-    assert got == expected, (f"model(x)['out'] for x of shape {spec['input_shape']} has shape "
-                             f"{got}; expected {expected}.")
+    assert got == expected, (
+        f"model(x)['out'] for x of shape {spec['input_shape']} has shape {got}; expected {expected}."
+    )
 
 
 @pytest.mark.grade(kind="freezing", points=2)
@@ -104,15 +115,24 @@ def test_optimizer_gets_only_head(submission, spec):
     """train(args, model): exactly classifier.4's weight and bias reach the optimizer"""
     model = fresh_model(submission, spec)
     # The model as a correct driver cell leaves it, so this grades region 1 on its own.
-    model.set_submodule(spec["head"], f"torch.nn:{spec['head_type']}", spec["head_in_channels"],
-                        spec["num_classes"], kernel_size=1,
-                        trainable_prefixes=list(new_layer_prefixes(spec)))
-    found = submission.call_until_optimizer("train", [attrdict(spec["train_args"]), model], model,
-                                            source_pattern=SEGMENTATION_TRAIN)
-    assert found["reached"], ("train(args, model) returned without building an optimizer; it "
-                              "should build torch.optim.Adam(learned_parameters, ...).")
-    names = [p["name"] or f"a tensor of shape {p['shape']} that is not a model parameter"
-             for p in found["params"]]
+    model.set_submodule(
+        spec["head"],
+        f"torch.nn:{spec['head_type']}",
+        spec["head_in_channels"],
+        spec["num_classes"],
+        kernel_size=1,
+        trainable_prefixes=list(new_layer_prefixes(spec)),
+    )
+    found = submission.call_until_optimizer(
+        "train", [attrdict(spec["train_args"]), model], model, source_pattern=SEGMENTATION_TRAIN
+    )
+    assert found["reached"], (
+        "train(args, model) returned without building an optimizer; it "
+        "should build torch.optim.Adam(learned_parameters, ...)."
+    )
+    names = [
+        p["name"] or f"a tensor of shape {p['shape']} that is not a model parameter" for p in found["params"]
+    ]
     wanted = spec["optimizer_parameters"]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     missing = [n for n in wanted if n not in names]
@@ -122,13 +142,17 @@ def test_optimizer_gets_only_head(submission, spec):
     extra = [n for n in dict.fromkeys(names) if n not in wanted and not n.startswith(ignored)]
     problems = []
     if not names:
-        problems.append("the optimizer got no parameters at all: fill learned_parameters with "
-                        "classifier.4's weight and bias")
+        problems.append(
+            "the optimizer got no parameters at all: fill learned_parameters with "
+            "classifier.4's weight and bias"
+        )
     elif missing:
         problems.append(f"{' and '.join(f'`{n}`' for n in missing)} did not reach the optimizer")
     if extra:
-        problems.append(f"{len(extra)} other parameter{'s' if len(extra) > 1 else ''} reached the "
-                        f"optimizer: {describe_names(extra)}; only classifier.4 should be learned")
+        problems.append(
+            f"{len(extra)} other parameter{'s' if len(extra) > 1 else ''} reached the "
+            f"optimizer: {describe_names(extra)}; only classifier.4 should be learned"
+        )
     if duplicates:
         problems.append(f"{describe_names(duplicates)} reached the optimizer more than once")
     assert not problems, "; ".join(problems) + "."
