@@ -151,7 +151,10 @@ def graded(tmp_path_factory, hostile_batch):
         folder, "forged_patched_handlers", base=TEMPLATE_NOTEBOOK, extra_cells=[patched_handlers_cell()]
     )
     scores = {}
-    for side, extra in (("instructor", []), ("student", ["--public-only"])):
+    # A fixed secret seed, so the verdicts are the same on every run: 11 is one of the 15% of
+    # seeds on which held-out images of other colours once let a network that outputs zeros
+    # pass the training check (the made-up report below); any seed must fail it now.
+    for side, extra in (("instructor", ["--seed", "11"]), ("student", ["--public-only"])):
         out = tmp_path_factory.mktemp(f"out-{side}")
         # Training checks included: the D.1 one is where the grader verifies fine-tuning.
         proc = subprocess.run(

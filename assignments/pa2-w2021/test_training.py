@@ -82,7 +82,7 @@ def test_colourization_learns(submission, reference, device, feedback, secret, n
     # held-out images (train mode: batch statistics, as in training), scored here against the
     # reference trained the same way. The curve and "changed" lists the child reports only
     # explain a failure; a made-up report cannot pass.
-    held_grey, held_labels, _ = data.colourization_set(budget["n"], seed=1 + (secret or 0) % 2**31)
+    held_grey, held_labels, _ = data.colourization_held_out(budget["n"], 1 + (secret or 0) % 2**31, labels)
     out = model.forward(held_grey, mode="train").output
     expected_shape = [budget["n"], SETTING[2], 32, 32]
     assert list(out.shape) == expected_shape, (
