@@ -104,14 +104,22 @@ def check_stage(ctx: GradingContext) -> None:
     if boot is not None:
         for index, reason in sorted(boot.fatal.items()):
             st = ctx.harvest.statements[index]
-            ctx.result.notes.append(f"cell {st.cell + 1}, line {st.lineno} skipped: {reason}")
+            ctx.result.notes.append(f"{ctx.harvest.where(st)} skipped: {reason}")
+        from .sandbox import format_error
+
         for problem in boot.problems:
             st = ctx.harvest.statements[problem["index"]]
-            from .sandbox import format_error
+            if _missing_package(st, problem["error"]):
+                continue
+            ctx.result.notes.append(f"{ctx.harvest.where(st)} raised {format_error(problem['error'])}")
 
-            ctx.result.notes.append(
-                f"cell {st.cell + 1}, line {st.lineno} raised {format_error(problem['error'])}"
-            )
+
+def _missing_package(statement, error: dict) -> bool:
+    """An import of a package the grader does not install (cv2, google.colab, ...): nothing
+    the student can act on. A check that needs the name fails and says so by itself."""
+    return error.get("type") == "ModuleNotFoundError" and statement.source.lstrip().startswith(
+        ("import ", "from ")
+    )
 
 
 def checks_it_would_run(assignment: Assignment, options: Options) -> list[dict]:

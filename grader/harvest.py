@@ -56,7 +56,7 @@ PURE_CALLS = frozenset(
 class Statement:
     """One kept top-level statement, with where it came from."""
 
-    cell: int  # notebook cell index (0-based)
+    cell: int  # the cell's position among code cells (Cell.index, 0-based)
     lineno: int  # first line within the cell (1-based)
     source: str
     defines: tuple[str, ...]  # top-level names it binds
@@ -80,11 +80,21 @@ class Harvest:
         """A one-line explanation for a name the checks need but the harvest does not have."""
         for cell, reason, names in reversed(self.broken_cells):
             if name in names:
-                return f"`{name}` is in {cell.label}, which does not parse: {reason}"
+                return f"`{name}` is in {cell.where}, which does not parse: {reason}"
         return f"`{name}` is not defined anywhere in the submission"
 
     def diagnostics(self) -> list[str]:
-        return [f"{cell.label} skipped: {reason}" for cell, reason, _ in self.broken_cells]
+        return [f"{cell.where} skipped: {reason}" for cell, reason, _ in self.broken_cells]
+
+    def where(self, statement: Statement) -> str:
+        """Where a kept statement is, as a student finds it."""
+        cell = self.cells[statement.cell] if 0 <= statement.cell < len(self.cells) else None
+        located = (
+            cell.where
+            if cell is not None and cell.index == statement.cell
+            else f"code cell {statement.cell + 1}"
+        )
+        return f"{located}, line {statement.lineno}"
 
 
 def harvest(submission: LoadedSubmission, pure_calls: frozenset[str] = PURE_CALLS) -> Harvest:

@@ -19,16 +19,32 @@ MAX_SUBMISSION_BYTES = 50 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Cell:
-    index: int  # position among the notebook's cells (markdown included), 0-based
+    # Position among the notebook's *code* cells, 0-based: markdown cells have no number a
+    # student could see, so feedback counts code cells ("code cell 3").
+    index: int
     source: str  # Python source; IPython magics already turned into calls by nbconvert
     # Why this cell cannot be used at all (a damaged file: its source is not text, or not
     # valid Unicode); the harvest then skips it with this reason, like a cell that does not
     # parse. `source` is then only good for guessing what the cell defined.
     problem: str | None = None
+    execution_count: int | None = None  # Jupyter's `In [n]`, when the notebook was run
+    name: str | None = None  # how to call it instead of "code cell N" (a kernel's `In [n]`)
 
     @property
     def label(self) -> str:
-        return f"cell {self.index + 1}"
+        """Short: in tracebacks ("code cell 3", line 5)."""
+        return self.name or f"code cell {self.index + 1}"
+
+    @property
+    def where(self) -> str:
+        """How a student finds the cell: its number among code cells, Jupyter's execution
+        count when there is one, and its first line."""
+        details = [f"In [{self.execution_count}]"] if self.execution_count is not None else []
+        first = next((line.strip() for line in self.source.splitlines() if line.strip()), "")
+        first = "".join(ch if ch.isprintable() else "?" for ch in first)
+        if first and not self.problem:
+            details.append("starting `" + (first if len(first) <= 60 else first[:57] + "...") + "`")
+        return f"{self.label} ({', '.join(details)})" if details else self.label
 
 
 @dataclass(frozen=True)
@@ -62,7 +78,7 @@ def load_submission(path: str | Path) -> LoadedSubmission:
         raise SubmissionError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})")
     if path.suffix == ".py":
         parts = _PY_CELL_SPLIT.split(text)
-        cells = tuple(Cell(i, part) for i, part in enumerate(parts))
+        cells = tuple(Cell(i, part) for i, part in enumerate(parts))  # `# %%` cells are all code
         return LoadedSubmission(path, cells, "python")
     return LoadedSubmission(path, _notebook_cells(path, text), "notebook")
 
@@ -109,8 +125,11 @@ def _notebook_cells(path: Path, text: str) -> tuple[Cell, ...]:
     for index, cell in enumerate(nb.cells):
         if cell.get("cell_type") != "code":
             continue
+        number = len(cells)  # among code cells
+        count = cell.get("execution_count")
+        count = count if isinstance(count, int) and not isinstance(count, bool) else None
         if index in damaged:
-            cells.append(Cell(index, "", damaged[index]))
+            cells.append(Cell(number, "", damaged[index], count))
             continue
         source = cell.get("source", "")
         if isinstance(source, list):
@@ -123,10 +142,11 @@ def _notebook_cells(path: Path, text: str) -> tuple[Cell, ...]:
             readable = source.encode("utf-8", "replace").decode("utf-8")
             cells.append(
                 Cell(
-                    index,
+                    number,
                     readable,
                     f"line {line}: the text is not valid Unicode "
                     f"(a lone surrogate, U+{ord(source[exc.start]):04X})",
+                    count,
                 )
             )
             continue
@@ -137,7 +157,7 @@ def _notebook_cells(path: Path, text: str) -> tuple[Cell, ...]:
             source = ipython2python(source)
         except Exception:
             pass  # leave it as written: the harvest reports the cell as unparsable
-        cells.append(Cell(index, source))
+        cells.append(Cell(number, source, execution_count=count))
     return tuple(cells)
 
 

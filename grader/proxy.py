@@ -157,7 +157,7 @@ class Submission:
         for index, st in enumerate(self.harvest.statements):
             if name not in st.defines:
                 continue
-            where = f"cell {st.cell + 1}, line {st.lineno}"
+            where = self.harvest.where(st)
             if boot and index in boot.fatal:
                 return f"`{name}` was skipped: running its definition ({where}) {boot.fatal[index]}"
             for problem in boot.problems if boot else []:
@@ -250,7 +250,13 @@ class Submission:
         )
         return Remote(self, handle, factory.split(":")[-1])
 
-    def call(self, name: str, *args, grad_wrt=(), source_pattern=None, timeout=None, **kwargs) -> dict:
+    def call(
+        self, name: str, *args, grad_wrt=(), source_pattern=None, wanted=None, timeout=None, **kwargs
+    ) -> dict:
+        """Call the student's function `name`. `source_pattern`: call its newest definition
+        whose source matches (a regular expression, never shown to the student); `wanted`:
+        what that definition is, in the student's words, for when none matches ("that takes
+        (args, model) ...")."""
         self.require(name)
         return self.ask(
             "call",
@@ -261,6 +267,7 @@ class Submission:
             kwargs={k: _arg(v) for k, v in kwargs.items()},
             grad_wrt=list(grad_wrt),
             source_pattern=source_pattern,
+            wanted=wanted,
         )
 
     def run_region(
@@ -287,8 +294,10 @@ class Submission:
         args: list,
         model: Remote,
         source_pattern: str | None = None,
+        wanted: str | None = None,
         timeout: float | None = None,
     ) -> dict:
+        """As call(), stopping the function when it builds a torch optimizer."""
         self.require(name)
         return self.ask(
             "call_until_optimizer",
@@ -298,6 +307,7 @@ class Submission:
             args=[_arg(a) for a in args],
             model_handle=model.handle,
             source_pattern=source_pattern,
+            wanted=wanted,
         )
 
 

@@ -51,7 +51,7 @@ def extract_region(cells: tuple[Cell, ...], spec: RegionSpec) -> list[Statement]
     try:
         tree = parse_cell(cell)
     except Unparsable as exc:
-        raise RegionNotFound(f"{spec.description} ({cell.label}) does not parse: {exc}")
+        raise RegionNotFound(f"{spec.description}, {cell.where}, does not parse: {exc}")
     lines = cell.source.splitlines(keepends=True)
     kept = []
     for node in tree.body:

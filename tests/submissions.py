@@ -128,10 +128,12 @@ def edit_notebook(
     return nb
 
 
-def cell_number(path, needle: str) -> int:
-    """The 1-based number the grader uses for the (only) code cell containing `needle`."""
-    nb = nbformat.read(str(path), as_version=4)
-    found = [i + 1 for i, c in enumerate(nb.cells) if c.cell_type == "code" and needle in c.source]
+def located_cell(path, needle: str):
+    """The (only) code cell containing `needle`, as the grader loads it: its `where` is how
+    feedback locates it ("code cell 7 (starting `class UNet(nn.Module):`)")."""
+    from grader.load import load_submission
+
+    found = [c for c in load_submission(path).cells if needle in c.source]
     if len(found) != 1:
         raise ValueError(f"{needle!r} is in {len(found)} code cells of {path}")
     return found[0]

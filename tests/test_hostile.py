@@ -9,7 +9,7 @@ import os
 import pytest
 
 from conftest import HOSTILE_TIMEOUT
-from submissions import REFERENCE_SOLUTION, REPO, cell_number
+from submissions import REFERENCE_SOLUTION, REPO, located_cell
 
 # Lines of the reference classes that edits hook onto (used with `within=`: the three
 # classes share the __init__ lines, and the first two their forward).
@@ -176,12 +176,12 @@ def test_hang_on_one_setting_costs_only_the_check_that_draws_it(graded_hostile):
 def test_infinite_loop_in_class_body_costs_only_c1(graded_hostile, hostile_batch):
     result = graded_hostile["h_infinite_loop_in_class_body"]
     result.expect({"C.1": ALL_CHECKS})
-    cell = cell_number(hostile_batch.folder / "h_infinite_loop_in_class_body.ipynb", "class UNet")
+    where = located_cell(hostile_batch.folder / "h_infinite_loop_in_class_body.ipynb", "class UNet").where
     for t in result.part_tests("C.1"):
         assert t["output"].startswith(
-            f"`UNet` was skipped: running its definition (cell {cell}, line 1) did not finish within"
+            f"`UNet` was skipped: running its definition ({where}, line 1) did not finish within"
         ), t["output"]
-    assert any(f"cell {cell}, line 1 skipped" in n for n in result.notes), result.notes
+    assert any(f"{where}, line 1 skipped" in n for n in result.notes), result.notes
 
 
 def test_sys_exit_in_class_body_costs_only_c1(graded_hostile):
@@ -213,11 +213,12 @@ def test_growing_list_in_class_body_costs_only_b1(graded_hostile):
     # The child touches 3 GiB before the limit stops it: usually a MemoryError; on a busy
     # machine the zeroing of the pages can outlast the 5 s load limit instead.
     for t in result.part_tests("B.1"):
+        # Located as the student finds the cell: its number among code cells and first line.
+        where = "code cell 9 (starting `class ConvTransposeNet(nn.Module):`), line 1"
         assert t["output"].startswith(
             (
-                "`ConvTransposeNet` could not be defined (cell 14, line 1): MemoryError",
-                "`ConvTransposeNet` was skipped: running its definition (cell 14, line 1) did not "
-                "finish within",
+                f"`ConvTransposeNet` could not be defined ({where}): MemoryError",
+                f"`ConvTransposeNet` was skipped: running its definition ({where}) did not finish within",
             )
         ), t["output"]
 

@@ -84,13 +84,18 @@ def test_missing_file_and_directory(tmp_path):
         load_submission(tmp_path)
 
 
-def test_code_cells_keep_their_notebook_position(tmp_path):
-    path = write_notebook(tmp_path / "a.ipynb", "x = 1", "y = 2", markdown_first=True)
+def test_cells_are_located_as_a_student_finds_them(tmp_path):
+    """Counted among code cells (markdown cells have no number in Jupyter or Colab), with
+    the execution count when the notebook was run, and the cell's first line."""
+    path = write_notebook(tmp_path / "a.ipynb", "x = 1", "\n\nclass Net:\n    pass", markdown_first=True)
+    data = json.loads(path.read_text())
+    data["cells"][2]["execution_count"] = 12
+    path.write_text(json.dumps(data))
     sub = load_submission(path)
     assert sub.kind == "notebook"
-    assert [(c.index, c.label, c.source.strip()) for c in sub.cells] == [
-        (1, "cell 2", "x = 1"),
-        (2, "cell 3", "y = 2"),
+    assert [(c.index, c.label, c.where) for c in sub.cells] == [
+        (0, "code cell 1", "code cell 1 (starting `x = 1`)"),
+        (1, "code cell 2", "code cell 2 (In [12], starting `class Net:`)"),
     ]
 
 
@@ -176,7 +181,7 @@ def test_a_cell_whose_source_is_not_text_is_skipped_with_a_note(tmp_path, source
     result = harvest(load_submission(path))
     assert result.defined_names() == {"f", "Y"}
     assert result.diagnostics() == [
-        f"cell 2 skipped: its source is {what}, not text (the notebook file is damaged)"
+        f"code cell 2 skipped: its source is {what}, not text (the notebook file is damaged)"
     ]
 
 
@@ -199,9 +204,9 @@ def test_a_lone_surrogate_skips_its_cell_with_a_note(tmp_path):
     result = harvest(sub)
     assert result.defined_names() == {"f"}
     assert result.diagnostics() == [
-        "cell 2 skipped: line 2: the text is not valid Unicode (a lone surrogate, U+D800)"
+        "code cell 2 skipped: line 2: the text is not valid Unicode (a lone surrogate, U+D800)"
     ]
-    assert result.why_missing("X").startswith("`X` is in cell 2, which does not parse")
+    assert result.why_missing("X").startswith("`X` is in code cell 2, which does not parse")
     sub.cells[1].source.encode("utf-8")  # what is kept of it is valid text
 
 
@@ -320,14 +325,16 @@ def test_a_cell_that_does_not_parse_costs_only_its_own_names():
     result = harvest(loaded("import torch", broken, "class ConvTransposeNet:\n    pass"))
     assert result.defined_names() == {"torch", "ConvTransposeNet"}
     assert result.why_missing("UNet") == (
-        "`UNet` is in cell 2, which does not parse: line 3: SyntaxError: Missing parentheses in "
+        "`UNet` is in code cell 2 (starting `class UNet(nn.Module):`), which does not parse: line 3: "
+        "SyntaxError: Missing parentheses in "
         "call to 'print'. Did you mean print(...)?"
     )
     assert result.why_missing("PoolUpsampleNet") == (
         "`PoolUpsampleNet` is not defined anywhere in the submission"
     )
     assert result.diagnostics() == [
-        "cell 2 skipped: line 3: SyntaxError: Missing parentheses in call to 'print'. "
+        "code cell 2 (starting `class UNet(nn.Module):`) skipped: line 3: SyntaxError: Missing "
+        "parentheses in call to 'print'. "
         "Did you mean print(...)?"
     ]
 
@@ -337,7 +344,7 @@ def test_why_missing_names_the_last_broken_cell_that_defines_it():
     second = "X = 1\n\ndef compute_iou_loss(pred, gt):\n  if True:\n return 1\n"
     result = harvest(loaded(first, "Y = 2", second))
     assert result.why_missing("compute_iou_loss").startswith(
-        "`compute_iou_loss` is in cell 3, which does not parse: line 5"
+        "`compute_iou_loss` is in code cell 3 (starting `X = 1`), which does not parse: line 5"
     )
     assert "X" not in result.defined_names()  # the whole broken cell is skipped
 
@@ -347,14 +354,17 @@ def test_an_expression_too_complex_for_python_skips_its_cell(terms):
     huge = "X = " + "+".join(["1"] * terms) + "\n"
     result = harvest(loaded("def f():\n    return 1\n", huge))
     assert result.defined_names() == {"f"}
-    assert result.diagnostics() == ["cell 2 skipped: too deeply nested or too complex for Python to parse"]
+    [note] = result.diagnostics()
+    assert note.startswith("code cell 2 (starting `X = 1+1+1") and len(note) < 200, note
+    assert note.endswith("...`) skipped: too deeply nested or too complex for Python to parse")
 
 
 def test_a_null_byte_skips_its_cell_with_a_reason_without_line_none():
     result = harvest(loaded("Y = 2", "X = 1\x00\n"))
     assert result.defined_names() == {"Y"}
     [note] = result.diagnostics()
-    assert note.startswith("cell 2 skipped: ") and "null bytes" in note and "None" not in note
+    assert note.startswith("code cell 2 (starting `X = 1?`) skipped: "), note  # no NUL in the text
+    assert "null bytes" in note and "None" not in note
 
 
 # --------------------------------------------------------------------------------------
@@ -379,8 +389,9 @@ def test_driver_region_is_the_cross_entropy_cell_without_setup_and_training(driv
     sub = load_submission(REFERENCE_NOTEBOOK)
     statements = extract_region(sub.cells, driver_spec)
     nb = read_notebook()
-    d1_cell = next(i for i, c in enumerate(nb.cells) if '"loss": "cross-entropy"' in c.source)
-    assert {st.cell for st in statements} == {d1_cell}
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    d1_cell = next(i for i, c in enumerate(code_cells) if '"loss": "cross-entropy"' in c.source)
+    assert {st.cell for st in statements} == {d1_cell}  # its position among code cells
     assert student_lines(statements) == [
         "for param in model.parameters():\n    param.requires_grad = False",
         "model.classifier[4] = nn.Conv2d(256, 2, kernel_size=1)",
@@ -420,10 +431,11 @@ def test_missing_or_unparsable_driver_is_reported(driver_spec, tmp_path):
     with pytest.raises(RegionNotFound, match="D.1 driver cell .* was not found"):
         region_of(nb, driver_spec, tmp_path)
     nb = edit_notebook(read_notebook(), substitute={D1_DRIVER: "model.classifier[4] = (\n"})
-    d1_cell = next(i for i, c in enumerate(nb.cells) if '"loss": "cross-entropy"' in c.source)
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    d1_cell = next(i for i, c in enumerate(code_cells) if '"loss": "cross-entropy"' in c.source)
     with pytest.raises(
         RegionNotFound,
-        match=rf"\(cell {d1_cell + 1}\) does not parse: line \d+: "
+        match=rf", code cell {d1_cell + 1} \(starting `args = AttrDict\(\)`\), does not parse: line \d+: "
         "SyntaxError",
     ):
         region_of(nb, driver_spec, tmp_path)
@@ -446,5 +458,6 @@ def test_drop_calls_match_dotted_suffixes_and_skip_definitions():
 def test_a_driver_cell_too_complex_to_parse_is_reported():
     spec = RegionSpec("r", (r"run\(",), description="the driver cell")
     cell = Cell(4, "run(" + "+".join(["1"] * 200_000) + ")\n")
-    with pytest.raises(RegionNotFound, match=r"the driver cell \(cell 5\) does not parse: too deeply"):
+    where = r"code cell 5 \(starting `run\(1\+1.*\.\.\.`\)"  # the first line, shortened
+    with pytest.raises(RegionNotFound, match=rf"the driver cell, {where}, does not parse: too deeply"):
         extract_region((cell,), spec)

@@ -3,12 +3,14 @@ reference, on logits and masks drawn by hypothesis. The value and gradient check
 (public/test_public_iou_loss.py): they compare with values stored from the reference."""
 
 import pytest
-import torch
 from hypothesis import assume, given, strategies as st
 
 from grader.checks import import_sibling
 
 pa2 = import_sibling(__file__, "pa2")
+# How a loss is called and its answer read: one place, the public checks (the students' copy).
+_public = import_sibling(__file__, "public/test_public_iou_loss")
+as_tensors, paste, student_loss = _public.as_tensors, _public.paste, _public.student_loss
 
 pytestmark = pytest.mark.grade(part="D.2")
 
@@ -26,32 +28,12 @@ def batches(draw, max_side=4):
     return pred, gt
 
 
-def as_tensors(pred, gt):
-    return torch.tensor(pred, dtype=torch.float32), torch.tensor(gt, dtype=torch.long)
-
-
-def paste(pred, gt, name):
-    return f"pred = torch.tensor({pred})\ngt = torch.tensor({gt})\n{name}(pred, gt)"
-
-
 @pytest.fixture
 def loss_name(submission):
     name = submission.first_defining_name(*pa2.IOU_LOSS_NAMES)
     if name is None:
         submission.require(pa2.IOU_LOSS_NAMES[0])  # raises with the reason (does not parse, not defined, ...)
     return name
-
-
-def student_loss(submission, name, pred, gt, grad=False):
-    pred_t, gt_t = as_tensors(pred, gt)
-    result = submission.call(name, pred_t, gt_t, grad_wrt=[0] if grad else [])
-    out = result["output"]
-    assert hasattr(out, "shape"), f"{name} returned {out!r}, not a tensor. Try:\n{paste(pred, gt, name)}"
-    assert out.numel() == 1, (
-        f"{name} returned a tensor of shape {list(out.shape)}; the loss must be a single number. "
-        f"Try:\n{paste(pred, gt, name)}"
-    )
-    return (out.reshape(()).item(), result["grads"][0]) if grad else out.reshape(()).item()
 
 
 @st.composite

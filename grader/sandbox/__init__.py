@@ -6,9 +6,16 @@ that answers the grader's requests over a pipe.
     wire     the framing both sides speak (JSON and raw bytes; nothing is unpickled)
     confine  the OS layers: Landlock, seccomp, uids, namespaces, cgroups, rlimits
 
-The child module imports torch; this package's front (below) does not.
+The front below re-exports the parent's names lazily: `wire` (and so `parent`) imports torch,
+and the batch scheduler, which must not, imports `grader.sandbox.confine` through this package.
 """
 
-from .parent import Limits, Sandbox, format_error, has_file_system_isolation, warm_up
-
 __all__ = ["Limits", "Sandbox", "format_error", "has_file_system_isolation", "warm_up"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from . import parent
+
+        return getattr(parent, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

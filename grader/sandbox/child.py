@@ -245,7 +245,10 @@ class Child:
             return [self.value(v) for v in spec]
         return spec
 
-    def lookup(self, name: str, source_pattern: str | None = None):
+    def lookup(self, name: str, source_pattern: str | None = None, wanted: str | None = None):
+        """The student's `name`; with `source_pattern`, its newest definition whose source
+        matches (a notebook may define `train` twice). `wanted` says, for the student, which
+        definition that is; the pattern itself is never shown."""
         if source_pattern is None:
             if name not in self.ns:
                 raise NameError(f"name '{name}' is not defined")
@@ -254,7 +257,7 @@ class Child:
             code = getattr(fn, "__code__", None)
             if code is not None and re.search(source_pattern, _source_of(fn)):
                 return fn
-        raise NameError(f"no definition of '{name}' matching {source_pattern!r}")
+        raise NameError(not_defined_text(name, wanted))
 
     # -- requests -------------------------------------------------------------------------
     def op_construct(self, name, args, kwargs, seed, handle):
@@ -304,8 +307,8 @@ class Child:
         problems, count = layers.load_layer_states(self.objects[handle], probe, states)
         return {"problems": problems, "count": count}
 
-    def op_call(self, name, args, kwargs, grad_wrt=(), source_pattern=None):
-        fn = self.lookup(name, source_pattern)
+    def op_call(self, name, args, kwargs, grad_wrt=(), source_pattern=None, wanted=None):
+        fn = self.lookup(name, source_pattern, wanted)
         args = self.value(args)
         for i in grad_wrt:
             args[i] = args[i].detach().clone().requires_grad_(True)
@@ -394,10 +397,10 @@ class Child:
             self.objects[handle], inputs, targets, loss_fn, steps, batch_size, lr, seed, device, output_key
         )
 
-    def op_call_until_optimizer(self, name, args, model_handle, source_pattern=None):
+    def op_call_until_optimizer(self, name, args, model_handle, source_pattern=None, wanted=None):
         """Call a student function for real and stop it when it builds a torch optimizer;
         report which of the model's parameters it handed over."""
-        fn = self.lookup(name, source_pattern)
+        fn = self.lookup(name, source_pattern, wanted)
         model = self.objects[model_handle]
         names = {id(p): n for n, p in model.named_parameters()}
         original = torch.optim.Optimizer.__init__
@@ -429,10 +432,17 @@ def _describe_params(params, names) -> list[dict]:
     return out
 
 
-def _compile(source: str, cell: int, lineno: int):
-    """Compile one statement under the name `<cell N>` with its real line numbers, and tell
-    linecache its text, so tracebacks and inspect.getsource point into the notebook."""
-    filename = f"<cell {cell + 1}>"
+def not_defined_text(name: str, wanted: str | None) -> str:
+    if wanted:
+        return f"the notebook defines no `{name}` {wanted}"
+    return f"the notebook defines no `{name}` of the kind this check needs"
+
+
+def _compile(source: str, cell: int | str, lineno: int):
+    """Compile one statement under the name `<code cell N>` (`cell`: its position among code
+    cells, 0-based, or a name such as "In [4]") with its real line numbers, and tell linecache
+    its text, so tracebacks and inspect.getsource point into the notebook."""
+    filename = f"<{cell}>" if isinstance(cell, str) else f"<code cell {cell + 1}>"
     tree = ast.parse(source)
     ast.increment_lineno(tree, lineno - 1)
     entry = linecache.cache.get(filename)
@@ -460,10 +470,10 @@ def _plain(value):
 
 
 def describe_exception(exc: BaseException) -> dict:
-    """Type, message and the innermost line of student code (a `<cell N>` frame)."""
+    """Type, message and the innermost line of student code (a frame _compile named)."""
     where = None
     for frame in traceback.extract_tb(exc.__traceback__):
-        if frame.filename.startswith("<cell"):
+        if frame.filename.startswith(("<code cell ", "<In [")):
             where = f"{frame.filename.strip('<>')}, line {frame.lineno}"
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, SystemExit):

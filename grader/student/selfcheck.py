@@ -7,7 +7,7 @@
 It judges the objects defined in the kernel right now (the classes and functions of the cells
 that have been run), with the same public checks, on the same stored data, and prints the same
 table and feedback as `grade a2-cnn.ipynb`. Nothing is sent to another process: an in-process
-proxy calls the sandbox child's request handlers (grader.child.Child, its `op_*` methods)
+proxy calls the sandbox child's request handlers (grader.sandbox.child.Child, its `op_*` methods)
 directly on the kernel's namespace, so the checks' code is shared with the real grading.
 Requests and answers still go through grader.wire, so a check sees copies, as in the sandbox.
 
@@ -28,7 +28,7 @@ import sys
 import time
 from types import SimpleNamespace
 
-from ..sandbox.child import Child, _compile, _source_of, describe_exception
+from ..sandbox.child import Child, _compile, _source_of, describe_exception, not_defined_text
 from ..errors import StudentCodeError
 from ..load import Cell
 from ..proxy import Submission
@@ -45,7 +45,7 @@ def check(
     console=None,
 ) -> None:
     """Run the public checks on what this kernel defines and print the feedback. Parts:
-    e.g. "A.1", "D.2" (default: all). The result is kept in grader.selfcheck.last_result."""
+    e.g. "A.1", "D.2" (default: all). The result is kept in grader.student.selfcheck.last_result."""
     global last_result
     if namespace is None:
         namespace = sys._getframe(1).f_globals  # the notebook's (the caller's) globals
@@ -142,7 +142,11 @@ def history_cells(namespace: dict, notebook: str | None) -> tuple[tuple[Cell, ..
 
         return load_submission(notebook).cells, notebook
     history = namespace.get("In") or namespace.get("_ih") or []
-    cells = [Cell(i - 1, src) for i, src in enumerate(history) if isinstance(src, str) and src.strip()]
+    cells = [
+        Cell(i - 1, src, name=f"In [{i}]")
+        for i, src in enumerate(history)
+        if isinstance(src, str) and src.strip()
+    ]
     return tuple(reversed(cells)), "the cells run in this kernel"
 
 
@@ -202,7 +206,7 @@ class _KernelChild(Child):
         self.cells = cells
         self.pristine = _PRISTINE
 
-    def lookup(self, name: str, source_pattern: str | None = None):
+    def lookup(self, name: str, source_pattern: str | None = None, wanted: str | None = None):
         if source_pattern is None:
             return super().lookup(name)
         current = self.ns.get(name)
@@ -226,6 +230,6 @@ class _KernelChild(Child):
                     source = "".join(lines[first - 1 : node.end_lineno])
                     if re.search(source_pattern, source):
                         scope = dict(self.ns)
-                        exec(_compile(source, cell.index, first), scope)
+                        exec(_compile(source, cell.label, first), scope)
                         return scope[name]
-        raise NameError(f"no definition of '{name}' matching {source_pattern!r} in this kernel")
+        raise NameError(not_defined_text(name, wanted) + " in this kernel")

@@ -15,6 +15,10 @@ pytestmark = pytest.mark.grade(part="D.1", visibility="visible")
 
 # The student's train(args, model), not the colourization train(args, cnn) it shadows.
 SEGMENTATION_TRAIN = r"def\s+train\s*\(\s*\w+\s*,\s*model\b|learned_parameters"
+SEGMENTATION_TRAIN_WANTED = (
+    "for Part D: `train(args, model)`, the fine-tuning loop that builds the optimizer from "
+    "`learned_parameters` (the handout's Part D training cell, after the colourization `train`)"
+)
 
 
 @pytest.fixture
@@ -124,7 +128,11 @@ def test_optimizer_gets_only_head(submission, spec):
         trainable_prefixes=list(new_layer_prefixes(spec)),
     )
     found = submission.call_until_optimizer(
-        "train", [attrdict(spec["train_args"]), model], model, source_pattern=SEGMENTATION_TRAIN
+        "train",
+        [attrdict(spec["train_args"]), model],
+        model,
+        source_pattern=SEGMENTATION_TRAIN,
+        wanted=SEGMENTATION_TRAIN_WANTED,
     )
     assert found["reached"], (
         "train(args, model) returned without building an optimizer; it "
