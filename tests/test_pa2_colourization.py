@@ -136,6 +136,32 @@ A1_GREYSCALE_ONLY = _A1_BLOCKS.format(
 """
 )
 
+# The reference's network with one hyper-parameter ignored (a constant in its place): each
+# check that varies that hyper-parameter must see it.
+_A1_IGNORING = """
+class PoolUpsampleNet(nn.Module):
+    def __init__(self, kernel, num_filters, num_colours, num_in_channels):
+        super().__init__()
+        {constant}
+        padding = kernel // 2
+
+        def block(cin, cout, resample):
+            return nn.Sequential(nn.Conv2d(cin, cout, kernel_size=kernel, padding=padding),
+                                 resample, nn.BatchNorm2d(cout), nn.ReLU())
+
+        self.down1 = block(num_in_channels, num_filters, nn.MaxPool2d(2))
+        self.down2 = block(num_filters, 2 * num_filters, nn.MaxPool2d(2))
+        self.up1 = block(2 * num_filters, num_filters, nn.Upsample(scale_factor=2))
+        self.up2 = block(num_filters, num_colours, nn.Upsample(scale_factor=2))
+        self.final = nn.Conv2d(num_colours, num_colours, kernel_size=kernel, padding=padding)
+
+    def forward(self, x):
+        return self.final(self.up2(self.up1(self.down2(self.down1(x)))))
+"""
+A1_IGNORES_KERNEL = _A1_IGNORING.format(constant="kernel = 3  # the argument is ignored")
+A1_IGNORES_NUM_FILTERS = _A1_IGNORING.format(constant="num_filters = 4  # the argument is ignored")
+A1_IGNORES_NUM_COLOURS = _A1_IGNORING.format(constant="num_colours = 24  # the argument is ignored")
+
 _B1 = """
 class ConvTransposeNet(nn.Module):
     def __init__(self, kernel, num_filters, num_colours, num_in_channels):
@@ -374,6 +400,39 @@ MUTANTS = [
             "params": ["num_in_channels=3) has 2,471 parameters; expected 2,597 (-126)"],
             "equivalence": ["to have 1 channels, but got 3 channels"],
         },
+    ),
+    # A hyper-parameter ignored: the checks that vary it fail, each naming the call it failed on.
+    Mutant(
+        "a1_ignores_kernel",
+        {"PoolUpsampleNet": A1_IGNORES_KERNEL},
+        "A.1",
+        {"layers", "params", "equivalence"},
+        {
+            "layers": [
+                "PoolUpsampleNet(kernel=5,",
+                "expected Conv2d(1->5, kernel 5)",
+                "found Conv2d(1->5, kernel 3)",
+            ],
+            "params": [
+                "PoolUpsampleNet(kernel=5, num_filters=5, num_colours=7, num_in_channels=1) has 1,789 "
+                "parameters; expected 4,813"
+            ],
+            "equivalence": ["PoolUpsampleNet(kernel=5,"],
+        },
+    ),
+    Mutant(
+        "a1_ignores_num_filters",
+        {"PoolUpsampleNet": A1_IGNORES_NUM_FILTERS},
+        "A.1",
+        {"layers", "params", "equivalence"},
+        {"params": ["num_filters=7,"], "layers": ["num_filters=7,"]},
+    ),
+    Mutant(
+        "a1_ignores_num_colours",
+        {"PoolUpsampleNet": A1_IGNORES_NUM_COLOURS},
+        "A.1",
+        {"shape", "layers", "params", "equivalence"},
+        {"params": ["num_colours=5,"], "shape": ["expected [", "num_colours"]},
     ),
     Mutant(
         "b1_stride_1",

@@ -155,6 +155,11 @@ def test_stored_data_is_plain_and_loads_safely():
     cases = data["cases"]
     assert set(cases) == {"colour", "finetune", "iou"}
     for name, model in cases["colour"].items():
+        # Each hyper-parameter the handout lets vary for this model takes two values or more.
+        allowed_kernels = {"PoolUpsampleNet": {3, 5}}.get(name, {3})
+        for i, values in enumerate(zip(*(s["hp"] for s in model["settings"]))):
+            assert len(set(values)) >= 2 or (i == 0 and set(values) == allowed_kernels), (name, i)
+        assert {s["hp"][0] for s in model["settings"]} == allowed_kernels
         for setting in model["settings"]:
             assert setting["layers"] and setting["parameters"] > 0 and setting["output_shape"]
             assert all("path" not in rec for rec in setting["layers"])  # no reference names

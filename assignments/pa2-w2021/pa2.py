@@ -40,6 +40,15 @@ def hyper_parameters(name):
 # (kernel 3, 24 colours, greyscale) with few filters, and a colour-input variant.
 FIXED_SETTINGS = [(3, 4, 24, 1), (3, 7, 5, 3)]
 
+
+def fixed_settings(name):
+    """The stored (and secret) cases' hyper-parameters for `name`: FIXED_SETTINGS, plus one
+    setting per other kernel the handout allows it, so that every check built on these cases
+    varies every hyper-parameter it depends on (a network that ignores `kernel` loses them)."""
+    first = FIXED_SETTINGS[0]
+    extra = [(k, 5, 7, first[3]) for k in COLOUR_MODELS[name][1] if k != first[0]]
+    return FIXED_SETTINGS + extra
+
 # What D.2's loss may be called: v1.0 of the notebook used the second name.
 IOU_LOSS_NAMES = ("compute_iou_loss", "compute_IoU_loss")
 

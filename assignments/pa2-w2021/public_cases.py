@@ -45,7 +45,7 @@ def build(reference, assignment, seed=None) -> dict:
 # -- A.1, B.1, C.1 -----------------------------------------------------------------------
 def colour_model(reference, name) -> dict:
     settings = []
-    for hp in pa2.FIXED_SETTINGS:
+    for hp in pa2.fixed_settings(name):
         x = pa2.seeded_input((2, hp[3], 32, 32))
         model = getattr(reference, name)(*hp)
         out, records = trace(model, (x,))
@@ -61,7 +61,7 @@ def colour_model(reference, name) -> dict:
         )
     equivalence = [
         equivalence_case(reference, name, hp, input_seed=1, weight_seed=100 + k, batchnorm_seed=200 + k)
-        for k, hp in enumerate(pa2.FIXED_SETTINGS)
+        for k, hp in enumerate(pa2.fixed_settings(name))
     ]
     return {"part": pa2.COLOUR_MODELS[name][0], "settings": settings, "equivalence": equivalence}
 
@@ -109,7 +109,7 @@ def challenge(reference, assignment, seed: int) -> dict:
         colour[name] = {
             "equivalence": [
                 equivalence_case(reference, name, hp, *(rng.randrange(1, 2**31) for _ in range(3)))
-                for hp in pa2.FIXED_SETTINGS
+                for hp in pa2.fixed_settings(name)
             ]
         }
     cases = _iou_cases(reference, assignment, random.Random(rng.randrange(2**31)), count=16)
