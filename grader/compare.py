@@ -42,16 +42,111 @@ def shape_text(shape) -> str:
 
 
 def first_layer_difference(student: list[dict], reference: list[dict]) -> str | None:
-    """None when both call the same kinds of parametrised layers with the same shapes."""
+    """None when both call the same kinds of parametrised layers with the same shapes; else
+    the cause first (a missing, extra or repeated layer, another layer type, other channels
+    or kernel, another output size), then the evidence: both layers as traced."""
+    found = layer_difference(student, reference)
+    return f"{found[0]}. {found[1]}" if found else None
+
+
+def layer_difference(student: list[dict], reference: list[dict]) -> tuple[str, str] | None:
+    """(cause, evidence) for the first layer where the traces part, or None."""
+    seen: dict[str, int] = {}
     for i in range(max(len(student), len(reference))):
         s = student[i] if i < len(student) else None
         r = reference[i] if i < len(reference) else None
-        if s is None or r is None or _signature(s) != _signature(r):
-            return (
+        repeat = seen.get(s.get("path", "?")) if s is not None else None
+        if s is not None and s.get("path", "?") != "?":
+            seen.setdefault(s["path"], i)
+        if s is None or r is None or _signature(s) != _signature(r) or repeat is not None:
+            evidence = (
                 f"parametrised layer {i + 1} in forward order: expected "
                 f"{describe_layer(r)}, found {describe_layer(s)}"
             )
+            return layer_difference_cause(i, student, reference, repeat), evidence
     return None
+
+
+def layer_difference_cause(i: int, student: list[dict], reference: list[dict], repeat) -> str:
+    """Why layer i (0-based) of a student's trace is not the reference's, in the words a TA
+    would use: a missing, extra, swapped or repeated layer, another type, other settings."""
+    n = i + 1
+    s = student[i] if i < len(student) else None
+    r = reference[i] if i < len(reference) else None
+    s_next = student[i + 1]["type"] if i + 1 < len(student) else None
+    r_next = reference[i + 1]["type"] if i + 1 < len(reference) else None
+    if repeat is not None:
+        here = f"a layer of its own here, a {r['type']}" if r is not None else "no layer here"
+        return (
+            f"Layer {n} runs `{s['path']}` a second time (it is also layer {repeat + 1}); the "
+            f"reference calls {here}"
+        )
+    if s is None:
+        return (
+            f"Layer {n}, a {r['type']}, is missing: your forward calls {len(student)} parametrised "
+            f"layers, the reference {len(reference)}"
+        )
+    if r is None:
+        return (
+            f"Your forward calls an extra layer {n}, a {s['type']}, after the reference's "
+            f"{len(reference)} layers"
+        )
+    if s["type"] != r["type"] and s_next == r["type"] and r_next == s["type"]:
+        return (
+            f"Layers {n} and {n + 1} come in the other order: you call a {s['type']} then a "
+            f"{r['type']}, the reference a {r['type']} then a {s['type']}"
+        )
+    if s["type"] != r["type"] and r_next == s["type"]:
+        return (
+            f"Layer {n} of the reference, a {r['type']}, is missing: your layer {n} is a "
+            f"{s['type']}, which the reference calls next"
+        )
+    if s["type"] != r["type"] and s_next == r["type"]:
+        return f"Your layer {n}, a {s['type']}, is extra: your layer {n + 1} is the reference's layer {n}"
+    if s["type"] != r["type"]:
+        hint = _TYPE_HINTS.get((s["type"], r["type"]), "")
+        return f"Layer {n} is a {s['type']} where the reference has a {r['type']}{hint}"
+    differs = [
+        f"{_ATTR_WORDS[attr]} {_value_text(s['config'].get(attr))} where the reference has "
+        f"{_value_text(r['config'].get(attr))}"
+        for attr in _COMPARED
+        if attr in r["config"] and str(s["config"].get(attr)) != str(r["config"].get(attr))
+    ]
+    if differs:
+        return f"Layer {n}, a {s['type']}, has " + " and ".join(differs)
+    return (
+        f"Layer {n}, a {s['type']}, gives an output of shape {shape_text(s['out_shape'])} where the "
+        f"reference's is {shape_text(r['out_shape'])}: check its stride and padding, and the "
+        "pooling or upsampling before it"
+    )
+
+
+_TYPE_HINTS = {
+    ("Conv2d", "ConvTranspose2d"): (
+        " (the handout's upsampling layer is a transposed convolution; a Conv2d with an "
+        "Upsample around it is another layer)"
+    ),
+    (
+        "ConvTranspose2d",
+        "Conv2d",
+    ): " (a transposed convolution upsamples; the handout asks for a plain Conv2d here)",
+    ("BatchNorm2d", "Conv2d"): " (is BatchNorm before the convolution instead of after it?)",
+    ("Conv2d", "BatchNorm2d"): " (is a convolution where its BatchNorm should be, or the BatchNorm missing?)",
+}
+_ATTR_WORDS = {
+    "in_channels": "input channels",
+    "out_channels": "output channels",
+    "kernel_size": "kernel",
+    "num_features": "features",
+    "in_features": "input features",
+    "out_features": "output features",
+}
+
+
+def _value_text(value) -> str:
+    if isinstance(value, list) and value and len(set(value)) == 1:
+        return str(value[0])
+    return str(value)
 
 
 def _signature(rec: dict) -> tuple:
@@ -69,12 +164,12 @@ class Equivalence:
     max_difference: float = 0.0
 
 
-def weights_do_not_fit(problems: list[str]) -> Equivalence:
+def weights_do_not_fit(problems: list[str], cause: str | None = None) -> Equivalence:
     # A different number of layers makes every later pairing meaningless: say only that.
     shown = problems[:1] if "parametrised layers are used" in problems[0] else problems[:3]
-    return Equivalence(
-        False, "the reference's weights do not fit your layers: " + "; ".join(shown) + ".", float("inf")
-    )
+    evidence = "the reference's weights do not fit your layers: " + "; ".join(shown) + "."
+    # The cause (a layer of another type, say) before the shapes it leads to.
+    return Equivalence(False, f"{cause}; so {evidence}" if cause else evidence, float("inf"))
 
 
 def _locate(student: list[dict], reference: list[dict], same) -> str:
@@ -168,14 +263,21 @@ def compare_with_stored(
     variants: list[dict],
     atol: float = 1e-4,
     rtol: float = 1e-4,
+    layout: dict | None = None,
 ) -> Equivalence:
     """Load stored per-layer `states` (forward order, computed from the reference by
     grader.public) into the student's model, run it on `x` in eval then train mode, and compare with
     stored outputs. `variants` lists every stored answer a correct solution may give:
-    [{"label": str, "eval": {"output": tensor, "layers": sketch_trace}, "train": {...}}]."""
+    [{"label": str, "eval": {"output": tensor, "layers": sketch_trace}, "train": {...}}].
+    `layout` ({"input", "layers"}: the reference's trace for the same hyper-parameters) lets
+    a misfit of weights be explained by its cause (first_layer_difference)."""
     problems = student.load_layer_states(states, x)
     if problems:
-        return weights_do_not_fit(problems)
+        cause = None
+        if layout is not None:  # the reference's traced layers for the same hyper-parameters
+            found = layer_difference(student.forward(layout["input"], trace=True).layers, layout["layers"])
+            cause = found[0] if found else None
+        return weights_do_not_fit(problems, cause)
     got = {
         mode: student.forward(x, mode=mode, trace=True, keep_values=True) for mode in ("eval", "train")
     }  # eval first: train mode moves running statistics

@@ -189,18 +189,66 @@ def test_region_found_by_what_the_cell_does():
         extract_region(cells[:1], spec)
 
 
-def test_first_layer_difference_names_the_layer_and_both_sides():
-    conv = {
-        "type": "Conv2d",
-        "out_shape": [1, 8, 16, 16],
-        "config": {"in_channels": 1, "out_channels": 8, "kernel_size": [3, 3], "stride": [1, 1]},
+def conv(cin, cout, kernel=3, out=(1, 8, 16, 16), kind="Conv2d", path="c"):
+    return {
+        "type": kind,
+        "path": path,
+        "out_shape": list(out),
+        "config": {
+            "in_channels": cin,
+            "out_channels": cout,
+            "kernel_size": [kernel, kernel],
+            "stride": [1, 1],
+        },
     }
-    wide = dict(conv, config=dict(conv["config"], out_channels=16), out_shape=[1, 16, 16, 16])
-    assert first_layer_difference([conv], [conv]) is None
-    message = first_layer_difference([wide], [conv])
-    assert message.startswith("parametrised layer 1 in forward order")
-    assert "expected Conv2d(1->8, kernel 3)" in message and "found Conv2d(1->16, kernel 3)" in message
-    assert "found nothing" in first_layer_difference([], [conv])
+
+
+def test_layer_difference_names_the_cause_before_the_evidence():
+    reference = [conv(1, 8, path="a"), conv(8, 4, kind="ConvTranspose2d", out=(1, 4, 32, 32), path="b")]
+    assert first_layer_difference([conv(1, 8, path="x"), dict(reference[1], path="y")], reference) is None
+
+    # A Conv2d (with an Upsample) where the handout has a transposed convolution.
+    upsampled = [conv(1, 8, path="x"), conv(8, 4, out=(1, 4, 32, 32), path="y")]
+    message = first_layer_difference(upsampled, reference)
+    assert message.startswith("Layer 2 is a Conv2d where the reference has a ConvTranspose2d (")
+    assert message.endswith(
+        "parametrised layer 2 in forward order: expected ConvTranspose2d(8->4, kernel 3) -> output "
+        "[1, 4, 32, 32], found Conv2d(8->4, kernel 3) -> output [1, 4, 32, 32]"
+    )
+    # Other channels, another kernel.
+    message = first_layer_difference([conv(1, 16, kernel=5, path="x")], reference[:1])
+    assert message.startswith(
+        "Layer 1, a Conv2d, has output channels 16 where the reference has 8 and kernel 5 "
+    )
+    # A missing layer, an extra one, the same layer run twice.
+    assert first_layer_difference(reference[:1], reference).startswith(
+        "Layer 2, a ConvTranspose2d, is missing: your forward calls 1 parametrised layers, the reference 2"
+    )
+    assert first_layer_difference(reference + [conv(4, 4, path="z")], reference).startswith(
+        "Your forward calls an extra layer 3, a Conv2d, after the reference's 2"
+    )
+    twice = [conv(1, 8, path="a"), conv(1, 8, path="a")]
+    assert first_layer_difference(twice, [conv(1, 8), conv(1, 8)]).startswith(
+        "Layer 2 runs `a` a second time (it is also layer 1); the reference calls a layer of its own here"
+    )
+    # A BatchNorm left out, one added, two layers swapped.
+    bn = {"type": "BatchNorm2d", "path": "n", "out_shape": [1, 8, 16, 16], "config": {"num_features": 8}}
+    with_bn = [conv(1, 8, path="a"), bn, conv(8, 4, path="b")]
+    assert first_layer_difference([conv(1, 8, path="a"), conv(8, 4, path="b")], with_bn).startswith(
+        "Layer 2 of the reference, a BatchNorm2d, is missing: your layer 2 is a Conv2d, which the "
+        "reference calls next"
+    )
+    assert first_layer_difference([bn, conv(1, 8, path="a"), bn], [conv(1, 8), bn]).startswith(
+        "Layers 1 and 2 come in the other order: you call a BatchNorm2d then a Conv2d"
+    )
+    assert first_layer_difference([conv(1, 8, path="a"), bn, bn], [conv(1, 8), bn]).startswith(
+        "Layer 3 runs `n` a second time (it is also layer 2); the reference calls no layer here"
+    )
+    # Same type and channels, another output size: the stride, padding or resampling.
+    message = first_layer_difference([conv(1, 8, out=(1, 8, 32, 32))], reference[:1])
+    assert message.startswith(
+        "Layer 1, a Conv2d, gives an output of shape [1, 8, 32, 32] where the reference's is"
+    )
 
 
 def test_verbs_fail_in_one_line_with_status_2(capsys):

@@ -291,6 +291,32 @@ C1_GREY_CHANNEL_HARDCODED = _UNET.format(
         return self.final(torch.cat([x4, x], dim=1))""",
 )
 
+# Upsample + Conv2d where the handout has transposed convolutions: the same parameter count
+# and output shape, so only the layer type tells them apart.
+C1_UPSAMPLE_CONV = """
+class UNet(nn.Module):
+    def __init__(self, kernel, num_filters, num_colours, num_in_channels):
+        super().__init__()
+        padding = kernel // 2
+        self.conv1 = nn.Conv2d(num_in_channels, num_filters, kernel, stride=2, padding=padding)
+        self.bn1 = nn.BatchNorm2d(num_filters)
+        self.conv2 = nn.Conv2d(num_filters, 2 * num_filters, kernel, stride=2, padding=padding)
+        self.bn2 = nn.BatchNorm2d(2 * num_filters)
+        self.up = nn.Upsample(scale_factor=2)
+        self.tconv1 = nn.Conv2d(2 * num_filters, num_filters, kernel, padding=padding)
+        self.bn3 = nn.BatchNorm2d(num_filters)
+        self.tconv2 = nn.Conv2d(2 * num_filters, num_colours, kernel, padding=padding)
+        self.bn4 = nn.BatchNorm2d(num_colours)
+        self.final = nn.Conv2d(num_colours + num_in_channels, num_colours, kernel, padding=padding)
+
+    def forward(self, x):
+        x1 = F.relu(self.bn1(self.conv1(x)))
+        x2 = F.relu(self.bn2(self.conv2(x1)))
+        x3 = F.relu(self.bn3(self.tconv1(self.up(x2))))
+        x4 = F.relu(self.bn4(self.tconv2(self.up(torch.cat([x3, x1], dim=1)))))
+        return self.final(torch.cat([x4, x], dim=1))
+"""
+
 
 @dataclass
 class Mutant:
@@ -492,9 +518,31 @@ MUTANTS = [
         "B.1",
         {"layers", "params", "equivalence"},
         {
-            "layers": ["parametrised layer 2", "expected BatchNorm2d(4)", "found Conv2d(4->8"],
+            "layers": [
+                "Layer 2 of the reference, a BatchNorm2d, is missing: your layer 2 is a Conv2d",
+                "parametrised layer 2",
+                "expected BatchNorm2d(4)",
+                "found Conv2d(4->8",
+            ],
             "params": ["parameters; expected", "(-"],
             "equivalence": ["5 parametrised layers are used in forward, the reference uses 9"],
+        },
+    ),
+    # The cause (a layer type) comes before the evidence (weight shapes that do not fit).
+    Mutant(
+        "c1_upsample_conv",
+        {"UNet": C1_UPSAMPLE_CONV},
+        "C.1",
+        {"layers", "equivalence"},
+        {
+            "layers": [
+                "Layer 5 is a Conv2d where the reference has a ConvTranspose2d (",
+                "transposed convolution",
+            ],
+            "equivalence": [
+                "Layer 5 is a Conv2d where the reference has a ConvTranspose2d",
+                "; so the reference's weights do not fit your layers: layer 5 (Conv2d) weight has shape",
+            ],
         },
     ),
     Mutant(
@@ -550,7 +598,7 @@ MUTANTS = [
         "C.1",
         {"shape", "layers", "params", "equivalence"},
         {
-            "shape": ["to have 3 channels, but got 5 channels", "cell 18, line 25"],
+            "shape": ["to have 3 channels, but got 5 channels", "code cell 11, line 25"],
             "layers": ["to have 6 channels, but got 8 channels"],
             "params": [
                 "UNet(kernel=3, num_filters=7, num_colours=5, num_in_channels=3) has 2,957 "

@@ -411,7 +411,8 @@ def test_self_check_of_the_template_fails_every_public_check_clearly(student_bat
         assert text and "\n" not in text and "please report this" not in text, t
     by_name = {t["name"]: t["output"] for t in tests}
     by_part = {t["tags"][0]: t["output"] for t in tests}
-    assert by_part["A.1"].startswith("`PoolUpsampleNet` is in cell 10, which does not parse")
+    where = "code cell 7 (starting `class PoolUpsampleNet(nn.Module):`)"
+    assert by_part["A.1"].startswith(f"`PoolUpsampleNet` is in {where}, which does not parse")
     head = next(n for n in by_name if "classifier[4] becomes" in n)
     assert "not the 21 of the pretrained head" in by_name[head]
     assert "name 'loss' is not defined" in by_part["D.2"]

@@ -264,7 +264,7 @@ def test_student_exceptions_are_one_line_errors_with_the_cell_line(sandbox):
         call(sandbox, "read", "/nonexistent/file")
     assert str(info.value).startswith("FileNotFoundError: [Errno 2] No such file or directory")
     line = CHILD_CODE.splitlines().index("    with open(path) as f:") + 1
-    assert str(info.value).endswith(f"(cell 1, line {line})"), str(info.value)
+    assert str(info.value).endswith(f"(code cell 1, line {line})"), str(info.value)
     assert not isinstance(info.value, (StudentTimeout, StudentCrash))
     assert sandbox.children_started == 1  # an exception does not cost the child
 

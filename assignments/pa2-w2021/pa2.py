@@ -49,6 +49,7 @@ def fixed_settings(name):
     extra = [(k, 5, 7, first[3]) for k in COLOUR_MODELS[name][1] if k != first[0]]
     return FIXED_SETTINGS + extra
 
+
 # What D.2's loss may be called: v1.0 of the notebook used the second name.
 IOU_LOSS_NAMES = ("compute_iou_loss", "compute_IoU_loss")
 
