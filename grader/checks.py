@@ -12,6 +12,7 @@ from .errors import MissingDefinition, StudentCodeError, StudentCrash, StudentTi
 from .layers import layer_config, layer_state, load_layer_states, ordered_layers, trace
 from .pictures import prediction_grid
 from .proxy import attrdict
+from .reproduce import reproducible, with_reproduction
 from .training import run_training
 
 __all__ = [
@@ -32,4 +33,6 @@ __all__ = [
     "prediction_grid",
     "attrdict",
     "run_training",
+    "reproducible",
+    "with_reproduction",
 ]

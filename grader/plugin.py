@@ -27,6 +27,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 from .errors import MissingDefinition, StudentCodeError
+from .reproduce import MARKER, place_before_reproduction
 from .results import CheckResult
 
 settings.register_profile(
@@ -216,12 +217,23 @@ def failure_message(excinfo, fixtures: set[str] = frozenset()) -> str:
         text = f"skipped: {exc}"
     else:
         text = f"the check itself failed ({type(exc).__name__}: {exc}); please report this"
+    text = shorten(text)
     drawn = failing_input(getattr(exc, "__notes__", []) or getattr(excinfo.value, "__notes__", []), fixtures)
     if drawn and not isinstance(exc, MissingDefinition):
-        text += "\nSmallest failing input: " + drawn
-    if len(text) > MAX_MESSAGE:
-        text = text[:MAX_MESSAGE] + " ..."
+        text = place_before_reproduction(text, "Smallest failing input: " + drawn[:300])
     return text
+
+
+def shorten(text: str) -> str:
+    """At most about MAX_MESSAGE characters; the reproduction code is kept whole (a cut
+    snippet cannot be pasted), the explanation before it is cut instead."""
+    if len(text) <= MAX_MESSAGE:
+        return text
+    head, marker, code = text.partition(MARKER)
+    room = max(300, MAX_MESSAGE - len(marker) - len(code))
+    if len(head) > room:
+        head = head[:room] + (" ...\n" if marker else " ...")
+    return head + marker + code
 
 
 def _assertion_text(raw: str) -> str:

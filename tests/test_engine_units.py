@@ -270,7 +270,8 @@ def test_verbs_fail_in_one_line_with_status_2(capsys):
 CHECKS_FILE = """
 import pytest
 from hypothesis import given, strategies as st
-from grader.errors import StudentCodeError
+from grader.checks import reproducible
+from grader.errors import MissingDefinition, StudentCodeError
 
 
 @pytest.mark.grade(part="D.2", kind="loss", points=2)
@@ -294,6 +295,21 @@ def test_property(submission, n):
 @pytest.mark.grade(part="A.1", kind="layers")
 def test_broken_check(submission):
     return {}["missing"]
+
+
+@pytest.mark.grade(part="A.1", kind="equivalence")
+@given(n=st.integers(0, 1000))
+def test_crash_with_reproduction(submission, n):
+    "A crash of student code on a drawn input"
+    with reproducible(f"net = Net({n})\\nnet(x)"):
+        if n >= 7:
+            raise StudentCodeError("RuntimeError: shapes do not match" + " (details)" * 400)
+
+
+@pytest.mark.grade(part="A.1", kind="equivalence")
+def test_missing_definition_has_nothing_to_reproduce(submission):
+    with reproducible("Net()"):
+        raise MissingDefinition("`Net` is not defined anywhere in the submission")
 """
 
 
@@ -319,9 +335,19 @@ def test_plugin_turns_checks_into_results_in_the_assignments_order(tmp_path):
         "A.1: student code failed",
         "A.1: A property with a counterexample",
         "A.1: broken check",
+        "A.1: A crash of student code on a drawn input",
+        "A.1: missing definition has nothing to reproduce",
         "D.2: A check that passes",
     ]
-    assert [c.number for c in plugin.results] == ["1", "2", "3", "4"]
+    assert [c.number for c in plugin.results] == ["1", "2", "3", "4", "5", "6"]
+    # A crash carries the code that reproduces it, after the shrunk input, whole even when
+    # the message is cut to size; a missing definition has no code to run.
+    crash = by_name["A.1: A crash of student code on a drawn input"].output
+    assert crash.startswith("RuntimeError: shapes do not match (details)") and " ...\n" in crash
+    assert crash.endswith("\nSmallest failing input: n = 7\nTry:\nnet = Net(7)\nnet(x)"), crash
+    assert len(crash) < 1600
+    missing = by_name["A.1: missing definition has nothing to reproduce"].output
+    assert missing == "`Net` is not defined anywhere in the submission"
     passed = by_name["D.2: A check that passes"]
     assert (passed.passed, passed.score, passed.max_score, passed.output) == (
         True,

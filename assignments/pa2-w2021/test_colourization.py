@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from grader.checks import import_sibling
-from grader.checks import shape_text
+from grader.checks import reproducible, shape_text, with_reproduction
 
 pa2 = import_sibling(__file__, "pa2")
 MODELS = pa2.colour_model_params()
@@ -20,12 +20,17 @@ def test_output_shape(submission, name, data):
     """Output shape for hyper-parameters and batch sizes the handout allows"""
     hp = data.draw(pa2.hyper_parameters(name), label="hyper-parameters")
     batch = data.draw(st.integers(1, 4), label="batch size")
-    model = submission.build(name, *hp)
     x = pa2.seeded_input((batch, hp[3], 32, 32))
-    got = list(model.forward(x).output.shape)
     expected = [batch, hp[2], 32, 32]
-    assert got == expected, (
+    code = (
+        f"model = {pa2.call_text(name, hp)}\n"
+        f"print(model(torch.randn({', '.join(map(str, x.shape))})).shape)  # expected {expected}"
+    )
+    with reproducible(code):
+        got = list(submission.build(name, *hp).forward(x).output.shape)
+    assert got == expected, with_reproduction(
         f"{pa2.call_text(name, hp)} on an input of shape {shape_text(list(x.shape))} returned "
         f"shape {shape_text(got)}; expected {shape_text(expected)} "
-        f"([batch, num_colours, 32, 32])."
+        f"([batch, num_colours, 32, 32]).",
+        code,
     )

@@ -7,7 +7,7 @@ per image and averaged: both readings are stored, and the check says which one i
 import pytest
 import torch
 
-from grader.checks import StudentCodeError
+from grader.checks import StudentCodeError, reproducible
 
 pytestmark = pytest.mark.grade(part="D.2", visibility="visible")
 
@@ -31,7 +31,8 @@ def paste(pred, gt, name):
 
 def student_loss(submission, name, pred, gt, grad=False):
     pred_t, gt_t = as_tensors(pred, gt)
-    result = submission.call(name, pred_t, gt_t, grad_wrt=[0] if grad else [])
+    with reproducible(paste(pred, gt, name)):
+        result = submission.call(name, pred_t, gt_t, grad_wrt=[0] if grad else [])
     out = result["output"]
     assert hasattr(out, "shape"), f"{name} returned {out!r}, not a tensor. Try:\n{paste(pred, gt, name)}"
     assert out.numel() == 1, (
@@ -59,7 +60,7 @@ def test_matches_reference(submission, expected, loss_name, feedback):
         try:
             got = student_loss(submission, loss_name, case["pred"], case["gt"])
         except StudentCodeError as exc:
-            crashed = crashed or (exc, case)
+            crashed = crashed or exc
             continue
         want = case["values"][reading]
         assert abs(got - want) <= 1e-4 + 1e-4 * abs(want), (
@@ -67,8 +68,7 @@ def test_matches_reference(submission, expected, loss_name, feedback):
             f"Try:\n{paste(case['pred'], case['gt'], loss_name)}"
         )
     if crashed:  # a wrong value is reported first; then a crash
-        exc, case = crashed
-        raise StudentCodeError(f"{exc} Try:\n{paste(case['pred'], case['gt'], loss_name)}")
+        raise crashed  # its message ends with the code that reproduces it (student_loss)
     feedback(f"IoU is taken {'over the ' if reading == 'whole batch' else ''}{reading}.")
 
 
