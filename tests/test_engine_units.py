@@ -365,3 +365,11 @@ def test_plugin_turns_checks_into_results_in_the_assignments_order(tmp_path):
     assert shrunk == "10 is too big\nSmallest failing input: n = 10"
     broken = by_name["A.1: broken check"].output
     assert broken.startswith("the check itself failed (KeyError") and "please report this" in broken
+
+
+def test_stored_expectations_match_the_assignment_code():
+    """Fast guard (the full comparison is tests/test_public.py): any edit of the reference or
+    of the assignment's helper modules, even a reformatting, needs `grade build-public`."""
+    from grader import public
+
+    assert public.is_current(load_assignment("pa2-w2021")), "run `grade build-public pa2-w2021`"
