@@ -991,8 +991,10 @@ def test_template_gets_nothing_with_a_one_line_reason_per_check(graded):
     assert result.score == 0 and result.max_score == 25, result.summary()
     assert all(t["status"] == "failed" for t in result.tests), result.summary()
     for t in result.tests:
-        # One line of reason; a second line may only give the input hypothesis failed on.
-        reason, *more = t["output"].strip().splitlines()
+        # One line of reason; then only the input hypothesis failed on, and the code that
+        # reproduces a crash (after "Try:").
+        explanation = t["output"].strip().split("\nTry:\n", 1)[0]
+        reason, *more = explanation.splitlines()
         assert reason.strip(), t
         assert all(line.startswith("Smallest failing input: ") for line in more), t
         assert "please report this" not in t["output"], t  # a student error, not the grader's
