@@ -77,6 +77,14 @@ CATALOGUE = [
         "parameters; expected 2,597",
     ),
     Mistake(
+        "a1_shared_batchnorm",
+        "one BatchNorm module used in two blocks",
+        "A.1",
+        "layers",
+        "Layer 6 runs `bn` a second time (it is also layer 2); the reference calls a layer of its "
+        "own here, a BatchNorm2d",
+    ),
+    Mistake(
         "a1_ignores_kernel",
         "kernel hard-coded to 3",
         "A.1",

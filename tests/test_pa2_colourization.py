@@ -158,6 +158,30 @@ class PoolUpsampleNet(nn.Module):
     def forward(self, x):
         return self.final(self.up2(self.up1(self.down2(self.down1(x)))))
 """
+# One BatchNorm shared by the first and third blocks (both have num_filters channels): it runs,
+# with the right output shape everywhere, but it is the same layer twice.
+A1_SHARED_BATCHNORM = """
+class PoolUpsampleNet(nn.Module):
+    def __init__(self, kernel, num_filters, num_colours, num_in_channels):
+        super().__init__()
+        padding = kernel // 2
+        self.conv1 = nn.Conv2d(num_in_channels, num_filters, kernel, padding=padding)
+        self.bn = nn.BatchNorm2d(num_filters)
+        self.conv2 = nn.Conv2d(num_filters, 2 * num_filters, kernel, padding=padding)
+        self.bn2 = nn.BatchNorm2d(2 * num_filters)
+        self.conv3 = nn.Conv2d(2 * num_filters, num_filters, kernel, padding=padding)
+        self.conv4 = nn.Conv2d(num_filters, num_colours, kernel, padding=padding)
+        self.bn4 = nn.BatchNorm2d(num_colours)
+        self.final = nn.Conv2d(num_colours, num_colours, kernel, padding=padding)
+        self.pool, self.up = nn.MaxPool2d(2), nn.Upsample(scale_factor=2)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.pool(self.conv1(x))))
+        x = torch.relu(self.bn2(self.pool(self.conv2(x))))
+        x = torch.relu(self.bn(self.up(self.conv3(x))))
+        x = torch.relu(self.bn4(self.up(self.conv4(x))))
+        return self.final(x)
+"""
 A1_IGNORES_KERNEL = _A1_IGNORING.format(constant="kernel = 3  # the argument is ignored")
 A1_IGNORES_NUM_FILTERS = _A1_IGNORING.format(constant="num_filters = 4  # the argument is ignored")
 A1_IGNORES_NUM_COLOURS = _A1_IGNORING.format(constant="num_colours = 24  # the argument is ignored")
@@ -425,6 +449,16 @@ MUTANTS = [
             "layers": ["to have 1 channels, but got 3 channels"],
             "params": ["num_in_channels=3) has 2,471 parameters; expected 2,597 (-126)"],
             "equivalence": ["to have 1 channels, but got 3 channels"],
+        },
+    ),
+    Mutant(
+        "a1_shared_batchnorm",
+        {"PoolUpsampleNet": A1_SHARED_BATCHNORM},
+        "A.1",
+        {"layers", "params", "equivalence"},
+        {
+            "layers": ["Layer 6 runs `bn` a second time (it is also layer 2)"],
+            "equivalence": ["8 parametrised layers are used in forward, the reference uses 9"],
         },
     ),
     # A hyper-parameter ignored: the checks that vary it fail, each naming the call it failed on.
