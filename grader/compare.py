@@ -181,8 +181,9 @@ def _locate(student: list[dict], reference: list[dict], same) -> str:
                     f"The input to the first layer, {describe_layer(r)}, already differs: "
                     "check what forward does before it."
                 )
+            cause = _operations_cause(i, student[i - 1], s, r)
             return (
-                f"Layers 1-{i} agree; the input to layer {i + 1}, {describe_layer(r)}, "
+                f"{cause}Layers 1-{i} agree; the input to layer {i + 1}, {describe_layer(r)}, "
                 f"differs: check the operations between layer {i} "
                 f"({describe_layer(reference[i - 1])}) and layer {i + 1} (their order, "
                 "activations, pooling or upsampling, and skip connections)."
@@ -193,6 +194,50 @@ def _locate(student: list[dict], reference: list[dict], same) -> str:
                 "different output: check its settings (stride, padding, dilation)."
             )
     return "Every layer agrees: the difference comes after the last parametrised layer."
+
+
+# What forward may do between two parametrised layers, in a student's words. ReLU commutes
+# with max-pooling and nearest upsampling, so one name covers both orders.
+_OPERATIONS = {
+    "nothing": lambda x: x,
+    "a ReLU": torch.relu,
+    "max-pooling": lambda x: torch.nn.functional.max_pool2d(x, 2),
+    "upsampling": lambda x: torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"),
+    "max-pooling and a ReLU": lambda x: torch.relu(torch.nn.functional.max_pool2d(x, 2)),
+    "upsampling and a ReLU": lambda x: torch.relu(torch.nn.functional.interpolate(x, scale_factor=2)),
+}
+
+
+def _operations_cause(i: int, s_prev: dict, s: dict, r: dict) -> str:
+    """Which of _OPERATIONS the student and the reference apply between layers i and i+1,
+    as a sentence ending in ". ", or "" when it cannot be told (a skip connection, say).
+    Layer i agrees, so the student's output of it stands for the reference's: applying each
+    operation to it and comparing with the reference's stored input sketch of layer i+1 tells
+    what the reference does there."""
+    before, after = s_prev.get("out_value"), s.get("in_value")
+    if not isinstance(before, torch.Tensor) or not isinstance(after, torch.Tensor) or before.dim() != 4:
+        return ""
+    yours = theirs = None
+    for name, operation in _OPERATIONS.items():
+        try:
+            value = operation(before.float())
+        except RuntimeError:
+            continue
+        if yours is None and value.shape == after.shape and torch.allclose(value, after.float(), atol=1e-5):
+            yours = name
+        if theirs is None and list(value.shape) == list(r.get("in_shape") or []):
+            if sketch_close(sketch(value), r.get("in_sketch")):
+                theirs = name
+    if yours is None or theirs is None or yours == theirs:
+        return ""
+    hint = ""
+    if "ReLU" in yours and "ReLU" not in theirs and r["type"].startswith("BatchNorm"):
+        hint = " (the ReLU belongs after the BatchNorm, not before it)"
+    elif "ReLU" in theirs and "ReLU" not in yours:
+        hint = " (a ReLU is missing here)"
+    return (
+        f"Between layer {i} and layer {i + 1} you apply {yours} where the reference applies {theirs}{hint}. "
+    )
 
 
 # -- comparing with stored expectations (public checks: no reference needed) ---------------

@@ -16,8 +16,12 @@ def finetune_verdict(submission, reference, assignment, device, secret):
     the student's head has another shape: the grader cannot reproduce that run, and the
     child's report decides, as on a student's side."""
     spec = assignment.data["finetune"]
+    mine = pa2.in_background(
+        pa2.reproduce_finetune, reference, spec["model_factory"], device, secret, pa2.spec_items(spec)
+    )
     try:
         run = pa2.finetune_run(submission, spec, device, secret)
     except pa2.HeadDoesNotFit:
         return None
+    mine.result()  # cached now: finetune_mismatch reads it
     return pa2.finetune_mismatch(reference, spec, device, secret, run)

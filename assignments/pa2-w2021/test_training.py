@@ -173,6 +173,7 @@ def test_finetune_trains_only_head(submission, assignment, reference, device, fe
 # (reference's) IoU loss by about 0.02-0.03 in these few steps; a run that did not train
 # leaves it where it was.
 HELD_OUT_GAIN = 0.005
+HELD_OUT_TOLERANCE = 0.01  # above what the same fine-tuning with the reference's loss reaches
 
 
 @pytest.mark.grade(part="D.2", points=1)
@@ -196,6 +197,10 @@ def test_finetune_with_iou_loss(submission, assignment, reference, device, feedb
         trainable_prefixes=[spec["head"] + "."],
     )
     model.set_parameters(pa2.starting_head(spec, secret))
+    # The grader's own run with the reference's loss, in the parent while the child trains.
+    ref = pa2.in_background(
+        pa2.reference_iou_finetune, reference, spec["model_factory"], device, secret, pa2.spec_items(spec)
+    )
     got = model.train(
         images,
         masks,
@@ -208,7 +213,10 @@ def test_finetune_with_iou_loss(submission, assignment, reference, device, feedb
         timeout=180,
     )
     segmentation_picture(f"DeepLabV3 head trained with your {name}", raw, got, masks, feedback)
-    judge_curve(got, what=f"{name}", drop=0.02)
+    # What the same run with the reference's loss does, from the same secret starting head.
+    ref = ref.result()
+    ref_drop = 1 - tail(ref["losses"]) / ref["losses"][0]
+    judge_curve(got, what=f"{name}", drop=min(0.02, ref_drop / 2))
     # The verdict rests on what the grader measures: the trained model's outputs on secret
     # held-out images, scored with the reference's IoU loss, against the same model before
     # training (computed here). A made-up curve does not move the model.
@@ -221,8 +229,14 @@ def test_finetune_with_iou_loss(submission, assignment, reference, device, feedb
     before = pa2.held_out_iou_before_training(
         reference, spec["model_factory"], device, secret, pa2.spec_items(spec)
     )
-    assert after <= before - HELD_OUT_GAIN, (
+    if after <= before - HELD_OUT_GAIN:
+        return
+    # Not lower by the gain: on some seeds no loss helps these few held-out images. Then the
+    # grader's own run with the reference's loss says what a correct loss reaches.
+    reached = ref["held_out"]
+    assert after <= reached + HELD_OUT_TOLERANCE, (
         f"on {b['n']} images it did not train on, the IoU loss (the reference's) is {after:.4f} "
-        f"after fine-tuning with your {name}, {before:.4f} before: it should fall by at least "
-        f"{HELD_OUT_GAIN}. Does your loss pull the foreground probability towards the mask?"
+        f"after fine-tuning with your {name}, {before:.4f} before, and {reached:.4f} after the same "
+        f"fine-tuning with the reference's loss. Does your loss pull the foreground probability "
+        "towards the mask?"
     )
