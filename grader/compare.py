@@ -183,7 +183,8 @@ def _locate(student: list[dict], reference: list[dict], same) -> str:
                 )
             cause = _operations_cause(i, student[i - 1], s, r)
             return (
-                f"{cause}Layers 1-{i} agree; the input to layer {i + 1}, {describe_layer(r)}, "
+                f"{cause}{'Layer 1 agrees' if i == 1 else f'Layers 1-{i} agree'}; the input to layer "
+                f"{i + 1}, {describe_layer(r)}, "
                 f"differs: check the operations between layer {i} "
                 f"({describe_layer(reference[i - 1])}) and layer {i + 1} (their order, "
                 "activations, pooling or upsampling, and skip connections)."
@@ -350,11 +351,10 @@ def _compare_variant(got: dict, variant: dict, atol, rtol) -> Equivalence:
         diff = (output.float() - expected).abs().max().item()
         if not torch.allclose(output.float(), expected, atol=atol, rtol=rtol):
             where = _locate(got[mode].layers, variant[mode]["layers"], _same_as_stored)
-            return Equivalence(
+            return Equivalence(  # where (and why) first, then the evidence
                 False,
-                f"with the reference's weights loaded, your output "
-                f"differs from the reference's in {mode} mode (largest "
-                f"difference {diff:.3g}). {where}",
+                f"{where} With the reference's weights loaded, your output differs from the "
+                f"reference's in {mode} mode (largest difference {diff:.3g}).",
                 diff,
             )
     return Equivalence(True, "", 0.0)

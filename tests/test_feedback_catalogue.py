@@ -43,8 +43,8 @@ CATALOGUE = [
         "ReLU before BatchNorm in each block",
         "A.1",
         "equivalence",
-        "the input to layer 2, BatchNorm2d(4) -> output [3, 4, 16, 16], differs: check the operations "
-        "between layer 1",
+        "Between layer 1 and layer 2 you apply max-pooling and a ReLU where the reference applies "
+        "max-pooling (the ReLU belongs after the BatchNorm, not before it)",
     ),
     Mistake(
         "a1_missing_final_conv",
