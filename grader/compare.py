@@ -113,11 +113,34 @@ def layer_difference_cause(i: int, student: list[dict], reference: list[dict], r
         if attr in r["config"] and str(s["config"].get(attr)) != str(r["config"].get(attr))
     ]
     if differs:
-        return f"Layer {n}, a {s['type']}, has " + " and ".join(differs)
+        return f"Layer {n}, a {s['type']}, has " + " and ".join(differs) + _skip_hint(i, s, reference)
     return (
         f"Layer {n}, a {s['type']}, gives an output of shape {shape_text(s['out_shape'])} where the "
         f"reference's is {shape_text(r['out_shape'])}: check its stride and padding, and the "
         "pooling or upsampling before it"
+    )
+
+
+def _skip_hint(i: int, s: dict, reference: list[dict]) -> str:
+    """When layer i takes fewer or more input channels than the reference's and the difference
+    is what an earlier layer (or the network's input) outputs: a skip connection missing or
+    extra, the usual cause in a UNet."""
+    theirs, yours = reference[i]["config"].get("in_channels"), s["config"].get("in_channels")
+    if not isinstance(theirs, int) or not isinstance(yours, int) or theirs == yours:
+        return ""
+    gap = abs(theirs - yours)
+    sources = [
+        (f"layer {j + 1}'s output", rec["config"].get("out_channels", rec["config"].get("num_features")))
+        for j, rec in enumerate(reference[:i])
+    ]
+    sources.append(("the input image", reference[0]["config"].get("in_channels")))
+    matching = [source for source, channels in sources if channels == gap]
+    if not matching:
+        return ""
+    what = "concatenates" if theirs > yours else "does not concatenate"
+    return (
+        f" (the reference {what} {gap} channel{'s' if gap > 1 else ''} here, as many as "
+        f"{' or '.join(matching)}: a skip connection?)"
     )
 
 

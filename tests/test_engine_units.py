@@ -244,6 +244,14 @@ def test_layer_difference_names_the_cause_before_the_evidence():
     assert first_layer_difference([conv(1, 8, path="a"), bn, bn], [conv(1, 8), bn]).startswith(
         "Layer 3 runs `n` a second time (it is also layer 2); the reference calls no layer here"
     )
+    # Fewer input channels than the reference, by what an earlier layer outputs: a skip.
+    unet = [conv(1, 4, path="a"), conv(4, 4, path="b"), conv(8, 2, path="c")]
+    no_skip = [conv(1, 4, path="a"), conv(4, 4, path="b"), conv(4, 2, path="c")]
+    assert first_layer_difference(no_skip, unet).startswith(
+        "Layer 3, a Conv2d, has input channels 4 where the reference has 8 (the reference "
+        "concatenates 4 channels here, as many as layer 1's output or layer 2's output: a skip "
+        "connection?)"
+    )
     # Same type and channels, another output size: the stride, padding or resampling.
     message = first_layer_difference([conv(1, 8, out=(1, 8, 32, 32))], reference[:1])
     assert message.startswith(

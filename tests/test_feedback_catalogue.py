@@ -134,14 +134,17 @@ CATALOGUE = [
         "the first skip connection left out (the next layer shrunk to fit)",
         "C.1",
         "layers",
-        "Layer 7, a ConvTranspose2d, has input channels 4 where the reference has 8",
+        "Layer 7, a ConvTranspose2d, has input channels 4 where the reference has 8 (the reference "
+        "concatenates 4 channels here, as many as layer 1's output or layer 2's output or layer 5's "
+        "output or layer 6's output: a skip connection?)",
     ),
     Mistake(
         "c1_missing_input_skip",
         "the input image never concatenated before the final conv",
         "C.1",
         "layers",
-        "Layer 9, a Conv2d, has input channels 24 where the reference has 25",
+        "Layer 9, a Conv2d, has input channels 24 where the reference has 25 (the reference "
+        "concatenates 1 channel here, as many as the input image: a skip connection?)",
     ),
     Mistake(
         "c1_skip_before_activation",

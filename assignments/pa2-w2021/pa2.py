@@ -146,10 +146,18 @@ def _finetune_run(submission, spec, device, secret) -> dict:
             f"classifier[4] should be nn.Conv2d({spec['head_in_channels']}, "
             f"{spec['num_classes']}, kernel_size=1)"
         )
-    report = model.train(
+    report = train_in_child(model, images, masks, "cross_entropy", device)
+    return {"report": report, "final": model.get_parameters(head_names(spec)), "raw": raw, "masks": masks}
+
+
+def train_in_child(model, images, masks, loss, device):
+    """The fine-tuning steps every Part D training check runs in the child (FINETUNE's
+    budget); `loss`: "cross_entropy" or the name of the student's loss function."""
+    b = FINETUNE[device]
+    return model.train(
         images,
         masks,
-        loss="cross_entropy",
+        loss=loss,
         steps=b["steps"],
         batch_size=b["batch_size"],
         lr=b["lr"],
@@ -157,7 +165,6 @@ def _finetune_run(submission, spec, device, secret) -> dict:
         output_key="out",
         timeout=180,
     )
-    return {"report": report, "final": model.get_parameters(head_names(spec)), "raw": raw, "masks": masks}
 
 
 @functools.lru_cache(maxsize=2)
@@ -191,39 +198,27 @@ def finetune_run_as_is(submission, spec, device) -> dict:
         spec["model_factory"], weights=None, weights_backbone=None, aux_loss=True
     )
     model = submission.run_region("driver", bindings={"model": model}, keep=["model"])["model"]
-    report = model.train(
-        images,
-        masks,
-        loss="cross_entropy",
-        steps=b["steps"],
-        batch_size=b["batch_size"],
-        lr=b["lr"],
-        device=device,
-        output_key="out",
-        timeout=180,
-    )
+    report = train_in_child(model, images, masks, "cross_entropy", device)
     return {"report": report, "raw": raw, "masks": masks, "reproducible": False}
 
 
-@functools.lru_cache(maxsize=4)
-def reproduce_finetune(reference, factory, device, secret, spec_items):
+def train_in_parent(reference, factory, device, secret, spec, loss_fn):
     """The grader's own fine-tuning run: the same library model, the reference's head and
-    freezing, the same starting head, data, seed and loop, on one thread as in the child.
-    Returns the head's final values. Independent of the submission: cached per seed."""
+    freezing, the same starting head, data, seed and loop as the child's, on one thread as
+    in the child. Returns (model, the training report)."""
     from grader.checks import run_training
 
-    spec = dict(spec_items)
     b = FINETUNE[device]
     images, masks, _ = _data().segmentation_set(b["n"], b["size"])
     model = reference_model_with_starting_head(reference, factory, spec, secret)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        run_training(
+        report = run_training(
             model,
             images,
             masks,
-            torch.nn.CrossEntropyLoss(),
+            loss_fn,
             b["steps"],
             b["batch_size"],
             b["lr"],
@@ -233,6 +228,15 @@ def reproduce_finetune(reference, factory, device, secret, spec_items):
         )
     finally:
         torch.set_num_threads(threads)
+    return model, report
+
+
+@functools.lru_cache(maxsize=4)
+def reproduce_finetune(reference, factory, device, secret, spec_items):
+    """The head's final values after the grader's own cross-entropy run (what D.1's freezing
+    leads to). Independent of the submission: cached per seed."""
+    spec = dict(spec_items)
+    model, _ = train_in_parent(reference, factory, device, secret, spec, torch.nn.CrossEntropyLoss())
     params = dict(model.named_parameters())
     return {name: params[name].detach().cpu().clone() for name in head_names(spec)}
 
@@ -290,34 +294,13 @@ def held_out_iou_before_training(reference, factory, device, secret, spec_items)
 
 @functools.lru_cache(maxsize=4)
 def reference_iou_finetune(reference, factory, device, secret, spec_items):
-    """The grader's own fine-tuning of that model with the reference's compute_iou_loss (the
-    child's loop, data and seed, from the same secret starting head): its loss curve and its
-    IoU loss on the held-out set afterwards, i.e. what a correct loss reaches. On a
-    random-weight (offline) backbone both vary with the starting head: on some seeds the
-    curve falls by under 2% and the 4 held-out images do not improve at all."""
-    from grader.checks import run_training
-
-    spec = dict(spec_items)
-    b = FINETUNE[device]
-    images, masks, _ = _data().segmentation_set(b["n"], b["size"])
-    model = reference_model_with_starting_head(reference, factory, spec, secret)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        report = run_training(
-            model,
-            images,
-            masks,
-            reference.compute_iou_loss,
-            b["steps"],
-            b["batch_size"],
-            b["lr"],
-            seed=0,
-            device=device,
-            output_key="out",
-        )
-    finally:
-        torch.set_num_threads(threads)
+    """The grader's own run with the reference's compute_iou_loss from the same secret
+    starting head: its loss curve and its IoU loss on the held-out set afterwards, i.e. what
+    a correct loss reaches. On a random-weight (offline) backbone both vary with the starting
+    head: on some seeds the curve falls by under 2% and the 4 held-out images do not improve."""
+    model, report = train_in_parent(
+        reference, factory, device, secret, dict(spec_items), reference.compute_iou_loss
+    )
     held_images, held_masks = held_out_set(device, secret)
     model.train()
     with torch.no_grad():
