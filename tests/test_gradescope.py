@@ -179,6 +179,8 @@ def test_hidden_checks_show_no_input_before_the_due_date(autograder):
     visible_text = "\n".join(t["output"] for t in tests if t["visibility"] == "visible")
     for detail in details:
         for line in detail["output"].splitlines():
+            if line.strip() == "Try:":  # the label of a reproduction, in public messages too
+                continue
             if "Try:" in line or "input" in line.lower() or "=" in line:
                 assert line.strip() not in visible_text, line
     assert results["score"] == sum(t["score"] for t in tests)
