@@ -21,7 +21,7 @@ def main() -> None:
     from grader import public
     from grader.assignment import load_assignment
 
-    assignment = load_assignment(None)
+    assignment = load_assignment("pa2-w2021")
     reference = assignment.load_reference()
     started = time.perf_counter()
     public.Expectations(assignment, reference).cases()

@@ -50,10 +50,11 @@ def main() -> None:
             import pstats
 
             profiler = cProfile.Profile()
-            result = profiler.runcall(selfcheck.run, namespace=namespace)
+            result = profiler.runcall(selfcheck.run, namespace=namespace, notebook=args.notebook)
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
         else:
-            result = selfcheck.run(namespace=namespace)
+            # The notebook file names the edition (a checkout has several installed).
+            result = selfcheck.run(namespace=namespace, notebook=args.notebook)
         seconds = time.perf_counter() - started
         print(f"check() call {call}: {seconds:.2f} s ({result.score:g}/{result.max_score:g})")
 

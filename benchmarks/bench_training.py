@@ -28,7 +28,7 @@ def main() -> None:
     if "cuda" in devices and not torch.cuda.is_available():
         print("cuda: not available on this machine")
         devices.remove("cuda")
-    assignment = load_assignment()
+    assignment = load_assignment("pa2-w2021")
     for device in devices:
         options = Options(device=device, kinds=("training",))
         started = time.perf_counter()

@@ -1,20 +1,37 @@
-"""Find an assignment edition and read its description (`assignment.toml`).
+"""Find an assignment edition and read its description.
 
-An assignment is three folders with the same name: `assignments/<name>/` (its description
-and its checks, as pytest files), `reference/<name>/` (the reference solution, used only by
-the trusted parent) and `student_template/<name>/` (the starter notebook). They are found
-next to the `grader` package in a source checkout, or as the installed packages
-`grader_assignments`, `grader_reference` and `grader_templates`.
+An *edition* is what one course offering hands out and grades (`pa2-w2023`). Editions of one
+assignment share almost everything, so the shared part is a *family*:
+
+    assignments/<family>/family.toml     what every edition shares: regions, limits, data the
+                                         checks read (e.g. [finetune]), the reference module
+    assignments/<family>/test_*.py       the checks; each names the family *task* it grades
+    assignments/<family>/public/         public checks and their stored expectations
+    reference/<family>/<module>.py       the reference solution (trusted parent only)
+
+    assignments/<edition>/assignment.toml   the edition: its notebook, its parts (id, title,
+                                            points, and which family task each part is),
+                                            how to recognise its notebooks ([detect])
+    reference/<edition>/                    its master notebook and reference notebook
+    student_template/<edition>/             the starter notebook students get
+
+A family's task is named by the id its first edition gave it (PA2: W2021's "A.1" ... "D.2").
+An edition without `family` is self-contained: its folder holds the checks too, and its parts'
+ids are the tasks. The folders are found next to the `grader` package in a source checkout,
+or as the installed packages `grader_assignments`, `grader_reference` and `grader_templates`.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import SubmissionError
+from .detect import EditionSigns, parse_signs
+from .errors import AssignmentError, SubmissionError
 from .regions import RegionSpec
 
 try:
@@ -27,6 +44,18 @@ _ROOT_PACKAGES = {
     "reference": "grader_reference",
     "student_template": "grader_templates",
 }
+EDITION_FILE = "assignment.toml"
+FAMILY_FILE = "family.toml"
+
+# What the engine reads from an edition's file, and from a part. A family may add tables of
+# its own (read by its checks); an edition may override those too, but nothing else.
+EDITION_KEYS = {
+    "name", "family", "title", "notebook", "reference_module", "parts", "not_graded",
+    "detect", "harvest", "regions", "limits", "public",
+}  # fmt: skip
+FAMILY_KEYS = {"name", "title", "reference_module", "harvest", "regions", "limits", "public"}
+PART_KEYS = {"id", "title", "task", "points"}
+REQUIRED_PART_KEYS = ("id", "title")
 
 
 def data_root(kind: str) -> Path | None:
@@ -41,61 +70,207 @@ def data_root(kind: str) -> Path | None:
 
 
 def available() -> list[str]:
+    """The installed editions' names."""
     root = data_root("assignments")
     if root is None:
         return []
-    return sorted(p.parent.name for p in root.glob("*/assignment.toml"))
+    return sorted(p.parent.name for p in root.glob(f"*/{EDITION_FILE}"))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Part:
     id: str
     title: str
+    task: str  # the family task this part grades (its id when there is no family)
+    points: float | None = None  # None: the checks' own points
 
 
 @dataclass
 class Assignment:
     name: str
     title: str
-    folder: Path
+    folder: Path  # where the checks are: the family's folder, or the edition's own
+    edition_folder: Path
+    family: str | None
     parts: list[Part]
     regions: dict[str, RegionSpec]
     limits: dict
     pure_calls: tuple[str, ...]
     reference_module: str
+    detect: EditionSigns = field(default_factory=EditionSigns)
     data: dict = field(default_factory=dict)  # everything else, for the checks
+
+    # -- where things are ---------------------------------------------------------------
+    @property
+    def notebook(self) -> str:
+        return self.data.get("notebook", "submission.ipynb")
 
     @property
     def reference_folder(self) -> Path | None:
+        """reference/<edition>/: the master and the reference notebook (instructor only)."""
+        return _edition_path("reference", self.name)
+
+    @property
+    def module_path(self) -> Path | None:
+        """The reference module: the family's, shared by its editions. None where no
+        reference material is installed (a student's wheel)."""
         root = data_root("reference")
-        folder = root / self.name if root else None
-        return folder if folder and folder.is_dir() else None
+        return root / (self.family or self.name) / self.reference_module if root else None
+
+    @property
+    def has_reference(self) -> bool:
+        return self.module_path is not None and self.module_path.is_file()
+
+    @property
+    def template_folder(self) -> Path:
+        root = data_root("student_template") or Path(__file__).resolve().parent.parent / "student_template"
+        return root / self.name
 
     @property
     def template_notebook(self) -> Path | None:
-        root = data_root("student_template")
-        path = root / self.name / self.data.get("notebook", "") if root else None
-        return path if path and path.is_file() else None
+        path = self.template_folder / self.notebook
+        return path if path.is_file() else None
+
+    @property
+    def check_folders(self) -> list[Path]:
+        """Where the checks are: the family's folder, and an edition's own checks (those that
+        truly differ from the family's) when it has any."""
+        own = self.edition_folder != self.folder and any(self.edition_folder.glob("test_*.py"))
+        return [self.folder, self.edition_folder] if own else [self.folder]
+
+    @property
+    def secret_paths(self) -> list[Path]:
+        """What a submission must never read: the checks and the reference material."""
+        module_folder = self.module_path.parent if self.module_path else None
+        paths = [self.folder, self.edition_folder, module_folder, self.reference_folder]
+        return list(dict.fromkeys(p for p in paths if p is not None and p.exists()))
 
     def load_reference(self):
         """Import the reference solution (parent only); None when it is not installed."""
-        folder = self.reference_folder
-        if folder is None or not (folder / self.reference_module).is_file():
+        if not self.has_reference:
             return None
-        name = f"_grader_reference_{self.name.replace('-', '_')}"
+        name = f"_grader_reference_{(self.family or self.name).replace('-', '_')}"
         if name in sys.modules:
             return sys.modules[name]
-        spec = importlib.util.spec_from_file_location(name, folder / self.reference_module)
+        spec = importlib.util.spec_from_file_location(name, self.module_path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
         return module
 
+    # -- parts --------------------------------------------------------------------------
     def part_title(self, part_id: str) -> str:
         return next((p.title for p in self.parts if p.id == part_id), part_id)
 
+    def part_of_task(self, task: str) -> Part | None:
+        return next((p for p in self.parts if p.task == task), None)
+
+    def edition_marks(self, marks: dict) -> dict | None:
+        """A check's `grade` marks as this edition reports them: its part id for the family's
+        task, and its points scaled so that the part's checks add up to the part's points.
+        None when the edition does not have the check's task (W2023 has no Part D)."""
+        task = str(marks.get("part", ""))
+        part = self.part_of_task(task)
+        if part is None:
+            return None if self.family else dict(marks)
+        mapped = dict(marks, part=part.id, task=task)
+        if part.points is not None:
+            total = self.task_weights().get(task)
+            if not total:
+                raise AssignmentError(
+                    f"{self.edition_folder / EDITION_FILE}: part {part.id} gives points, but the "
+                    f"stored check list of {self.folder.name} has no checks of task {task} "
+                    f"(run `grade build-public {self.name}`)"
+                )
+            mapped["points"] = float(marks.get("points", 1)) * part.points / total
+        return mapped
+
+    def task_weights(self) -> dict[str, float]:
+        """The checks' own points per task over a full grading (public and hidden checks, as
+        `grade build-public` stored them): what an edition's part points are spread over."""
+        return dict(_stored_task_weights(self.folder))
+
+
+@functools.lru_cache(maxsize=None)
+def _stored_check_lists(folder: Path) -> tuple:
+    path = folder / "public" / "expected.json"
+    if not path.is_file():
+        return ()
+    with open(path, encoding="utf-8") as f:
+        checks = json.load(f).get("checks", {})
+    return tuple(
+        (c["part"], float(c["points"])) for key in ("public", "hidden") for c in checks.get(key) or []
+    )
+
+
+def _stored_task_weights(folder: Path) -> tuple:
+    totals: dict[str, float] = {}
+    for task, points in _stored_check_lists(folder):
+        totals[task] = totals.get(task, 0.0) + points
+    return tuple(totals.items())
+
+
+def _edition_path(kind: str, name: str) -> Path | None:
+    root = data_root(kind)
+    folder = root / name if root else None
+    return folder if folder and folder.is_dir() else None
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise AssignmentError(f"{path}: not valid TOML ({exc})")
+
+
+def _unknown(path: Path, where: str, keys, known) -> None:
+    extra = sorted(set(keys) - set(known))
+    if extra:
+        raise AssignmentError(
+            f"{path}: unknown key {extra[0]!r} in {where} (known: {', '.join(sorted(known))})"
+        )
+
+
+def _merge(base: dict, override: dict) -> dict:
+    """Tables merge key by key; anything else in `override` replaces `base`'s."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
+def _parts(path: Path, raw, family: str | None) -> list[Part]:
+    if not isinstance(raw, list) or not raw:
+        raise AssignmentError(f"{path}: no [[parts]]: an edition grades at least one part")
+    parts = []
+    for i, entry in enumerate(raw, 1):
+        _unknown(path, f"[[parts]] {i}", entry, PART_KEYS)
+        missing = [k for k in REQUIRED_PART_KEYS if k not in entry]
+        if missing:
+            raise AssignmentError(f"{path}: [[parts]] {i} has no {missing[0]!r}")
+        if family and "task" not in entry:
+            raise AssignmentError(
+                f"{path}: [[parts]] {i} ({entry['id']}) has no 'task' (which {family} task it is)"
+            )
+        points = entry.get("points")
+        if points is not None and (not isinstance(points, (int, float)) or points < 0):
+            raise AssignmentError(f"{path}: [[parts]] {i} ({entry['id']}): points must be a number >= 0")
+        parts.append(Part(str(entry["id"]), str(entry["title"]), str(entry.get("task", entry["id"])), points))
+    ids = [p.id for p in parts]
+    tasks = [p.task for p in parts]
+    for label, values in (("id", ids), ("task", tasks)):
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice:
+            raise AssignmentError(f"{path}: two parts have the {label} {twice[0]!r}")
+    return parts
+
 
 def load_assignment(name: str | None = None) -> Assignment:
+    """An installed edition by name; without a name, the only one installed (use
+    `for_submission` to choose by a notebook's content)."""
     names = available()
     if name is None:
         if len(names) != 1:
@@ -103,20 +278,88 @@ def load_assignment(name: str | None = None) -> Assignment:
         name = names[0]
     if name not in names:
         raise SubmissionError(f"unknown assignment {name!r}; installed: {', '.join(names) or 'none'}")
-    folder = data_root("assignments") / name
-    with open(folder / "assignment.toml", "rb") as f:
-        data = tomllib.load(f)
-    return Assignment(
+    return _load(name)
+
+
+def for_submission(path, name: str | None = None):
+    """The edition to grade `path` with, and the one line saying which and why: `name` when
+    given, else detected from the notebook (grader.detect)."""
+    from .detect import Detection, detect
+
+    if name is not None:
+        return load_assignment(name), Detection(name, "chosen with --assignment")
+    detection = detect(path, [load_assignment(n) for n in available()])
+    return load_assignment(detection.name), detection
+
+
+def _load(name: str) -> Assignment:
+    return read_edition(data_root("assignments") / name)
+
+
+@functools.lru_cache(maxsize=None)
+def read_edition(edition_folder: Path) -> Assignment:
+    """The edition described in `edition_folder`/assignment.toml, with its family's shared
+    description merged in; every mistake in either file stops here, naming file and key."""
+    name = edition_folder.name
+    path = edition_folder / EDITION_FILE
+    edition = _read_toml(path)
+    family_name = edition.get("family")
+    family: dict = {}
+    folder = edition_folder
+    if family_name:
+        folder = edition_folder.parent / family_name
+        family_path = folder / FAMILY_FILE
+        if not family_path.is_file():
+            raise AssignmentError(f"{path}: family {family_name!r} has no {family_path}")
+        family = _read_toml(family_path)
+        # Besides the engine's keys a family may only add tables (read by its own checks).
+        _unknown(
+            family_path,
+            "the family",
+            family,
+            FAMILY_KEYS | {k for k, v in family.items() if isinstance(v, dict)},
+        )
+        if family.get("name", family_name) != family_name:
+            raise AssignmentError(
+                f"{family_path}: name {family['name']!r} is not the folder's name {family_name!r}"
+            )
+        family_own = set(family) - FAMILY_KEYS
+        _unknown(path, "the edition", edition, EDITION_KEYS | family_own)
+    else:  # self-contained: its own tables are for its checks
+        own_tables = {k for k, v in edition.items() if isinstance(v, dict)}
+        _unknown(path, "the edition", edition, EDITION_KEYS - {"family"} | own_tables)
+    if edition.get("name", name) != name:
+        raise AssignmentError(f"{path}: name {edition['name']!r} is not the folder's name {name!r}")
+    if "notebook" not in edition:
+        raise AssignmentError(f"{path}: no 'notebook' (the file name students hand in)")
+    parts = _parts(path, edition.get("parts"), family_name)
+    not_graded = edition.get("not_graded", [])
+    if not isinstance(not_graded, list) or not all(isinstance(x, str) for x in not_graded):
+        raise AssignmentError(f"{path}: not_graded must be a list of texts (the parts not graded yet)")
+    data = _merge({k: v for k, v in family.items() if k != "name"}, edition)
+    assignment = Assignment(
         name=name,
         title=data.get("title", name),
         folder=folder,
-        parts=[Part(p["id"], p["title"]) for p in data.get("parts", [])],
+        edition_folder=edition_folder,
+        family=family_name,
+        parts=parts,
         regions={k: RegionSpec.from_dict(k, v) for k, v in data.get("regions", {}).items()},
         limits=data.get("limits", {}),
         pure_calls=tuple(data.get("harvest", {}).get("pure_calls", ())),
         reference_module=data.get("reference_module", "solution.py"),
+        detect=parse_signs(path, edition.get("detect", {})),
         data=data,
     )
+    known_tasks = {task for task, _ in _stored_check_lists(folder)}
+    if known_tasks:
+        for part in parts:
+            if part.task not in known_tasks:
+                raise AssignmentError(
+                    f"{path}: part {part.id} is task {part.task!r}, which no check of "
+                    f"{folder.name} grades (tasks: {', '.join(sorted(known_tasks))})"
+                )
+    return assignment
 
 
 def import_sibling(file: str, name: str):

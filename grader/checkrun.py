@@ -18,7 +18,9 @@ def pytest_args(assignment: Assignment, options: Options, targets: list | None =
     """How the checks are run. `targets`: the files or folders to collect (default: the
     whole assignment folder, or only its public checks when those are all that can run: see
     grader.public)."""
-    folder = str(assignment.folder)
+    # The common folder of the family's checks and an edition's own (conftest.py files apply
+    # below their own folder only).
+    folder = str(assignment.folder if len(assignment.check_folders) == 1 else assignment.folder.parent)
     if targets is None:
         targets = public.check_targets(assignment, public.public_only(assignment, options))
     return [
@@ -81,6 +83,9 @@ def run_checks(submission, assignment: Assignment, options: Options, result: Gra
         )
     result.checks = plugin.results
     result.notes.extend(expectations.notes)
+    not_graded = assignment.data.get("not_graded")
+    if not_graded:  # parts of the handout this grader has no checks for (yet)
+        result.notes.append(f"Not graded here (grade them by hand): {'; '.join(map(str, not_graded))}.")
     if public_only:
         result.notes.insert(0, public.public_only_note(expectations, plugin.results))
 
@@ -94,7 +99,7 @@ def collect_checks(assignment: Assignment, options: Options) -> list[dict]:
     a grading does. (Imports pytest: the batch calls it in a worker.)"""
     import pytest
 
-    from .plugin import GradingPlugin, check_name, grade_marks
+    from .plugin import GradingPlugin, check_name
 
     listed: list[dict] = []
 
@@ -102,10 +107,10 @@ def collect_checks(assignment: Assignment, options: Options) -> list[dict]:
         @pytest.hookimpl(trylast=True)  # after GradingPlugin has selected and ordered them
         def pytest_collection_modifyitems(self, items):
             for item in items:
-                marks = grade_marks(item)
+                marks = plugin.marks(item)
                 listed.append(
                     {
-                        "name": check_name(item),
+                        "name": check_name(item, marks),
                         "part": str(marks.get("part", "")),
                         "kind": str(marks.get("kind", "")),
                         "max_score": float(marks.get("points", 1)),
@@ -122,7 +127,7 @@ def collect_checks(assignment: Assignment, options: Options) -> list[dict]:
 def list_checks(assignment: Assignment, public_checks: bool) -> list[dict]:
     """Name, part, kind and points of the public or the hidden checks, in report order
     (collected by pytest, nothing run): what `grade build-public` publishes."""
-    from .plugin import GradingPlugin, check_name, grade_marks
+    from .plugin import GradingPlugin, check_name, check_title, grade_marks
 
     class Collector:
         items: list = []
@@ -131,14 +136,14 @@ def list_checks(assignment: Assignment, public_checks: bool) -> list[dict]:
             self.items = list(session.items)
 
     collector = Collector()
-    plugin = GradingPlugin(None, None, assignment, "cpu")
+    plugin = GradingPlugin(None, None, assignment, "cpu", all_tasks=True)
     folder = public.public_folder(assignment)
     if public_checks:
         if not public.has_public_checks(assignment):
             return []
         targets, extra = [folder], []
     else:
-        targets, extra = [assignment.folder], [f"--ignore={folder}"]
+        targets, extra = assignment.check_folders, [f"--ignore={folder}"]
     _pytest_quietly(
         pytest_args(assignment, Options(), targets) + ["--collect-only", *extra], [plugin, collector]
     )
@@ -153,6 +158,8 @@ def list_checks(assignment: Assignment, public_checks: bool) -> list[dict]:
         out.append(
             {
                 "name": check_name(item),
+                "title": check_title(item),
+                "subject": marks.get("subject"),
                 "part": str(marks.get("part", "")),
                 "kind": str(marks.get("kind", "")),
                 "points": int(points) if points.is_integer() else points,

@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "gradescope-zip": "grader.gradescope:main",
     "build-public": "grader.buildpublic:main",
     "release": "grader.student.release:main",
+    "assign": "grader.assign:main",
 }
 
 
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="batch mode: write DIR/<name>.json per submission "
         "and DIR/gradebook.csv; re-running skips submissions already graded",
     )
-    p.add_argument("--assignment", help="assignment edition (default: the only one installed)")
+    p.add_argument("--assignment", help="assignment edition (default: detected from the notebook)")
     p.add_argument("--json", metavar="FILE", help="write Gradescope's results.json here")
     p.add_argument(
         "--device",
@@ -130,17 +131,19 @@ def main(argv=None) -> int:
     from .sandbox import warm_up
 
     warm_up()
-    from .assignment import load_assignment
+    from .assignment import for_submission
     from .engine import grade
     from .errors import SubmissionError
     from .options import Options
     from .report import terminal, write_json
-    from .results import GradingResult
+    from .results import GradingResult, points
 
     args.path = args.paths[0]
     result = None
     try:
-        assignment = load_assignment(args.assignment)
+        assignment, detection = for_submission(args.path, args.assignment)
+        if not args.quiet and args.assignment is None:
+            print(detection.line())
         result = grade(args.path, assignment, Options.from_args(args).resolved())
     except SubmissionError as exc:
         result = GradingResult(submission=args.path, assignment=args.assignment or "?", error=str(exc))
@@ -158,7 +161,7 @@ def main(argv=None) -> int:
 
             write_html(result, args.html)
     if args.quiet:
-        print(f"Score: {result.score:g} / {result.max_score:g}")
+        print(f"Score: {points(result.score)} / {points(result.max_score)}")
     else:
         terminal(result)
     return result.exit_code

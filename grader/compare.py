@@ -146,13 +146,13 @@ def _skip_hint(i: int, s: dict, reference: list[dict]) -> str:
 
 _TYPE_HINTS = {
     ("Conv2d", "ConvTranspose2d"): (
-        " (the handout's upsampling layer is a transposed convolution; a Conv2d with an "
+        " (the reference upsamples with a transposed convolution here; a Conv2d with an "
         "Upsample around it is another layer)"
     ),
     (
         "ConvTranspose2d",
         "Conv2d",
-    ): " (a transposed convolution upsamples; the handout asks for a plain Conv2d here)",
+    ): " (a transposed convolution upsamples; the reference has a plain Conv2d here)",
     ("BatchNorm2d", "Conv2d"): " (is BatchNorm before the convolution instead of after it?)",
     ("Conv2d", "BatchNorm2d"): " (is a convolution where its BatchNorm should be, or the BatchNorm missing?)",
 }

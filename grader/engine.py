@@ -67,7 +67,7 @@ def sandbox_stage(ctx: GradingContext) -> None:
         # The CUDA driver reserves tens of GB of address space: RLIMIT_AS cannot bound it.
         limits.memory_bytes = 0
         ctx.result.notes.append("training on CUDA: the sandbox has no address-space limit")
-    hidden = [str(p) for p in (ctx.assignment.reference_folder, ctx.assignment.folder) if p]
+    hidden = [str(p) for p in ctx.assignment.secret_paths]
     ctx.sandbox = Sandbox(
         [st.to_wire() for st in ctx.harvest.statements], limits, hidden, device=ctx.options.device
     )

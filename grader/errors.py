@@ -32,3 +32,8 @@ class StudentCrash(StudentCodeError):
 class MissingDefinition(StudentCodeError):
     """A name the checks need is not defined (does not parse, raised, never written). The
     input of the check does not matter for it, so feedback shows none."""
+
+
+class AssignmentError(SubmissionError):
+    """An assignment's description (assignment.toml, family.toml) is wrong: the instructor's
+    mistake, reported in one line naming the file and the key."""

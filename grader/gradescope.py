@@ -21,6 +21,7 @@ For tests, run_autograder reads AUTOGRADER_ROOT (default /autograder), GRADER_PY
 from __future__ import annotations
 
 import io
+import re
 import shlex
 import shutil
 import subprocess
@@ -31,8 +32,7 @@ from pathlib import Path
 
 from .verbs import run_verb, verb_parser
 
-TORCH = "2.14.1"
-TORCHVISION = "0.29.1"
+PINS = Path("requirements", "pinned.txt")  # the one place torch and torchvision are pinned
 TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 # What the wheel is built from: the package metadata and the folders setup.cfg maps.
 SOURCE_ITEMS = [
@@ -166,6 +166,20 @@ def source_root() -> Path:
     return root
 
 
+def pinned_version(name: str, root: Path | None = None) -> str:
+    """The version requirements/pinned.txt pins `name` to (a `name==version` line)."""
+    path = (root or source_root()) / PINS
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise SystemExit(f"grade gradescope-zip: cannot read {path}: {exc.strerror}")
+    for line in lines:
+        found = re.match(r"\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+)", line)
+        if found and found[1].lower().replace("_", "-") == name:
+            return found[2]
+    raise SystemExit(f"grade gradescope-zip: {path} pins no version of {name}")
+
+
 def engine_wheel(root: Path, target: Path) -> Path:
     """The grader's wheel, built (grader.release.build_wheel) from a clean copy of the source
     tree, so the build's scratch files never land in the checkout."""
@@ -212,20 +226,22 @@ def build_zip(
     assignment: str,
     out: Path,
     grade_args: list[str],
-    torch: str = TORCH,
-    torchvision: str = TORCHVISION,
+    torch: str | None = None,
+    torchvision: str | None = None,
     index: str = TORCH_INDEX,
     hidden_details: str = "after_due_date",
 ) -> Path:
     from . import __version__
 
     root = source_root()
+    torch = torch or pinned_version("torch", root)
+    torchvision = torchvision or pinned_version("torchvision", root)
     with tempfile.TemporaryDirectory(prefix="grader-zip-") as tmp:
         wheel = engine_wheel(root, Path(tmp))
         quoted = " ".join(shlex.quote(a) for a in grade_args)
         from .assignment import load_assignment
 
-        notebook = load_assignment(assignment).data.get("notebook", "submission.ipynb")
+        notebook = load_assignment(assignment).notebook
         values = dict(
             assignment=shlex.quote(assignment),
             grade_args=quoted,
@@ -271,11 +287,9 @@ def main(argv: list[str]) -> int:
         help="when students see the messages and inputs of hidden checks (default "
         "after_due_date); before then only their names, points and pass/fail",
     )
-    p.add_argument("--torch", default=TORCH, help=f"torch version setup.sh installs (default {TORCH})")
+    p.add_argument("--torch", help=f"torch version setup.sh installs (default: the pin in {PINS})")
     p.add_argument(
-        "--torchvision",
-        default=TORCHVISION,
-        help=f"torchvision version setup.sh installs (default {TORCHVISION})",
+        "--torchvision", help=f"torchvision version setup.sh installs (default: the pin in {PINS})"
     )
     p.add_argument(
         "--index-url",

@@ -7,24 +7,16 @@ attributes or a reused module, so layers are identified by call order, not by na
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
+
 import torch
 from torch import nn
 
-# Attributes that say how a layer is configured (compared one by one in feedback).
-CONFIG_ATTRS = (
-    "in_channels",
-    "out_channels",
-    "kernel_size",
-    "stride",
-    "padding",
-    "output_padding",
-    "dilation",
-    "groups",
-    "num_features",
-    "in_features",
-    "out_features",
-    "eps",
-)
+# Left out of a layer's config: settings that shape neither its input nor its output (how it
+# pads, its running statistics, a display name). Configs then stay equal to stored traces'.
+LEFT_OUT = frozenset({"padding_mode", "momentum", "affine", "track_running_stats", "name"})
 STATE_NAMES = ("weight", "bias", "running_mean", "running_var")
 
 
@@ -35,9 +27,20 @@ def is_parametrised_leaf(module: nn.Module) -> bool:
     return has_own and not any(True for _ in module.children())
 
 
+def config_names(module: nn.Module) -> list[str]:
+    """The attributes that configure `module`: the `__constants__` its classes declare (every
+    torch layer does), else the public attributes its constructor set."""
+    names: dict[str, None] = {}
+    for cls in type(module).__mro__:
+        names.update(dict.fromkeys(vars(cls).get("__constants__", ())))
+    if not names:
+        names = dict.fromkeys(n for n in vars(module) if not n.startswith("_") and n != "training")
+    return [n for n in names if n not in LEFT_OUT]
+
+
 def layer_config(module: nn.Module) -> dict:
     config = {}
-    for attr in CONFIG_ATTRS:
+    for attr in config_names(module):
         value = getattr(module, attr, None)
         if isinstance(value, (int, float, str)) or (
             isinstance(value, tuple) and all(isinstance(v, (int, float)) for v in value)
@@ -46,13 +49,62 @@ def layer_config(module: nn.Module) -> dict:
     return config
 
 
+_ABSENT = object()
+
+
+@contextlib.contextmanager
+def calls_reported(module: nn.Module, report):
+    """Call report(leaf, first_input, output) after every call of a parametrised leaf of
+    `module` while the block runs. A forward hook would miss `leaf.forward(x)` (it bypasses
+    __call__), so each leaf's forward is shadowed by an instance attribute instead:
+    nn.Module.__call__ looks up `self.forward` too, so `leaf(x)` reports exactly once."""
+    shadowed = []
+    try:
+        for leaf in module.modules():
+            if is_parametrised_leaf(leaf):
+                own = leaf.__dict__.get("forward", _ABSENT)
+                leaf.__dict__["forward"] = _reporting(leaf, leaf.forward, report)
+                shadowed.append((leaf, own))
+        yield
+    finally:
+        for leaf, own in reversed(shadowed):
+            if own is _ABSENT:
+                leaf.__dict__.pop("forward", None)
+            else:
+                leaf.__dict__["forward"] = own
+
+
+def _reporting(leaf: nn.Module, forward, report):
+    @functools.wraps(forward)
+    def reporting_forward(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        report(leaf, _first_input(forward, args, kwargs), out)
+        return out
+
+    return reporting_forward
+
+
+def _first_input(forward, args: tuple, kwargs: dict):
+    """The forward's first argument, passed by position or by its name (`conv(input=x)`)."""
+    if args:
+        first = args[0]
+    elif kwargs:
+        try:
+            name = next(iter(inspect.signature(forward).parameters), None)
+        except (TypeError, ValueError):
+            name = None
+        first = kwargs.get(name, next(iter(kwargs.values())))
+    else:
+        first = None
+    return first if isinstance(first, torch.Tensor) else None
+
+
 def trace(module: nn.Module, inputs: tuple, keep_values: bool = False):
     """Run forward once; return (output, records) for every parametrised leaf call."""
     paths = {m: name for name, m in module.named_modules()}
     records = []
 
-    def hook(mod, args, out):
-        first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+    def record(mod, first, out):
         rec = {
             "path": paths.get(mod, "?"),
             "type": type(mod).__name__,
@@ -65,29 +117,17 @@ def trace(module: nn.Module, inputs: tuple, keep_values: bool = False):
             rec["out_value"] = out.detach().clone() if isinstance(out, torch.Tensor) else None
         records.append(rec)
 
-    handles = [m.register_forward_hook(hook) for m in module.modules() if is_parametrised_leaf(m)]
-    try:
+    with calls_reported(module, record):
         output = module(*inputs)
-    finally:
-        for h in handles:
-            h.remove()
     return output, records
 
 
 def ordered_layers(module: nn.Module, inputs: tuple) -> list[nn.Module]:
     """The parametrised leaf modules in first-call order (a reused module counts once)."""
     order: list[nn.Module] = []
-    handles = [
-        m.register_forward_hook(lambda mod, a, o: order.append(mod) if mod not in order else None)
-        for m in module.modules()
-        if is_parametrised_leaf(m)
-    ]
-    try:
+    with calls_reported(module, lambda mod, first, out: order.append(mod) if mod not in order else None):
         with torch.no_grad():
             module(*inputs)
-    finally:
-        for h in handles:
-            h.remove()
     return order
 
 

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, Phase, settings
 
 from .errors import MissingDefinition, StudentCodeError
 from .reproduce import MARKER, place_before_reproduction
-from .results import CheckResult
+from .results import CheckResult, display_name
 
 settings.register_profile(
     "grading",
@@ -44,6 +44,7 @@ settings.register_profile(
 MAX_MESSAGE = 1500
 NOTES = pytest.StashKey[list]()
 IMAGES = pytest.StashKey[list]()
+MARKS = pytest.StashKey[dict]()
 
 
 class Feedback:
@@ -67,6 +68,7 @@ class GradingPlugin:
         select=None,
         expected=None,
         secret: int | None = None,
+        all_tasks: bool = False,
     ):
         self._submission = submission
         self._secret = secret
@@ -75,6 +77,9 @@ class GradingPlugin:
         self._assignment = assignment
         self._device = device
         self._select = select  # optional predicate on the merged marker kwargs
+        # A family's checks as the edition reports them (its part ids and points), unless
+        # every task of the family is wanted as it is (what `grade build-public` stores).
+        self._all_tasks = all_tasks
         self.results: list[CheckResult] = []
         self._started: dict[str, float] = {}
         self.collection_errors: list[str] = []
@@ -133,11 +138,27 @@ class GradingPlugin:
     def pytest_unconfigure(self, config):
         settings.load_profile(self._previous_profile)
 
+    def marks(self, item) -> dict | None:
+        """The check's `grade` marks for this grading; None: the edition has not its task."""
+        if MARKS not in item.stash:
+            raw = grade_marks(item)
+            use_raw = self._all_tasks or self._assignment is None
+            item.stash[MARKS] = raw if use_raw else self._assignment.edition_marks(raw)
+        return item.stash[MARKS]
+
     def pytest_collection_modifyitems(self, items):
-        kept = [item for item in items if self._select is None or self._select(grade_marks(item))]
-        # Report part by part, in the assignment's order; file order within a part.
-        order = {part.id: i for i, part in enumerate(getattr(self._assignment, "parts", []))}
-        kept.sort(key=lambda item: order.get(grade_marks(item).get("part"), len(order)))
+        kept = [
+            item
+            for item in items
+            if self.marks(item) is not None and (self._select is None or self._select(self.marks(item)))
+        ]
+        # Report part by part, in the edition's order; file order within a part. Listing the
+        # whole family (the stored check lists every edition shares) goes by task name.
+        if self._all_tasks:
+            kept.sort(key=lambda item: str(self.marks(item).get("part", "")))
+        else:
+            order = {part.id: i for i, part in enumerate(getattr(self._assignment, "parts", []))}
+            kept.sort(key=lambda item: order.get(self.marks(item).get("part"), len(order)))
         items[:] = kept
 
     def pytest_collectreport(self, report):
@@ -153,7 +174,7 @@ class GradingPlugin:
         outcome = yield
         report = outcome.get_result()
         if report.when == "call" or (report.when == "setup" and report.failed):
-            marks = grade_marks(item)
+            marks = self.marks(item)
             passed = report.passed
             message = "" if passed else failure_message(call.excinfo, set(item.fixturenames))
             notes = item.stash.get(NOTES, [])
@@ -161,7 +182,7 @@ class GradingPlugin:
             points = float(marks.get("points", 1))
             self.results.append(
                 CheckResult(
-                    name=check_name(item),
+                    name=check_name(item, marks),
                     part=str(marks.get("part", "")),
                     kind=str(marks.get("kind", "")),
                     max_score=points,
@@ -193,13 +214,15 @@ def grade_marks(item) -> dict:
     return merged
 
 
-def check_name(item) -> str:
+def check_title(item) -> str:
+    """The check's own title: its docstring's first line, or its function's name."""
     doc = (item.function.__doc__ or "").strip().splitlines()
-    title = doc[0] if doc else item.originalname.removeprefix("test_").replace("_", " ")
-    marks = grade_marks(item)
-    subject = marks.get("subject")
-    prefix = f"{marks.get('part', '')} {subject}".strip() if subject else str(marks.get("part", ""))
-    return f"{prefix}: {title}" if prefix else title
+    return doc[0] if doc else item.originalname.removeprefix("test_").replace("_", " ")
+
+
+def check_name(item, marks: dict | None = None) -> str:
+    marks = grade_marks(item) if marks is None else marks
+    return display_name(check_title(item), marks.get("part", ""), marks.get("subject"))
 
 
 def failure_message(excinfo, fixtures: set[str] = frozenset()) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import layers
+from . import layers, training
 from .errors import MissingDefinition, StudentCodeError, StudentCrash, StudentTimeout
 from .harvest import Harvest, Statement
 from .sandbox import Sandbox
@@ -74,7 +74,7 @@ class Remote:
         self,
         inputs,
         targets,
-        loss="cross_entropy",
+        loss,
         steps=40,
         batch_size=16,
         lr=1e-3,
@@ -82,9 +82,19 @@ class Remote:
         device="cpu",
         output_key=None,
         timeout=None,
+        loss_options=None,
+        optimizer=training.DEFAULT_OPTIMIZER,
+        optimizer_options=None,
     ) -> dict:
         """A short training run in the child (grader.training.run_training): losses, which
-        parameters changed, and predictions on the first few inputs."""
+        parameters changed, and predictions on the first few inputs. `loss`: a dotted name
+        under `torch.` ("torch.nn.CrossEntropyLoss", a class built with `loss_options`, or a
+        function such as "torch.nn.functional.mse_loss"), or the name of a student function
+        loss(output, target). `optimizer`: a dotted torch.optim class name, built with lr and
+        `optimizer_options`."""
+        # A check's own mistake in these names fails here, not as the student's error.
+        training.training_loss(loss, loss_options, student_function=lambda name: None)
+        training.optimizer_class(optimizer)
         return self._submission.ask(
             "train",
             timeout,
@@ -98,6 +108,9 @@ class Remote:
             seed=seed,
             device=device,
             output_key=output_key,
+            loss_options=loss_options,
+            optimizer=optimizer,
+            optimizer_options=optimizer_options,
         )
 
     def set_parameters(self, values: dict) -> None:

@@ -55,10 +55,9 @@ def fingerprint(assignment) -> str | None:
     """A digest of what the expectations are computed from: the reference module, and the
     assignment's description and helper modules (not its check files). None without the
     reference. Stored with the expectations, so stale ones are noticed."""
-    reference = assignment.reference_folder
-    if reference is None or not (reference / assignment.reference_module).is_file():
+    if not assignment.has_reference:
         return None
-    files = [reference / assignment.reference_module]
+    files = [assignment.module_path]
     files += sorted(
         p
         for p in assignment.folder.iterdir()
@@ -100,10 +99,11 @@ def compute(assignment, reference, challenge_seed: int | None = None) -> dict:
         torch.set_rng_state(state)
     data = {
         "format": FORMAT,
-        "assignment": assignment.name,
+        # The checks' folder: a family's stored files serve every edition of it alike.
+        "assignment": assignment.folder.name,
         "fingerprint": fingerprint(assignment),
         "cases": cases,
-        "generated_by": f"grade build-public {assignment.name}",
+        "generated_by": "grade build-public",
     }
     return data
 
@@ -335,19 +335,14 @@ def with_challenges(stored, fresh):
 def public_only(assignment, options) -> bool:
     """Whether a grading with these options runs the public checks alone: asked for, or no
     reference solution installed (a student's installation)."""
-    folder = assignment.reference_folder
-    return (
-        bool(getattr(options, "public_only", False))
-        or folder is None
-        or not (folder / assignment.reference_module).is_file()
-    )
+    return bool(getattr(options, "public_only", False)) or not assignment.has_reference
 
 
 def check_targets(assignment, public_only: bool) -> list[Path]:
     from .errors import SubmissionError
 
     if not public_only:
-        return [assignment.folder]
+        return assignment.check_folders
     if not has_public_checks(assignment):
         raise SubmissionError(
             f"the reference solution of {assignment.name} is not installed and "
@@ -366,6 +361,8 @@ def public_only_note(expectations: Expectations, ran: list) -> str:
     ]
     hidden = expectations.stored_checks().get("hidden")
     if hidden:
+        hidden = edition_view(expectations.assignment, hidden)
+    if hidden:
         total = sum(c["points"] for c in hidden)
         lines.append(
             f"The real grading also runs {len(hidden)} hidden checks worth "
@@ -377,5 +374,23 @@ def public_only_note(expectations: Expectations, ran: list) -> str:
     return "\n".join(lines)
 
 
+def edition_view(assignment, stored: list[dict]) -> list[dict]:
+    """Stored check entries (the family's tasks and the checks' own points) as this edition
+    names and scores them; the checks of tasks it does not grade left out."""
+    from .results import display_name
+
+    out = []
+    for entry in stored:
+        marks = assignment.edition_marks({"part": entry["part"], "points": entry["points"]})
+        if marks is None:
+            continue
+        title = entry.get("title")
+        name = display_name(title, marks["part"], entry.get("subject")) if title else entry["name"]
+        out.append(dict(entry, name=name, part=marks["part"], points=marks["points"]))
+    return out
+
+
 def points_text(x) -> str:
-    return f"{x:g} point{'' if x == 1 else 's'}"
+    from .results import points
+
+    return f"{points(x)} point{'' if x == 1 else 's'}"

@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .results import GradingResult
+from .results import GradingResult, points
 
 
 def terminal(result: GradingResult, console=None, verbose: bool = True) -> None:
@@ -119,7 +119,7 @@ def atomic_write(path: str | Path, text: str) -> None:
 
 
 def fmt(x: float) -> str:
-    return f"{x:g}"
+    return points(x)
 
 
 def to_html(result: GradingResult) -> str:

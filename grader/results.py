@@ -5,6 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def points(x: float) -> str:
+    """Points as people read them: editions scale checks to fractions (0.5 over 6 checks),
+    so at most three decimals."""
+    return f"{round(x, 3):g}"
+
+
+def display_name(title: str, part: str, subject: str | None = None) -> str:
+    """How a check is named in reports: "A.1 UNet: its title"."""
+    prefix = f"{part} {subject}".strip() if subject else str(part)
+    return f"{prefix}: {title}" if prefix else title
+
+
 @dataclass
 class CheckResult:
     name: str

@@ -8,10 +8,78 @@ which parameters changed, a few predictions for pictures).
 from __future__ import annotations
 
 import hashlib
+import importlib
+import inspect
 import time
 
 import torch
 from torch import nn
+
+DEFAULT_OPTIMIZER = "torch.optim.Adam"
+
+
+def resolve_torch_name(name: str, namespace: str = "torch."):
+    """The object a dotted name such as "torch.nn.CrossEntropyLoss" names, looked up only
+    under `namespace`: a request names library code and must reach nothing else (not even
+    through a module torch imports, such as torch.os)."""
+    root = namespace.rstrip(".")
+    if not isinstance(name, str) or not name.startswith(namespace):
+        raise ValueError(f"{name!r} is not a name under {root}")
+    parts = name.split(".")
+    if not all(p.isidentifier() and not p.startswith("_") for p in parts):
+        raise ValueError(f"{name!r} is not a public name under {root}")
+    for split in range(len(parts), 0, -1):  # the longest importable module, then attributes
+        try:
+            found = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for attr in parts[split:]:
+            if not hasattr(found, attr):
+                break
+            found = getattr(found, attr)
+            home = found.__name__ if inspect.ismodule(found) else getattr(found, "__module__", None)
+            if not isinstance(home, str) or not (home == "torch" or home.startswith("torch.")):
+                raise ValueError(f"{name!r} reaches outside torch")
+        else:
+            return found
+        break
+    raise ValueError(f"{name!r} names nothing under {root}")
+
+
+def optimizer_class(optimizer) -> type:
+    """A torch.optim optimizer class, given as itself or as its dotted name."""
+    cls = resolve_torch_name(optimizer, "torch.optim.") if isinstance(optimizer, str) else optimizer
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise ValueError(f"{optimizer!r} is not a torch.optim optimizer class")
+    return cls
+
+
+def training_loss(loss: str, options: dict | None = None, student_function=None):
+    """The loss a training request names: a dotted name under `torch.` (a class is built with
+    `options`, a function is used as it is), else `student_function(loss)`, the student's."""
+    if not isinstance(loss, str):
+        raise ValueError(f"the loss must be given by name, not as {type(loss).__name__}")
+    if "." not in loss:  # a student's function name is an identifier: a dotted one is torch's
+        if student_function is None:
+            raise ValueError(f"{loss!r} is not a dotted name under torch")
+        return student_function(loss)
+    found = resolve_torch_name(loss)
+    if isinstance(found, type):
+        return found(**(options or {}))
+    if options:
+        raise ValueError(f"loss options are for a loss class, and {loss} is a function")
+    if not callable(found):
+        raise ValueError(f"{loss} is neither a loss class nor a function")
+    return found
+
+
+def prediction_dtype(classes: int) -> torch.dtype:
+    """The smallest integer dtype that holds class indices 0..classes-1: predictions travel
+    over the wire, and uint8 would wrap above 256 classes."""
+    for dtype in (torch.uint8, torch.int16, torch.int32):
+        if classes - 1 <= torch.iinfo(dtype).max:
+            return dtype
+    return torch.int64
 
 
 def parameter_digests(module: nn.Module) -> dict[str, str]:
@@ -35,7 +103,11 @@ def run_training(
     device: str = "cpu",
     output_key: str | None = None,
     preview: int = 4,
+    optimizer=DEFAULT_OPTIMIZER,
+    optimizer_options: dict | None = None,
 ) -> dict:
+    """Train `module` for `steps` steps with `loss_fn(output, target)` and `optimizer` (a
+    torch.optim class or its dotted name, built with lr and `optimizer_options`)."""
     torch.manual_seed(seed)
     module.to(device)
     module.train()
@@ -44,7 +116,7 @@ def run_training(
         raise ValueError("no parameter of the model requires a gradient, so nothing can train")
     before = parameter_digests(module)
     requires_grad = {n: p.requires_grad for n, p in module.named_parameters()}
-    optimizer = torch.optim.Adam(trainable, lr=lr)
+    optimizer = optimizer_class(optimizer)(trainable, lr=lr, **(optimizer_options or {}))
     order = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(seed))
     losses = []
     started = time.perf_counter()
@@ -73,7 +145,7 @@ def run_training(
         out = module(inputs[:preview].to(device))
         if output_key is not None and isinstance(out, dict):
             out = out[output_key]
-        predictions = out.argmax(dim=1).to(torch.uint8).cpu()
+        predictions = out.argmax(dim=1).to(prediction_dtype(out.shape[1])).cpu()
     return {
         "losses": losses,
         "changed": sorted(n for n in after if after[n] != before.get(n)),

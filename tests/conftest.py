@@ -312,6 +312,7 @@ SLOW_FILES = {
     "test_public.py",
     "test_sandbox_escape.py",
     "test_feedback_catalogue.py",
+    "test_editions_grading.py",
 }
 
 

@@ -33,7 +33,7 @@ from nbformat.v4 import new_code_cell
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_NOTEBOOK = REPO / "reference" / "pa2-w2021" / "a2-cnn.ipynb"
 TEMPLATE_NOTEBOOK = REPO / "student_template" / "pa2-w2021" / "a2-cnn.ipynb"
-REFERENCE_SOLUTION = REPO / "reference" / "pa2-w2021" / "solution.py"
+REFERENCE_SOLUTION = REPO / "reference" / "pa2" / "solution.py"
 
 # The reference's D.1 regions, as they stand in the notebook (region 1 inside the
 # segmentation `train`, region 2 in both driver cells).

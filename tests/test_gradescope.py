@@ -58,7 +58,7 @@ def autograder(tmp_path_factory) -> Path:
         inside = set(wheel.namelist())
     for data in (
         "grader_assignments/pa2-w2021/assignment.toml",
-        "grader_reference/pa2-w2021/solution.py",
+        "grader_reference/pa2/solution.py",
         "grader_templates/pa2-w2021/a2-cnn.ipynb",
         "grader/cli.py",
     ):

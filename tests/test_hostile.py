@@ -48,7 +48,7 @@ class PoolUpsampleNet(nn.Module):
         return self.final(self.up2(self.up1(self.down2(self.down1(x)))))
 """
 
-SECRETS = [REFERENCE_SOLUTION, REPO / "assignments" / "pa2-w2021" / "test_colourization.py"]
+SECRETS = [REFERENCE_SOLUTION, REPO / "assignments" / "pa2" / "test_colourization.py"]
 READ_SECRETS = f"""    _stolen = []
     for _path in {[str(p) for p in SECRETS]!r}:
         try:

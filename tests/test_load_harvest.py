@@ -289,7 +289,7 @@ def test_work_at_module_level_is_dropped(source):
 
 
 def test_assignment_pure_calls_extend_the_kept_constructors():
-    pure = PURE_CALLS | frozenset(load_assignment().pure_calls)
+    pure = PURE_CALLS | frozenset(load_assignment("pa2-w2021").pure_calls)
     assert kept_sources("criterion = nn.CrossEntropyLoss()", pure=pure) == [
         "criterion = nn.CrossEntropyLoss()"
     ]
@@ -372,7 +372,7 @@ def test_a_null_byte_skips_its_cell_with_a_reason_without_line_none():
 # --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def driver_spec() -> RegionSpec:
-    return load_assignment().regions["driver"]
+    return load_assignment("pa2-w2021").regions["driver"]
 
 
 def region_of(nb, spec, tmp_path):

@@ -27,7 +27,7 @@ from grader.errors import StudentCodeError, StudentCrash, StudentTimeout
 from grader.sandbox import Limits, Sandbox
 
 REPO = Path(__file__).resolve().parent.parent
-REFERENCE = REPO / "reference" / "pa2-w2021" / "solution.py"
+REFERENCE = REPO / "reference" / "pa2" / "solution.py"
 IS_ROOT = os.geteuid() == 0
 
 
@@ -123,7 +123,7 @@ def steal(paths):
     import grader
     checkout = os.path.dirname(os.path.dirname(grader.__file__))
     candidates = list(paths) + [
-        os.path.join(checkout, "reference", "pa2-w2021", "solution.py"),
+        os.path.join(checkout, "reference", "pa2", "solution.py"),
         os.path.join(checkout, "examples", "submission.ipynb"),
         os.path.join(checkout, "reference", "pa2-w2021", "a2-cnn.ipynb"),
         os.path.join(checkout, ".git", "HEAD"),
@@ -138,7 +138,7 @@ def steal(paths):
                 got.append(f.read())
         except OSError:
             pass
-    for command in (["git", "-C", checkout, "show", "HEAD:reference/pa2-w2021/solution.py"],
+    for command in (["git", "-C", checkout, "show", "HEAD:reference/pa2/solution.py"],
                     ["cat", paths[0]], ["/bin/sh", "-c", "cat " + paths[0]]):
         try:
             got.append(subprocess.run(command, capture_output=True, text=True, timeout=5).stdout)

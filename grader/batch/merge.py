@@ -62,14 +62,13 @@ def merge(args) -> int:
 
 
 def _parts_of(assignments: set, entries: dict[str, GradingResult]) -> list[str]:
-    """The gradebook's part columns: the assignment's own (one assignment installed here),
-    else every part found in the results."""
+    """The gradebook's part columns: the editions' own, in order (when they are installed
+    here), else every part found in the results."""
     from ..assignment import load_assignment
     from ..errors import SubmissionError
 
-    if len(assignments) == 1:
-        try:
-            return [p.id for p in load_assignment(next(iter(assignments))).parts]
-        except SubmissionError:
-            pass
-    return parts_seen(entries)
+    try:
+        editions = [load_assignment(name) for name in sorted(a for a in assignments if a)]
+    except SubmissionError:
+        return parts_seen(entries)
+    return list(dict.fromkeys(p.id for a in editions for p in a.parts)) or parts_seen(entries)

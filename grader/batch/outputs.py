@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
-from ..results import GradingResult
+from ..results import GradingResult, points
 
 # A spreadsheet runs a cell that starts with one of these as a formula; submission names,
 # error messages and check names come from students' files, so such text is quoted with a
@@ -21,19 +21,23 @@ def csv_text(value) -> str:
 
 
 def gradebook_csv(entries: dict[str, GradingResult], parts: list[str]) -> str:
-    """One row per submission, sorted by name: score, out of, points per part, status."""
+    """One row per submission, sorted by name: its edition, score, out of, points per part
+    (empty where its edition has no such part), status."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["submission", "score", "max_score", *map(csv_text, parts), "status", "seconds", "error"])
+    writer.writerow(
+        ["submission", "edition", "score", "max_score", *map(csv_text, parts), "status", "seconds", "error"]
+    )
     for name in sorted(entries):
         result = entries[name]
         totals = result.parts()
         writer.writerow(
             [
                 csv_text(name),
-                f"{result.score:g}",
-                f"{result.max_score:g}",
-                *(f"{totals.get(p, (0, 0))[0]:g}" for p in parts),
+                csv_text(result.assignment),
+                points(result.score),
+                points(result.max_score),
+                *(points(totals[p][0]) if p in totals else "" for p in parts),
                 result.status,
                 f"{result.execution_time:.2f}",
                 csv_text(result.error or ""),

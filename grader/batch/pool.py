@@ -162,13 +162,17 @@ def worker_main(conn, setup: dict) -> None:
     from ..results import GradingResult
 
     torch.set_num_threads(setup["threads"])
-    assignment = load_assignment(setup["assignment"])
     options = setup["options"].resolved()
     # The sandbox child: one thread per job.
     options = dataclasses.replace(options, limit_overrides=options.limit_overrides | {"threads": 1})
-    assignment.load_reference()
-    catalog = collect_checks(assignment, options)
-    _send(conn, {"hello": os.getpid(), "catalog": catalog})
+    # Every edition the batch grades (a class can hand in several): its reference loaded, and
+    # the checks it runs, which an unusable submission of that edition fails.
+    catalogs = {}
+    for name in setup["assignments"]:
+        assignment = load_assignment(name)
+        assignment.load_reference()
+        catalogs[name] = collect_checks(assignment, options)
+    _send(conn, {"hello": os.getpid(), "catalogs": catalogs})
     crash_on = os.environ.get("GRADER_BATCH_CRASH_ON")  # fault injection for the tests
     while True:
         try:
@@ -180,11 +184,16 @@ def worker_main(conn, setup: dict) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] grading {task['name']} ({task['path']})", flush=True)
         if crash_on and crash_on == task["name"]:
             os._exit(70)
+        assignment = load_assignment(task["assignment"])
         try:
             result = grade(task["path"], assignment, options)
         except Exception as exc:  # the grader broke on this submission: record it, go on
             result = GradingResult(submission=task["path"], assignment=assignment.name)
-            result.mark_unusable(f"internal error in the grader: {type(exc).__name__}: {exc}", catalog)
+            result.mark_unusable(
+                f"internal error in the grader: {type(exc).__name__}: {exc}", catalogs[assignment.name]
+            )
+        if task.get("note"):
+            result.notes.insert(0, task["note"])
         if _server_lost:
             _send(conn, {"id": task["id"], "server_lost": True})
             return
@@ -199,6 +208,8 @@ class Task:
     id: int
     name: str
     path: str
+    assignment: str  # the edition it is graded as
+    note: str = ""  # why that edition, when it had to be guessed
     attempts: int = 0
     deaths: list = field(default_factory=list)
 
@@ -247,7 +258,7 @@ def run_pool(
     pending = collections.deque(tasks)
     workers: list[_Worker] = []
     start_failures = 0
-    catalog: list[dict] = []  # the checks a grading runs, listed by each worker when ready
+    catalogs: dict[str, list[dict]] = {}  # per edition, the checks a grading runs (from workers)
 
     def spawn(slot: int) -> _Worker:
         config = dict(setup, log=str(log_dir / f"worker-{slot}.log"), environ=dict(os.environ))
@@ -307,8 +318,13 @@ def run_pool(
         if retry and task.attempts < MAX_ATTEMPTS:
             pending.appendleft(task)
         else:
-            failed = GradingResult(submission=task.path, assignment=setup["assignment"])
-            failed.mark_unusable("could not be graded: " + "; ".join(dict.fromkeys(task.deaths)), catalog)
+            failed = GradingResult(submission=task.path, assignment=task.assignment)
+            failed.mark_unusable(
+                "could not be graded: " + "; ".join(dict.fromkeys(task.deaths)),
+                catalogs.get(task.assignment, []),
+            )
+            if task.note:
+                failed.notes.insert(0, task.note)
             on_result(task, failed)
 
     try:
@@ -320,7 +336,17 @@ def run_pool(
                     w.task = pending.popleft()
                     w.started = time.monotonic()
                     try:
-                        _send(w.conn, {"id": w.task.id, "name": w.task.name, "path": w.task.path})
+                        task = w.task
+                        _send(
+                            w.conn,
+                            {
+                                "id": task.id,
+                                "name": task.name,
+                                "path": task.path,
+                                "assignment": task.assignment,
+                                "note": task.note,
+                            },
+                        )
                     except OSError:
                         pass  # it died: its sentinel says so below
             waitables = [w.conn for w in workers] + [w.process.sentinel for w in workers]
@@ -338,7 +364,7 @@ def run_pool(
                         if "hello" in message:
                             w.ready = True
                             start_failures = 0
-                            catalog[:] = message.get("catalog") or catalog
+                            catalogs.update(message.get("catalogs") or {})
                         elif message.get("server_lost"):
                             start_server()  # a new server; this worker exits by itself
                             lost(w, "the grader's process server died", retry=True)

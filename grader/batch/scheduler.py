@@ -3,6 +3,7 @@ pool, write each result as it arrives, then the class files (see grader.batch)."
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import sys
@@ -11,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..report import atomic_write
-from ..results import GradingResult
+from ..results import GradingResult, points
 from .discover import expand_paths, result_names, shard
 from .outputs import gradebook_csv, write_class_files
 from .store import OutputLock, fingerprint, read_results, stamp_of, sweep_temporary_files, write_results
@@ -61,7 +62,7 @@ class _Display:
         error = result.error
         self.errors += bool(error)
         text = (
-            f"{name}: {result.score:g} / {result.max_score:g}"
+            f"{name}: {points(result.score)} / {points(result.max_score)}"
             f"{' (error: ' + error + ')' if error else ''} [{state}]"
         )
         if self.progress is None:
@@ -83,7 +84,7 @@ def run_batch(args) -> int:
     from ..errors import SubmissionError
 
     try:
-        assignment = load_assignment(args.assignment)
+        forced = load_assignment(args.assignment) if args.assignment else None
         paths = expand_paths(args.paths)
         if not paths:
             raise SubmissionError("no submissions found in " + " ".join(args.paths))
@@ -104,17 +105,54 @@ def run_batch(args) -> int:
         print(f"grade: {exc}", file=sys.stderr)
         return 2
     try:
-        return _run_locked(args, assignment, by_name, selected, jobs, out)
+        return _run_locked(args, forced, by_name, selected, jobs, out)
     finally:
         lock.__exit__()
 
 
-def _run_locked(args, assignment, by_name, selected, jobs, out) -> int:
+def editions_of(by_name: dict, selected: list[str], forced) -> tuple[dict, dict[str, str]]:
+    """Each submission's edition: --assignment's, else detected from its notebook
+    (grader.detect). One whose edition cannot be told (no header left, two editions'
+    headers, an unreadable file) is graded as the batch's most common edition, and its
+    results say so: one odd notebook neither stops the batch nor decides for the others."""
+    if forced is not None:
+        return {name: forced for name in selected}, {}
+    from ..assignment import available, load_assignment
+    from ..detect import EditionUnclear, detect
+    from ..errors import SubmissionError
+
+    installed = [load_assignment(n) for n in available()]
+    found, unclear, unreadable = {}, {}, []
+    for name in selected:
+        try:
+            found[name] = load_assignment(detect(by_name[name], installed).name)
+        except EditionUnclear as exc:
+            unclear[name] = str(exc)
+        except SubmissionError:  # its grading says why it cannot be read
+            unreadable.append(name)
+    counts = collections.Counter(a.name for a in found.values())
+    fallback = load_assignment(min(counts, key=lambda n: (-counts[n], n)) if counts else installed[0].name)
+    notes = {}
+    for name in unreadable:
+        found[name] = fallback
+    for name, why in unclear.items():
+        found[name] = fallback
+        notes[name] = (
+            f"The edition is unclear ({why}); graded as {fallback.name}, "
+            "the edition of most submissions here."
+        )
+    return found, notes
+
+
+def _run_locked(args, forced, by_name, selected, jobs, out) -> int:
     from ..options import Options
     from . import pool
 
     sweep_temporary_files(out)
-    parts = [p.id for p in assignment.parts]
+    editions, notes = editions_of(by_name, selected, forced)
+    used = sorted({a.name for a in editions.values()}) or ([forced.name] if forced else [])
+    first = {a.name: a for a in editions.values()}
+    parts = list(dict.fromkeys(p.id for name in used for p in first.get(name, forced).parts))
     options = Options.from_args(args)
     key = options.stamp()
     if options.seed is None:
@@ -127,12 +165,12 @@ def _run_locked(args, assignment, by_name, selected, jobs, out) -> int:
     todo: list[pool.Task] = []
     for name in selected:
         path = by_name[name]
-        stamps[name] = fingerprint(path, assignment, key)
+        stamps[name] = fingerprint(path, editions[name], key)
         data = read_results(out / f"{name}.json")
         if data is not None and stamp_of(data) == stamps[name]:
             entries[name] = GradingResult.from_dict(data)
         else:
-            todo.append(pool.Task(len(todo), name, str(path)))
+            todo.append(pool.Task(len(todo), name, str(path), editions[name].name, notes.get(name, "")))
     display = _Display(bool(args.quiet), total=len(selected), done=len(entries))
     for name in sorted(entries):
         if args.quiet:
@@ -146,7 +184,7 @@ def _run_locked(args, assignment, by_name, selected, jobs, out) -> int:
         atomic_write(out / "gradebook.csv", gradebook_csv(entries, parts))
         display.result(task.name, result, f"{result.execution_time:.1f} s")
 
-    setup = {"assignment": assignment.name, "options": options, "threads": pool.worker_threads(jobs)}
+    setup = {"assignments": used, "options": options, "threads": pool.worker_threads(jobs)}
     started = time.perf_counter()
 
     def terminated(signum, frame):  # a cancelled CI job: stop the workers, keep what is done
@@ -177,7 +215,7 @@ def _run_locked(args, assignment, by_name, selected, jobs, out) -> int:
     display.close()
     seconds = time.perf_counter() - started
     write_class_files(
-        entries, parts, out, assignment.name, getattr(args, "junit", None), plain=bool(args.quiet)
+        entries, parts, out, ", ".join(used), getattr(args, "junit", None), plain=bool(args.quiet)
     )
     print(
         f"Graded {len(todo)} submissions ({len(entries) - len(todo)} up to date) in {seconds:.1f} s "

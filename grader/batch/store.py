@@ -20,14 +20,14 @@ _TEMPORARY = re.compile(r"^\..+\.(json|csv|xml)\.[A-Za-z0-9_]{8}$")
 
 
 @functools.lru_cache(maxsize=None)
-def _assignment_digest(folder: str, reference: str | None) -> str:
+def _assignment_digest(folders: tuple[str, ...], reference: str | None) -> str:
     digest = hashlib.sha256()
-    for file in sorted(Path(folder).rglob("*")):
-        if file.is_file() and "__pycache__" not in file.parts:
-            digest.update(file.name.encode() + file.read_bytes())
+    for folder in folders:
+        for file in sorted(Path(folder).rglob("*")):
+            if file.is_file() and "__pycache__" not in file.parts:
+                digest.update(file.name.encode() + file.read_bytes())
     if reference:
-        for file in sorted(Path(reference).rglob("*.py")):
-            digest.update(file.read_bytes())
+        digest.update(Path(reference).read_bytes())
     return digest.hexdigest()
 
 
@@ -35,7 +35,7 @@ def fingerprint(path: Path, assignment: Assignment, options: dict | None = None)
     """What a results file must have been graded from to be reused: the submission's bytes,
     the grader's version, the assignment's files and (batch CLI) the grading options
     (grader.options.Options.stamp)."""
-    reference = assignment.reference_folder
+    reference = assignment.module_path if assignment.has_reference else None
     try:
         digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
     except OSError:  # unreadable: grading it says so; the stamp just never matches a file
@@ -45,7 +45,8 @@ def fingerprint(path: Path, assignment: Assignment, options: dict | None = None)
         "grader_version": __version__,
         "assignment": assignment.name,
         "assignment_sha256": _assignment_digest(
-            str(assignment.folder), str(reference) if reference else None
+            tuple(map(str, dict.fromkeys([assignment.folder, assignment.edition_folder]))),
+            str(reference) if reference else None,
         ),
     }
     if options is not None:

@@ -384,17 +384,31 @@ class Child:
         device="cpu",
         output_key=None,
         loss_source_pattern=None,
+        loss_options=None,
+        optimizer=None,
+        optimizer_options=None,
     ):
-        """A short training run of one of the child's models (see grader.training). `loss` is
-        "cross_entropy" or the name of a student function loss(output, target)."""
-        from ..training import run_training
+        """A short training run of one of the child's models (see grader.training). `loss`:
+        a dotted name under `torch.` (a class is built with `loss_options`; a function is
+        called as loss(output, target)), or the name of a student function loss(output,
+        target). `optimizer`: a dotted name under `torch.optim.` (default Adam), built with
+        lr and `optimizer_options`."""
+        from ..training import DEFAULT_OPTIMIZER, run_training, training_loss
 
-        if loss == "cross_entropy":
-            loss_fn = nn.CrossEntropyLoss()
-        else:
-            loss_fn = self.lookup(loss, loss_source_pattern)
+        loss_fn = training_loss(loss, loss_options, lambda name: self.lookup(name, loss_source_pattern))
         return run_training(
-            self.objects[handle], inputs, targets, loss_fn, steps, batch_size, lr, seed, device, output_key
+            self.objects[handle],
+            inputs,
+            targets,
+            loss_fn,
+            steps,
+            batch_size,
+            lr,
+            seed,
+            device,
+            output_key,
+            optimizer=optimizer or DEFAULT_OPTIMIZER,
+            optimizer_options=optimizer_options,
         )
 
     def op_call_until_optimizer(self, name, args, model_handle, source_pattern=None, wanted=None):

@@ -28,6 +28,7 @@ import zipfile
 from pathlib import Path
 
 from .. import __version__, public
+from ..assignment import EDITION_FILE, FAMILY_FILE
 from ..verbs import run_verb, verb_parser
 
 DIST_NAME = "pytorch-notebook-grader"
@@ -100,12 +101,18 @@ def stage(assignment, staging: Path, version: str) -> None:
     target = staging / "assignments"
     target.mkdir(parents=True)
     (target / "__init__.py").write_text('"""Assignments: their descriptions and public checks."""\n')
+    # The edition's description, and where its checks live (its family, or itself): only
+    # the description and the public checks, never the hidden checks or their helpers.
     edition = target / assignment.name
     edition.mkdir()
-    shutil.copyfile(assignment.folder / "assignment.toml", edition / "assignment.toml")
+    shutil.copyfile(assignment.edition_folder / EDITION_FILE, edition / EDITION_FILE)
+    checks = target / assignment.folder.name
+    checks.mkdir(exist_ok=True)
+    if assignment.family:
+        shutil.copyfile(assignment.folder / FAMILY_FILE, checks / FAMILY_FILE)
     shutil.copytree(
         public.public_folder(assignment),
-        edition / public.PUBLIC_DIR,
+        checks / public.PUBLIC_DIR,
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"),
     )
     (staging / "pyproject.toml").write_text(
@@ -126,7 +133,7 @@ def stage(assignment, staging: Path, version: str) -> None:
         "include_package_data": "False",
     }
     config["options.package_data"] = {
-        "grader_assignments": "*/assignment.toml, */public/*.py, */public/*.json, */public/*.pt",
+        "grader_assignments": "*/*.toml, */public/*.py, */public/*.json, */public/*.pt",
     }
     config["options.entry_points"] = {"console_scripts": "\ngrade = grader.cli:entry_point"}
     with open(staging / "setup.cfg", "w") as f:
@@ -182,10 +189,9 @@ def build_wheel(source: Path, out: Path) -> Path:
 
 def reference_lines(assignment) -> list[str]:
     """The reference module's code lines long enough to be its own (comments left out)."""
-    folder = assignment.reference_folder
-    path = folder / assignment.reference_module if folder else None
-    if path is None or not path.is_file():
+    if not assignment.has_reference:
         return []
+    path = assignment.module_path
     lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
     return sorted({line for line in lines if len(line) >= LEAK_MIN_CHARS and not line.startswith("#")})
 

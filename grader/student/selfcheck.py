@@ -2,18 +2,18 @@
 
     from grader import check
     check()          # every public check
-    check("A.1")     # one part (several may be given)
+    check("A.1")     # one part, by its id (several may be given)
 
 It judges the objects defined in the kernel right now (the classes and functions of the cells
 that have been run), with the same public checks, on the same stored data, and prints the same
-table and feedback as `grade a2-cnn.ipynb`. Nothing is sent to another process: an in-process
+table and feedback as `grade NOTEBOOK`. Nothing is sent to another process: an in-process
 proxy calls the sandbox child's request handlers (grader.sandbox.child.Child, its `op_*` methods)
 directly on the kernel's namespace, so the checks' code is shared with the real grading.
 Requests and answers still go through grader.wire, so a check sees copies, as in the sandbox.
 
-Module-level regions (the D.1 driver cell) are read from the kernel's input history (`In`),
+Module-level regions (e.g. a driver cell) are read from the kernel's input history (`In`),
 the latest run of a matching cell first, or from the notebook file with
-`check(notebook="a2-cnn.ipynb")`.
+`check(notebook="NOTEBOOK")` (the assignment names the file students hand in).
 
 No time limits apply (it is the student's own kernel: interrupt it to stop), the kernel's
 random state is restored afterwards, and the kernel's own objects are not modified (checks
@@ -44,8 +44,9 @@ def check(
     assignment: str | None = None,
     console=None,
 ) -> None:
-    """Run the public checks on what this kernel defines and print the feedback. Parts:
-    e.g. "A.1", "D.2" (default: all). The result is kept in grader.student.selfcheck.last_result."""
+    """Run the public checks on what this kernel defines and print the feedback. Parts: the
+    assignment's part ids, e.g. "A.1" (default: all). The result is kept in
+    grader.student.selfcheck.last_result."""
     global last_result
     if namespace is None:
         namespace = sys._getframe(1).f_globals  # the notebook's (the caller's) globals
@@ -57,7 +58,6 @@ def check(
 
 def run(parts=(), namespace: dict | None = None, notebook: str | None = None, assignment: str | None = None):
     """check() without printing: returns the GradingResult."""
-    from ..assignment import load_assignment
     from ..checkrun import run_checks
     from ..errors import SubmissionError
     from ..options import Options
@@ -71,7 +71,7 @@ def run(parts=(), namespace: dict | None = None, notebook: str | None = None, as
     # thread count: the kernel gets its own state back.
     saved = _kernel_state()
     try:
-        spec = load_assignment(assignment)
+        spec = _edition(assignment, notebook)
         result.assignment = spec.name
         cells, source = history_cells(namespace, notebook)
         regions, region_errors = {}, {}
@@ -79,10 +79,7 @@ def run(parts=(), namespace: dict | None = None, notebook: str | None = None, as
             try:
                 regions[name] = extract_region(cells, region)
             except RegionNotFound as exc:
-                region_errors[name] = (
-                    f"{exc} ({source}): run that cell once, or call "
-                    "check(notebook='a2-cnn.ipynb') with your notebook file"
-                )
+                region_errors[name] = f"{exc} ({source}): {_region_hint(spec.data.get('notebook'))}"
         submission = KernelSubmission(namespace, cells, regions, region_errors)
         options = Options(
             device="cpu",
@@ -105,6 +102,31 @@ def run(parts=(), namespace: dict | None = None, notebook: str | None = None, as
         _restore_kernel_state(saved)
         result.execution_time = time.perf_counter() - started
     return result
+
+
+def _edition(name: str | None, notebook: str | None):
+    """The edition to check against: named, the only one installed (a student's wheel), or
+    detected from the notebook file; a kernel alone does not say which edition it is."""
+    from ..assignment import available, for_submission, load_assignment
+    from ..errors import SubmissionError
+
+    if name is not None or len(available()) <= 1 or notebook is None:
+        try:
+            return load_assignment(name)
+        except SubmissionError:
+            if name is not None or len(available()) <= 1:
+                raise
+            raise SubmissionError(
+                f"several editions are installed ({', '.join(available())}): "
+                "call check(assignment=...) with one, or check(notebook=...) with your notebook file"
+            ) from None
+    return for_submission(notebook)[0]
+
+
+def _region_hint(notebook: str | None) -> str:
+    """How to let check() see a module-level cell it could not find in the kernel's history."""
+    call = f"check(notebook={notebook!r})" if notebook else "check(notebook=...)"
+    return f"run that cell once, or call {call} with your notebook file"
 
 
 def _kernel_state() -> dict:

@@ -77,7 +77,7 @@ def test_colourization_learns(submission, reference, device, feedback, secret, n
     ref_model = getattr(reference, name)(*SETTING)
     ref = run_training(ref_model, grey, labels, torch.nn.CrossEntropyLoss(), **run)
     model = submission.build(name, *SETTING)
-    got = model.train(grey, labels, timeout=120, **run)
+    got = model.train(grey, labels, loss="torch.nn.CrossEntropyLoss", timeout=120, **run)
     # The verdict rests on what the grader measures: the trained network's outputs on secret
     # held-out images (train mode: batch statistics, as in training), scored here against the
     # reference trained the same way. The curve and "changed" lists the child reports only

@@ -146,13 +146,13 @@ def _finetune_run(submission, spec, device, secret) -> dict:
             f"classifier[4] should be nn.Conv2d({spec['head_in_channels']}, "
             f"{spec['num_classes']}, kernel_size=1)"
         )
-    report = train_in_child(model, images, masks, "cross_entropy", device)
+    report = train_in_child(model, images, masks, "torch.nn.CrossEntropyLoss", device)
     return {"report": report, "final": model.get_parameters(head_names(spec)), "raw": raw, "masks": masks}
 
 
 def train_in_child(model, images, masks, loss, device):
     """The fine-tuning steps every Part D training check runs in the child (FINETUNE's
-    budget); `loss`: "cross_entropy" or the name of the student's loss function."""
+    budget); `loss`: "torch.nn.CrossEntropyLoss" or the name of the student's loss function."""
     b = FINETUNE[device]
     return model.train(
         images,
@@ -198,7 +198,7 @@ def finetune_run_as_is(submission, spec, device) -> dict:
         spec["model_factory"], weights=None, weights_backbone=None, aux_loss=True
     )
     model = submission.run_region("driver", bindings={"model": model}, keep=["model"])["model"]
-    report = train_in_child(model, images, masks, "cross_entropy", device)
+    report = train_in_child(model, images, masks, "torch.nn.CrossEntropyLoss", device)
     return {"report": report, "raw": raw, "masks": masks, "reproducible": False}
 
 
