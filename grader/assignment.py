@@ -53,7 +53,16 @@ EDITION_KEYS = {
     "name", "family", "title", "notebook", "reference_module", "parts", "not_graded",
     "detect", "harvest", "regions", "limits", "public",
 }  # fmt: skip
-FAMILY_KEYS = {"name", "title", "reference_module", "harvest", "regions", "limits", "public"}
+FAMILY_KEYS = {
+    "name",
+    "title",
+    "reference_module",
+    "default_edition",
+    "harvest",
+    "regions",
+    "limits",
+    "public",
+}
 PART_KEYS = {"id", "title", "task", "points"}
 REQUIRED_PART_KEYS = ("id", "title")
 
@@ -284,11 +293,25 @@ def load_assignment(name: str | None = None) -> Assignment:
 def for_submission(path, name: str | None = None):
     """The edition to grade `path` with, and the one line saying which and why: `name` when
     given, else detected from the notebook (grader.detect)."""
-    from .detect import Detection, detect
+    from .detect import Detection, EditionUnclear, NoEditionFound, detect
 
     if name is not None:
         return load_assignment(name), Detection(name, "chosen with --assignment")
-    detection = detect(path, [load_assignment(n) for n in available()])
+    editions = [load_assignment(n) for n in available()]
+    try:
+        detection = detect(path, editions)
+    except EditionUnclear:
+        raise  # two editions fit: the person chooses
+    except SubmissionError as exc:
+        # Unreadable, or nothing left that tells: the family's default edition grades it, so
+        # an unusable notebook still fails every check it would have had (0 out of the full
+        # points), and one with code is still graded.
+        defaults = {a.data.get("default_edition") for a in editions}
+        default = defaults.pop() if len(defaults) == 1 else None
+        if default not in {a.name for a in editions}:
+            raise
+        why = "nothing in it tells the edition" if isinstance(exc, NoEditionFound) else "it cannot be read"
+        detection = Detection(default, f"{why}: its family's default edition")
     return load_assignment(detection.name), detection
 
 

@@ -12,7 +12,10 @@ for a top-level `def`/`class` of that name (`defines = 'name|other'`); `means` s
 what it found, for the one line that tells the person why this edition was chosen.
 
 Students delete or edit header cells, so the weaker signs decide when no header is left; when
-the evidence is equal for two editions, nothing is guessed: the person is asked to choose.
+the evidence is equal for two editions, nothing is guessed: the person is asked to choose
+(EditionUnclear). A notebook with nothing that tells (NoEditionFound), or that cannot be read,
+is graded as its family's `default_edition` by `grade NB` (grader.assignment.for_submission)
+and as the batch's most common edition in a batch.
 """
 
 from __future__ import annotations
@@ -29,7 +32,11 @@ WHERE_KEYS = ("markdown", "code", "defines")
 
 
 class EditionUnclear(SubmissionError):
-    """No edition, or more than one, fits the notebook equally well."""
+    """Two editions fit the notebook equally well (or it has two editions' headers)."""
+
+
+class NoEditionFound(SubmissionError):
+    """Nothing in the notebook tells an edition (no header, no heading left)."""
 
 
 @dataclass(frozen=True)
@@ -143,12 +150,15 @@ def detect(path: str | Path, editions: list) -> Detection:
         )
     scores = {}
     for a in editions:
-        found = [s for s in a.detect.signs if s.found(text)]
-        scores[a.name] = (sum(s.weight for s in found), found)
+        present = [s for s in a.detect.signs if not s.absent and s.found(text)]
+        # A missing heading only counts for an edition something else points to: an empty
+        # notebook lacks every heading and is no edition's.
+        missing = [s for s in a.detect.signs if s.absent and s.found(text)] if present else []
+        scores[a.name] = (sum(s.weight for s in present + missing), present + missing)
     best = max(score for score, _ in scores.values())
     top = sorted(name for name, (score, _) in scores.items() if score == best)
     if best <= 0:
-        raise EditionUnclear(
+        raise NoEditionFound(
             f"{path}: no edition's header or headings found: "
             f"choose one with --assignment ({', '.join(sorted(scores))})"
         )

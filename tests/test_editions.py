@@ -218,3 +218,22 @@ def test_dataclass_copies_keep_the_edition(tmp_path):
     a = edition("pa2-w2023")
     copy = dataclasses.replace(a, folder=tmp_path)
     assert copy.module_path == a.module_path and copy.notebook == "a2-code.ipynb"
+
+
+def test_an_unreadable_notebook_is_reported_against_the_familys_default_edition(tmp_path):
+    """Nothing tells its edition; the family's default (W2021) reports it, so the grading
+    still fails every check it would have run (0 out of the full points, tests/test_cli.py)."""
+    from grader.assignment import for_submission
+
+    path = tmp_path / "broken.ipynb"
+    path.write_text("{not json")
+    chosen, why = for_submission(path)
+    assert chosen.name == "pa2-w2021" and "cannot be read" in why.reason
+    # Two editions' headers are a conflict, not an unreadable file: no default then.
+    nb = read_notebook(reference_notebook("pa2-w2023"))
+    nb.cells.insert(
+        0, next(c for c in read_notebook(reference_notebook("pa2-w2021")).cells if c.cell_type == "markdown")
+    )
+    nb.cells[0].id = "w2021-header"
+    with pytest.raises(EditionUnclear):
+        for_submission(write(nb, tmp_path / "mixed.ipynb"))

@@ -126,8 +126,8 @@ CATALOGUE = [
         "Upsample + Conv2d where the handout has transposed convolutions",
         "C.1",
         "equivalence",
-        "Layer 5 is a Conv2d where the reference has a ConvTranspose2d (the handout's upsampling "
-        "layer is a transposed convolution",
+        "Layer 5 is a Conv2d where the reference has a ConvTranspose2d (the reference upsamples "
+        "with a transposed convolution here",
     ),
     Mistake(
         "c1_missing_skip",

@@ -26,7 +26,8 @@ from submissions import REFERENCE_NOTEBOOK, REFERENCE_SOLUTION, TEMPLATE_NOTEBOO
 
 REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "pa2-w2021"
-PUBLIC = REPO / "assignments" / ASSIGNMENT / "public"
+FAMILY = "pa2"  # where the edition's checks and public files live
+PUBLIC = REPO / "assignments" / FAMILY / "public"
 
 # --------------------------------------------------------------------------------------
 # Mutants of the reference notebook, and the public checks each must fail
@@ -333,8 +334,9 @@ def test_wheel_holds_the_engine_and_only_public_files(unpacked):
         [
             "grader_assignments/__init__.py",
             f"grader_assignments/{ASSIGNMENT}/assignment.toml",
+            f"grader_assignments/{FAMILY}/family.toml",
             *(
-                f"grader_assignments/{ASSIGNMENT}/public/{p.name}"
+                f"grader_assignments/{FAMILY}/public/{p.name}"
                 for p in PUBLIC.iterdir()
                 if p.is_file() and not p.name.startswith(".")
             ),
@@ -352,7 +354,7 @@ def test_bundle_holds_no_reference_code(dist, unpacked):
     ]
     names = {p.name for p in files}
     # No reference module, no hidden check, no helper the hidden checks use.
-    hidden = {p.name for p in (REPO / "assignments" / ASSIGNMENT).glob("*.py")}
+    hidden = {p.name for p in (REPO / "assignments" / FAMILY).glob("*.py")}
     assert not names & ({REFERENCE_SOLUTION.name} | hidden), names & ({REFERENCE_SOLUTION.name} | hidden)
     assert not [p for p in unpacked.rglob("*") if "reference" in p.name], "a reference package"
     lines = student_region_lines()

@@ -118,7 +118,7 @@ def editions_of(by_name: dict, selected: list[str], forced) -> tuple[dict, dict[
     if forced is not None:
         return {name: forced for name in selected}, {}
     from ..assignment import available, load_assignment
-    from ..detect import EditionUnclear, detect
+    from ..detect import EditionUnclear, NoEditionFound, detect
     from ..errors import SubmissionError
 
     installed = [load_assignment(n) for n in available()]
@@ -126,7 +126,7 @@ def editions_of(by_name: dict, selected: list[str], forced) -> tuple[dict, dict[
     for name in selected:
         try:
             found[name] = load_assignment(detect(by_name[name], installed).name)
-        except EditionUnclear as exc:
+        except (EditionUnclear, NoEditionFound) as exc:
             unclear[name] = str(exc)
         except SubmissionError:  # its grading says why it cannot be read
             unreadable.append(name)
