@@ -16,7 +16,9 @@ def verb_parser(prog: str, description: str, assignment: str | None = None) -> a
     (--assignment NAME, default the only one installed) adds the assignment's name."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     if assignment == "positional":
-        parser.add_argument("assignment", help="assignment edition, e.g. pa2-w2021")
+        parser.add_argument(
+            "assignment", help="assignment edition (a folder of assignments/ with an assignment.toml)"
+        )
     elif assignment == "option":
         parser.add_argument("--assignment", help="assignment edition (default: the only one installed)")
     return parser

@@ -19,11 +19,16 @@ id "$USER_NAME" >/dev/null 2>&1 || useradd --no-create-home --shell /usr/sbin/no
 # An ordinary user must be able to reach the checkout and the installed packages. Folders
 # above them that others cannot enter (a checkout under /root) get o+x for the run only.
 opened=()
+# The checkout itself must also be listable (pytest scans its root): a clone made in a
+# `mktemp -d` folder is 0700.
+REPO_MODE=$(stat -c %a "$REPO")
 restore() {
   for dir in "${opened[@]}"; do chmod o-x "$dir"; done
+  chmod "$REPO_MODE" "$REPO"
   rm -rf "$WORK"
 }
 trap restore EXIT
+chmod o+rx "$REPO"
 SITE=$($PY -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 for target in "$REPO" "$SITE"; do
   dir=$target
@@ -65,7 +70,7 @@ run_mode() {  # name, then the command prefix
   "$@" "cd '$REPO' && PYTHONPATH='$PYPATH' HOME='$out' $PYRUN -m pytest -q -p no:cacheprovider tests/test_sandbox_escape.py"
   "$@" "cd '$out' && PYTHONPATH='$PYPATH' HOME='$out' $PYRUN -m grader.cli '$WORK/notebooks' --out '$out/results' --no-train --quiet --timeout 20 > '$out/batch.log' 2>&1 || true"
   grep -i "isolation" "$out/batch.log" || true
-  cut -d, -f1-8 "$out/results/gradebook.csv" > "$WORK/scores-$mode.csv"
+  cut -d, -f1-9 "$out/results/gradebook.csv" > "$WORK/scores-$mode.csv"
 }
 
 PYPATH=$REPO PYRUN=$PY run_mode root bash -c
