@@ -930,8 +930,82 @@ class UNet(nn.Module):
 # Between them the UNets use all four orders of the two torch.cat calls (the reference:
 # skip second in both; functional: skip first in both; module lists: first, then second;
 # shared modules: second, then first).
+EXPLICIT_FORWARD = {
+    # every layer called as `self.layer.forward(x)`, which bypasses forward hooks (a real
+    # W2020 notebook does this): the layer trace must still see all of them
+    "PoolUpsampleNet": """
+class PoolUpsampleNet(nn.Module):
+    def __init__(self, kernel, num_filters, num_colours, num_in_channels):
+        super().__init__()
+        padding = kernel // 2
+        self.conv1 = nn.Conv2d(num_in_channels, num_filters, kernel, padding=padding)
+        self.bn1 = nn.BatchNorm2d(num_filters)
+        self.conv2 = nn.Conv2d(num_filters, 2 * num_filters, kernel, padding=padding)
+        self.bn2 = nn.BatchNorm2d(2 * num_filters)
+        self.conv3 = nn.Conv2d(2 * num_filters, num_filters, kernel, padding=padding)
+        self.bn3 = nn.BatchNorm2d(num_filters)
+        self.conv4 = nn.Conv2d(num_filters, num_colours, kernel, padding=padding)
+        self.bn4 = nn.BatchNorm2d(num_colours)
+        self.conv5 = nn.Conv2d(num_colours, num_colours, kernel, padding=padding)
+
+    def forward(self, x):
+        x = F.relu(self.bn1.forward(F.max_pool2d(self.conv1.forward(x), 2)))
+        x = F.relu(self.bn2.forward(F.max_pool2d(self.conv2.forward(x), 2)))
+        x = F.relu(self.bn3.forward(F.interpolate(self.conv3.forward(x), scale_factor=2)))
+        x = F.relu(self.bn4.forward(F.interpolate(self.conv4.forward(x), scale_factor=2)))
+        return self.conv5.forward(x)
+""",
+    "ConvTransposeNet": """
+class ConvTransposeNet(nn.Module):
+    def __init__(self, kernel, num_filters, num_colours, num_in_channels):
+        super().__init__()
+        self.conv1 = nn.Conv2d(num_in_channels, num_filters, kernel, stride=2, padding=1)
+        self.bn1 = nn.BatchNorm2d(num_filters)
+        self.conv2 = nn.Conv2d(num_filters, 2 * num_filters, kernel, stride=2, padding=1)
+        self.bn2 = nn.BatchNorm2d(2 * num_filters)
+        self.up1 = nn.ConvTranspose2d(2 * num_filters, num_filters, kernel, stride=2, padding=1,
+                                      output_padding=1)
+        self.bn3 = nn.BatchNorm2d(num_filters)
+        self.up2 = nn.ConvTranspose2d(num_filters, num_colours, kernel, stride=2, padding=1,
+                                      output_padding=1)
+        self.bn4 = nn.BatchNorm2d(num_colours)
+        self.conv3 = nn.Conv2d(num_colours, num_colours, kernel, padding=1)
+
+    def forward(self, x):
+        x = F.relu(self.bn1.forward(self.conv1.forward(x)))
+        x = F.relu(self.bn2.forward(self.conv2.forward(x)))
+        x = F.relu(self.bn3.forward(self.up1.forward(x)))
+        x = F.relu(self.bn4.forward(self.up2.forward(x)))
+        return self.conv3.forward(x)
+""",
+    "UNet": """
+class UNet(nn.Module):
+    def __init__(self, kernel, num_filters, num_colours, num_in_channels):
+        super().__init__()
+        self.conv1 = nn.Conv2d(num_in_channels, num_filters, kernel, stride=2, padding=1)
+        self.bn1 = nn.BatchNorm2d(num_filters)
+        self.conv2 = nn.Conv2d(num_filters, 2 * num_filters, kernel, stride=2, padding=1)
+        self.bn2 = nn.BatchNorm2d(2 * num_filters)
+        self.up1 = nn.ConvTranspose2d(2 * num_filters, num_filters, kernel, stride=2, padding=1,
+                                      output_padding=1)
+        self.bn3 = nn.BatchNorm2d(num_filters)
+        self.up2 = nn.ConvTranspose2d(2 * num_filters, num_colours, kernel, stride=2, padding=1,
+                                      output_padding=1)
+        self.bn4 = nn.BatchNorm2d(num_colours)
+        self.conv3 = nn.Conv2d(num_colours + num_in_channels, num_colours, kernel, padding=1)
+
+    def forward(self, x):
+        d1 = F.relu(self.bn1.forward(self.conv1.forward(x)))
+        d2 = F.relu(self.bn2.forward(self.conv2.forward(d1)))
+        u1 = F.relu(self.bn3.forward(self.up1.forward(d2)))
+        u2 = F.relu(self.bn4.forward(self.up2.forward(torch.cat([u1, d1], dim=1))))
+        return self.conv3.forward(torch.cat([u2, x], dim=1))
+""",
+}
+
 CORRECT_STYLES = {
     "style_big_sequential": BIG_SEQUENTIAL,
+    "style_explicit_forward": EXPLICIT_FORWARD,
     "style_functional_super": FUNCTIONAL,
     "style_module_lists": MODULE_LISTS,
     "style_shared_modules": SHARED_MODULES,
