@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,26 +196,9 @@ class Assignment:
     def task_weights(self) -> dict[str, float]:
         """The checks' own points per task over a full grading (public and hidden checks, as
         `grade build-public` stored them): what an edition's part points are spread over."""
-        return dict(_stored_task_weights(self.folder))
+        from .public import stored_task_weights
 
-
-@functools.lru_cache(maxsize=None)
-def _stored_check_lists(folder: Path) -> tuple:
-    path = folder / "public" / "expected.json"
-    if not path.is_file():
-        return ()
-    with open(path, encoding="utf-8") as f:
-        checks = json.load(f).get("checks", {})
-    return tuple(
-        (c["part"], float(c["points"])) for key in ("public", "hidden") for c in checks.get(key) or []
-    )
-
-
-def _stored_task_weights(folder: Path) -> tuple:
-    totals: dict[str, float] = {}
-    for task, points in _stored_check_lists(folder):
-        totals[task] = totals.get(task, 0.0) + points
-    return tuple(totals.items())
+        return dict(stored_task_weights(self.folder))
 
 
 def _edition_path(kind: str, name: str) -> Path | None:
@@ -374,7 +356,9 @@ def read_edition(edition_folder: Path) -> Assignment:
         detect=parse_signs(path, edition.get("detect", {})),
         data=data,
     )
-    known_tasks = {task for task, _ in _stored_check_lists(folder)}
+    from .public import stored_task_weights
+
+    known_tasks = set(stored_task_weights(folder))
     if known_tasks:
         for part in parts:
             if part.task not in known_tasks:

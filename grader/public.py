@@ -22,6 +22,7 @@ is stored too, so a student can be told what the real grading adds.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import io
@@ -39,6 +40,22 @@ DEFAULT_CASES = "public_cases.py"
 # -- where things are -----------------------------------------------------------------------
 def public_folder(assignment) -> Path:
     return assignment.folder / PUBLIC_DIR
+
+
+@functools.lru_cache(maxsize=None)
+def stored_task_weights(checks_folder: Path) -> dict[str, float]:
+    """The checks' own points per task over a full grading, from the check lists `grade
+    build-public` stored (public and hidden): what an edition's part points are spread over.
+    Empty before the first build. Torch-free: assignments are loaded with it."""
+    path = checks_folder / PUBLIC_DIR / EXPECTED_FILE
+    if not path.is_file():
+        return {}
+    checks = json.loads(path.read_text(encoding="utf-8")).get("checks", {})
+    totals: dict[str, float] = {}
+    for key in ("public", "hidden"):
+        for c in checks.get(key) or []:
+            totals[c["part"]] = totals.get(c["part"], 0.0) + float(c["points"])
+    return totals
 
 
 def has_public_checks(assignment) -> bool:

@@ -79,7 +79,7 @@ def run(parts=(), namespace: dict | None = None, notebook: str | None = None, as
             try:
                 regions[name] = extract_region(cells, region)
             except RegionNotFound as exc:
-                region_errors[name] = f"{exc} ({source}): {_region_hint(spec.data.get('notebook'))}"
+                region_errors[name] = f"{exc} ({source}): {_region_hint(spec.notebook)}"
         submission = KernelSubmission(namespace, cells, regions, region_errors)
         options = Options(
             device="cpu",
@@ -110,17 +110,14 @@ def _edition(name: str | None, notebook: str | None):
     from ..assignment import available, for_submission, load_assignment
     from ..errors import SubmissionError
 
-    if name is not None or len(available()) <= 1 or notebook is None:
-        try:
-            return load_assignment(name)
-        except SubmissionError:
-            if name is not None or len(available()) <= 1:
-                raise
-            raise SubmissionError(
-                f"several editions are installed ({', '.join(available())}): "
-                "call check(assignment=...) with one, or check(notebook=...) with your notebook file"
-            ) from None
-    return for_submission(notebook)[0]
+    if name is None and notebook is not None and len(available()) > 1:
+        return for_submission(notebook)[0]
+    if name is None and len(available()) > 1:
+        raise SubmissionError(
+            f"several editions are installed ({', '.join(available())}): "
+            "call check(assignment=...) with one, or check(notebook=...) with your notebook file"
+        )
+    return load_assignment(name)
 
 
 def _region_hint(notebook: str | None) -> str:
