@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .sandbox.server import forget_working_folder
+
+    forget_working_folder()
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in SUBCOMMANDS:
         module_name, function = SUBCOMMANDS[argv[0]].split(":")

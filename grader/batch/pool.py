@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from multiprocessing import connection, forkserver
 from pathlib import Path
 
-from ..sandbox.confine import environment_swapped, main_module_hidden
+from ..sandbox import server
 
 # Imported once by the forkserver: a superset of grader.sandbox.PRELOAD (the sandbox children
 # need those) plus what a worker needs to grade. Keep it in step with sandbox.PRELOAD.
@@ -66,10 +66,9 @@ START_SECONDS = 600  # a worker not ready by then (importing, listing the checks
 
 
 def start_server() -> None:
-    """Start the forkserver with SERVER_PRELOAD (or start a new one if it died)."""
-    multiprocessing.set_forkserver_preload(SERVER_PRELOAD)
-    with main_module_hidden(), environment_swapped():
-        forkserver.ensure_running()
+    """Start the forkserver with SERVER_PRELOAD (or start a new one if it died), with nothing
+    from the working folder on its import path (grader.sandbox.server)."""
+    server.start(SERVER_PRELOAD)
 
 
 # -- the worker ---------------------------------------------------------------------------------
@@ -85,8 +84,8 @@ def _reuse_server() -> None:
     ensure_running (the module alias and the method) to keep the inherited one, and notice
     when connecting to it fails: that means the server died and this worker must give up.
     """
-    server = forkserver._forkserver
-    if server._forkserver_address is None or server._forkserver_alive_fd is None:
+    inherited = forkserver._forkserver
+    if inherited._forkserver_address is None or inherited._forkserver_alive_fd is None:
         return  # not started by a forkserver: the normal behaviour is right
 
     from multiprocessing import resource_tracker
@@ -94,7 +93,7 @@ def _reuse_server() -> None:
     def ensure_running():
         resource_tracker.ensure_running()
 
-    real_connect = server.connect_to_new_process
+    real_connect = inherited.connect_to_new_process
 
     def connect_to_new_process(fds):
         global _server_lost
@@ -104,9 +103,9 @@ def _reuse_server() -> None:
             _server_lost = True
             raise
 
-    saved = (server.__dict__.copy(), forkserver.ensure_running, forkserver.connect_to_new_process)
-    server.ensure_running = ensure_running
-    server.connect_to_new_process = connect_to_new_process
+    saved = (inherited.__dict__.copy(), forkserver.ensure_running, forkserver.connect_to_new_process)
+    inherited.ensure_running = ensure_running
+    inherited.connect_to_new_process = connect_to_new_process
     forkserver.ensure_running = ensure_running
     forkserver.connect_to_new_process = connect_to_new_process
     # This leans on multiprocessing's internals: check that a process can be started this
@@ -114,16 +113,16 @@ def _reuse_server() -> None:
     global _server_lost
     try:
         probe = multiprocessing.get_context("forkserver").Process(target=os.getpid)
-        with main_module_hidden():
+        with server.handing_over(sandbox=True):
             probe.start()
         probe.join(30)
         works = probe.exitcode == 0
     except Exception:
         works = False
     if not works:
-        server.__dict__.clear()
-        server.__dict__.update(saved[0])
-        server._forkserver_address = server._forkserver_alive_fd = None
+        inherited.__dict__.clear()
+        inherited.__dict__.update(saved[0])
+        inherited._forkserver_address = inherited._forkserver_alive_fd = None
         forkserver.ensure_running, forkserver.connect_to_new_process = saved[1], saved[2]
         print("cannot reuse the scheduler's forkserver; this worker starts its own", flush=True)
     _server_lost = False
@@ -261,7 +260,10 @@ def run_pool(
     catalogs: dict[str, list[dict]] = {}  # per edition, the checks a grading runs (from workers)
 
     def spawn(slot: int) -> _Worker:
-        config = dict(setup, log=str(log_dir / f"worker-{slot}.log"), environ=dict(os.environ))
+        # A worker is trusted and gets the scheduler's environment, but the Python processes
+        # it may start (multiprocessing's resource tracker) import nothing from the working folder.
+        environ = server.trusted_environment(dict(os.environ))
+        config = dict(setup, log=str((log_dir / f"worker-{slot}.log").absolute()), environ=environ)
         problem = None
         for _ in range(40):
             # A server that has just died can still look alive for a moment (its exit is
@@ -273,7 +275,7 @@ def run_pool(
                 target=worker_main, args=(child_conn, config), daemon=False, name=f"grader-worker-{slot}"
             )
             try:
-                with main_module_hidden():
+                with server.handing_over(sandbox=False):
                     process.start()
             except (OSError, EOFError) as exc:
                 problem = exc

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from . import confine as os_layers
+from . import server
 from .. import layers
 from . import wire
 
@@ -83,7 +84,7 @@ def confine(config: dict, channel_fd: int, output_fd: int) -> list[str]:
     os.chdir(workdir)
     os.environ.clear()
     os.environ.update(
-        os_layers.minimal_environment(HOME=workdir, TMPDIR=workdir, MPLCONFIGDIR=workdir, LANG="C.UTF-8")
+        server.minimal_environment(HOME=workdir, TMPDIR=workdir, MPLCONFIGDIR=workdir, LANG="C.UTF-8")
     )
 
     landlock = None

@@ -36,7 +36,6 @@ import struct
 import sys
 import sysconfig
 import time
-import types
 
 # -- shared helpers -------------------------------------------------------------------------
 
@@ -82,64 +81,6 @@ PR_SET_PDEATHSIG, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS = 1, 8, 38
 
 def is_x86_64() -> bool:
     return platform.machine() in ("x86_64", "AMD64")
-
-
-# -- the environment ------------------------------------------------------------------------
-
-# What the warm server (and so every sandbox child, whose memory holds the environment its
-# process was started with) may inherit from the grader: what the runtime needs, no secrets.
-ENVIRONMENT_KEPT = (
-    "PATH",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TZ",
-    "CUDA_VISIBLE_DEVICES",
-    "CUDA_DEVICE_ORDER",
-    "LD_LIBRARY_PATH",
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_CORETYPE",
-    "OPENBLAS_L2_SIZE",
-    "OPENBLAS_NUM_THREADS",
-    "PYTHONHASHSEED",
-    "PYTHONPATH",
-)  # PYTHONPATH: where the engine is
-
-
-def minimal_environment(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if k in ENVIRONMENT_KEPT or k.startswith("NVIDIA_")}
-    env.setdefault("PATH", "/usr/bin:/bin")
-    env.update(extra)
-    return env
-
-
-class environment_swapped:
-    """While a process is being started with the current environment (multiprocessing's
-    forkserver), show it only `minimal_environment()`."""
-
-    def __enter__(self):
-        self._saved = dict(os.environ)
-        kept = minimal_environment()
-        os.environ.clear()
-        os.environ.update(kept)
-
-    def __exit__(self, *exc):
-        os.environ.clear()
-        os.environ.update(self._saved)
-
-
-@contextlib.contextmanager
-def main_module_hidden():
-    """multiprocessing makes every new child import the parent's __main__ script (the
-    `grade` entry point, pytest, a benchmark). The child needs none of it, and must not run
-    it: show multiprocessing a bare __main__ while a process is being started."""
-    real = sys.modules["__main__"]
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = real
 
 
 # -- the file-system allow-list (computed in the parent, applied in the child) --------------

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from multiprocessing import connection
 from pathlib import Path
 
-from . import confine, wire
+from . import confine, server, wire
 from ..errors import StudentCodeError, StudentCrash, StudentTimeout
 
 PRELOAD = ["torch", "torchvision", "grader.sandbox.child"]
@@ -52,13 +52,10 @@ class Limits:
 
 def warm_up() -> None:
     """Start the forkserver now (it imports torch in its own process, in parallel with
-    whatever the parent does next). It starts with a minimal environment: a sandbox child's
-    memory holds the environment its process was started with."""
-    multiprocessing.set_forkserver_preload(PRELOAD)
-    from multiprocessing import forkserver
-
-    with confine.main_module_hidden(), confine.environment_swapped():
-        forkserver.ensure_running()
+    whatever the parent does next), with a minimal environment (a sandbox child's memory holds
+    the environment its process was started with) and nothing from the working folder on its
+    import path (grader.sandbox.server)."""
+    server.start(PRELOAD)
 
 
 # A child's working folder is named after the grading process that owns it: the child cannot
@@ -173,7 +170,7 @@ class Sandbox:
             target=child.main, daemon=True, args=(child_conn, output_conn, config, self.statements)
         )
         try:
-            with confine.main_module_hidden():
+            with server.handing_over(sandbox=True):
                 self._process.start()
         finally:
             child_conn.close()
