@@ -7,7 +7,14 @@ points=...)` and the fixtures `submission`, `reference`, `expected`, `secret`, `
 """
 
 from .assignment import import_sibling
-from .compare import compare_with_stored, first_layer_difference, shape_text, sketch_trace
+from .compare import (
+    NotVerified,
+    compare_with_stored,
+    first_layer_difference,
+    shape_text,
+    sketch_trace,
+    verified_network,
+)
 from .errors import MissingDefinition, StudentCodeError, StudentCrash, StudentTimeout
 from .layers import layer_config, layer_state, load_layer_states, ordered_layers, trace
 from .pictures import prediction_grid
@@ -18,6 +25,8 @@ from .training import run_training
 __all__ = [
     "import_sibling",
     "compare_with_stored",
+    "NotVerified",
+    "verified_network",
     "first_layer_difference",
     "shape_text",
     "sketch_trace",

@@ -139,14 +139,14 @@ def main(argv=None) -> int:
     from .errors import SubmissionError
     from .options import Options
     from .report import terminal, write_json
-    from .results import GradingResult, points
+    from .results import GradingResult, points, visible
 
     args.path = args.paths[0]
     result = None
     try:
         assignment, detection = for_submission(args.path, args.assignment)
         if not args.quiet and args.assignment is None:
-            print(detection.line())
+            print(visible(detection.line()))
         result = grade(args.path, assignment, Options.from_args(args).resolved())
     except SubmissionError as exc:
         result = GradingResult(submission=args.path, assignment=args.assignment or "?", error=str(exc))

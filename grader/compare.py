@@ -381,3 +381,70 @@ def _compare_variant(got: dict, variant: dict, atol, rtol) -> Equivalence:
                 diff,
             )
     return Equivalence(True, "", 0.0)
+
+
+# -- a trained network, judged in the parent -------------------------------------------------
+
+
+class NotVerified(AssertionError):
+    """The child's trained network could not be tied to a trusted network the parent can run
+    (the message says why, for the student)."""
+
+
+def verified_network(
+    model: Remote,
+    candidates: list[tuple[str, torch.nn.Module]],
+    probe: torch.Tensor,
+    secret_input: torch.Tensor,
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+) -> tuple[str, torch.nn.Module]:
+    """The trusted network (one of `candidates`: (label, fresh module) in the parent, e.g. the
+    reference and its accepted variants) that, given the weights the child's `model` holds now,
+    computes what the child's network computes. The child reports its layer states by forward
+    order on `probe` and its outputs on `secret_input`, an input it cannot know in advance, in
+    eval then train mode; both are claims, and the candidate holding those states must give the
+    same outputs here. What the candidate then computes on other inputs (held-out images) is
+    the parent's own measurement: a child that answers held-out inputs from a lookup table, or
+    trained something else than its network, earns nothing from it. NotVerified when no
+    candidate fits (a network that is not the reference's function)."""
+    import copy
+
+    from .layers import load_layer_states
+
+    states = model.layer_states(probe)
+    outputs = {mode: model.forward(secret_input, mode=mode).output for mode in ("eval", "train")}
+    misfit = None
+    for label, original in candidates:
+        candidate = copy.deepcopy(original)
+        problems, _ = load_layer_states(candidate, probe, states)
+        if problems:
+            misfit = misfit or problems[0]
+            continue
+        same = True
+        for mode in ("eval", "train"):
+            candidate.train(mode == "train")
+            with torch.no_grad():
+                expected = candidate(secret_input)
+            got = outputs[mode]
+            if not (
+                isinstance(got, torch.Tensor)
+                and got.shape == expected.shape
+                and torch.allclose(got.float(), expected.float(), atol=atol, rtol=rtol)
+            ):
+                same = False
+                break
+        if same:  # a fresh copy: the train-mode probe moved its BatchNorm statistics
+            trained = copy.deepcopy(original)
+            load_layer_states(trained, probe, states)
+            return label, trained.eval()
+    why = (
+        f"its trained weights do not fit the reference network ({misfit})"
+        if misfit and len(candidates) == 1
+        else "with its trained weights, the reference network computes other outputs than yours on a new input"
+    )
+    raise NotVerified(
+        f"the grader could not verify this training run: {why}. Training is judged by running your "
+        "trained weights in the reference network here, which needs a network that computes the "
+        "reference's function (see the equivalence check)."
+    )

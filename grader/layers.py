@@ -20,11 +20,74 @@ LEFT_OUT = frozenset({"padding_mode", "momentum", "affine", "track_running_stats
 STATE_NAMES = ("weight", "bias", "running_mean", "running_var")
 
 
+# -- reading a module tree through nn.Module's own storage ---------------------------------------
+# A student's object can replace its own methods (`model.named_parameters = lambda: ...`) to
+# look frozen, smaller or different. What the grader reads of a module tree it reads from the
+# storage nn.Module itself keeps (`_modules`, `_parameters`, `_buffers`, as plain dicts),
+# never through methods an instance (or a dict subclass) may replace.
+
+
+def _storage(module: nn.Module, name: str) -> dict:
+    found = object.__getattribute__(module, name)
+    return dict(dict.items(found)) if isinstance(found, dict) else {}
+
+
+def own_children(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(n, m) for n, m in _storage(module, "_modules").items() if isinstance(m, nn.Module)]
+
+
+def own_named_modules(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+    """(name, module) of the tree in nn.Module.named_modules' order (preorder, each module
+    once), read from the modules' own storage."""
+    found, seen = [], set()
+    stack = [(prefix, module)]
+    while stack:
+        name, current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        found.append((name, current))
+        children = own_children(current)
+        stack.extend((f"{name}.{n}" if name else n, m) for n, m in reversed(children))
+    return found
+
+
+def own_named_parameters(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """(name, parameter) in nn.Module.named_parameters' order (each tensor once), read from
+    the modules' own storage."""
+    found, seen = [], set()
+    for prefix, current in own_named_modules(module):
+        for name, p in _storage(current, "_parameters").items():
+            if isinstance(p, torch.Tensor) and id(p) not in seen:
+                seen.add(id(p))
+                found.append((f"{prefix}.{name}" if prefix else name, p))
+    return found
+
+
+def own_submodule(module: nn.Module, path: str) -> nn.Module:
+    """The submodule at a dotted path ("classifier.4"), through the modules' own storage."""
+    current = module
+    for part in path.split(".") if path else []:
+        children = dict(own_children(current))
+        if part not in children:
+            raise AttributeError(f"{type(current).__name__} has no submodule {part!r} (looking for {path!r})")
+        current = children[part]
+    return current
+
+
+def own_set_submodule(module: nn.Module, path: str, new: nn.Module) -> None:
+    parent_path, _, name = path.rpartition(".")
+    parent = own_submodule(module, parent_path)
+    if name not in _storage(parent, "_modules"):
+        raise AttributeError(f"{type(parent).__name__} has no submodule {name!r} (replacing {path!r})")
+    nn.Module.__setattr__(parent, name, new)
+
+
 def is_parametrised_leaf(module: nn.Module) -> bool:
-    has_own = any(True for _ in module.parameters(recurse=False)) or any(
-        b is not None for b in module.buffers(recurse=False)
+    has_own = any(isinstance(p, torch.Tensor) for p in _storage(module, "_parameters").values()) or any(
+        isinstance(b, torch.Tensor) for b in _storage(module, "_buffers").values()
     )
-    return has_own and not any(True for _ in module.children())
+    return has_own and not own_children(module)
 
 
 def config_names(module: nn.Module) -> list[str]:
@@ -60,7 +123,7 @@ def calls_reported(module: nn.Module, report):
     nn.Module.__call__ looks up `self.forward` too, so `leaf(x)` reports exactly once."""
     shadowed = []
     try:
-        for leaf in module.modules():
+        for _, leaf in own_named_modules(module):
             if is_parametrised_leaf(leaf):
                 own = leaf.__dict__.get("forward", _ABSENT)
                 leaf.__dict__["forward"] = _reporting(leaf, leaf.forward, report)
@@ -101,7 +164,7 @@ def _first_input(forward, args: tuple, kwargs: dict):
 
 def trace(module: nn.Module, inputs: tuple, keep_values: bool = False):
     """Run forward once; return (output, records) for every parametrised leaf call."""
-    paths = {m: name for name, m in module.named_modules()}
+    paths = {m: name for name, m in own_named_modules(module)}
     records = []
 
     def record(mod, first, out):
@@ -123,7 +186,8 @@ def trace(module: nn.Module, inputs: tuple, keep_values: bool = False):
 
 
 def ordered_layers(module: nn.Module, inputs: tuple) -> list[nn.Module]:
-    """The parametrised leaf modules in first-call order (a reused module counts once)."""
+    """The parametrised leaf modules in first-call order (a reused module counts once). Run in
+    the module's current mode: callers that must not move BatchNorm's statistics set eval."""
     order: list[nn.Module] = []
     with calls_reported(module, lambda mod, first, out: order.append(mod) if mod not in order else None):
         with torch.no_grad():
@@ -132,11 +196,25 @@ def ordered_layers(module: nn.Module, inputs: tuple) -> list[nn.Module]:
 
 
 def layer_state(module: nn.Module) -> dict:
+    """The layer's weight, bias and running statistics, from its own storage."""
+    stored = _storage(module, "_parameters") | _storage(module, "_buffers")
     return {
-        name: getattr(module, name).detach().clone()
+        name: stored[name].detach().clone()
         for name in STATE_NAMES
-        if isinstance(getattr(module, name, None), torch.Tensor)
+        if isinstance(stored.get(name), torch.Tensor)
     }
+
+
+def layer_states(module: nn.Module, probe: torch.Tensor) -> list[dict]:
+    """The state of each parametrised layer, in the order forward() first calls them on
+    `probe` (eval mode, so the probe moves no BatchNorm statistics; the mode is restored)."""
+    was_training = module.training
+    nn.Module.train(module, False)
+    try:
+        order = ordered_layers(module, (probe,))
+    finally:
+        nn.Module.train(module, was_training)
+    return [layer_state(m) for m in order]
 
 
 def load_layer_states(module: nn.Module, probe: torch.Tensor, states: list[dict]) -> tuple[list[str], int]:
@@ -144,9 +222,11 @@ def load_layer_states(module: nn.Module, probe: torch.Tensor, states: list[dict]
     layers, matched by the order forward() first calls them on `probe`, and by shape.
     Returns (problems, number of layers found); no problems means every layer matched."""
     was_training = module.training
-    module.eval()  # the probe must not move BatchNorm's running statistics
-    order = ordered_layers(module, (probe,))
-    module.train(was_training)
+    nn.Module.train(module, False)  # the probe must not move BatchNorm's running statistics
+    try:
+        order = ordered_layers(module, (probe,))
+    finally:
+        nn.Module.train(module, was_training)
     problems = []
     if len(order) != len(states):
         problems.append(
@@ -154,8 +234,9 @@ def load_layer_states(module: nn.Module, probe: torch.Tensor, states: list[dict]
         )
     with torch.no_grad():
         for i, (mod, state) in enumerate(zip(order, states)):
+            stored = _storage(mod, "_parameters") | _storage(mod, "_buffers")
             for name, tensor in state.items():
-                own = getattr(mod, name, None)
+                own = stored.get(name)
                 if not isinstance(own, torch.Tensor):
                     problems.append(f"layer {i + 1} ({type(mod).__name__}) has no {name}")
                 elif own.shape != tensor.shape:

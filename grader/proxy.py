@@ -59,11 +59,10 @@ class Remote:
     def parameter_count(self) -> int:
         return self._ask("parameters")["count"]
 
-    def load_layers_from(self, reference: nn.Module, probe: torch.Tensor) -> list[str]:
-        """Copy `reference`'s layer states onto this model by forward order; returns the
-        problems (an empty list when every layer matched in type and shape)."""
-        order = layers.ordered_layers(reference.eval(), (probe,))
-        return self.load_layer_states([layers.layer_state(m) for m in order], probe)
+    def layer_states(self, probe: torch.Tensor) -> list[dict]:
+        """This model's layer states in forward order on `probe` (grader.layers.layer_states),
+        as the child reports them (a claim: see grader.checks.verified_network)."""
+        return self._ask("layer_states", probe=probe)["states"]
 
     def load_layer_states(self, states: list[dict], probe: torch.Tensor) -> list[str]:
         """Copy stored per-layer states (a list of {"weight": ..., "bias": ...} in forward

@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .results import GradingResult, points
+from .results import GradingResult, points, visible
 
 
 def terminal(result: GradingResult, console=None, verbose: bool = True) -> None:
@@ -19,6 +19,7 @@ def terminal(result: GradingResult, console=None, verbose: bool = True) -> None:
     # Text, never inside a markup string, where "[/yellow]" in a file name raises MarkupError
     # and ":smile:" becomes an emoji.
     console = console or Console(highlight=False)
+    result = result.shown()
     console.print(
         Text.assemble((result.submission, "bold"), f"  ({result.assignment}, device {result.device})"),
         soft_wrap=True,
@@ -129,6 +130,8 @@ def to_html(result: GradingResult) -> str:
 
     def esc(text) -> str:
         return html.escape(str(text))
+
+    result = result.shown()
 
     rows = []
     for c in result.checks:

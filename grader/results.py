@@ -2,7 +2,35 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
+
+# Student text (messages, notes, file names, exception names) goes to terminals, CSV, JUnit,
+# JSON and HTML. Control characters there can move a terminal's cursor, print a fake score,
+# set its title or write the clipboard (ESC, OSC, CSI, BEL, C1 codes), hide text (carriage
+# return) or reorder it (bidirectional overrides): each is shown as an escape instead.
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]"
+)
+MAX_NOTES = 30  # notes kept per result; the rest are counted in one line
+MAX_NOTE_CHARS = 1000
+
+
+def visible(text) -> str:
+    """`text` with every control character written as an escape (`\\x1b`, `\\u202e`); newlines
+    and tabs are kept."""
+    text = str(text)
+    return _INVISIBLE.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
+
+
+def capped_notes(notes: list) -> list[str]:
+    """At most MAX_NOTES notes of at most MAX_NOTE_CHARS each, and a line saying how many were
+    left out."""
+    shown = [str(n) if len(str(n)) <= MAX_NOTE_CHARS else str(n)[:MAX_NOTE_CHARS] + " ..." for n in notes]
+    if len(shown) > MAX_NOTES:
+        left = len(shown) - (MAX_NOTES - 1)
+        shown = shown[: MAX_NOTES - 1] + [f"{left} more notes not shown"]
+    return shown
 
 
 def points(x: float) -> str:
@@ -36,6 +64,19 @@ class CheckResult:
     def status(self) -> str:
         return "passed" if self.passed else "failed"
 
+    def shown(self) -> CheckResult:
+        """This result as every writer shows it (grader.results.visible)."""
+        return replace(
+            self,
+            name=visible(self.name),
+            part=visible(self.part),
+            kind=visible(self.kind),
+            output=visible(self.output),
+            visibility=visible(self.visibility),
+            number=visible(self.number),
+            images=[(visible(title), png) for title, png in self.images],
+        )
+
 
 @dataclass
 class GradingResult:
@@ -51,6 +92,21 @@ class GradingResult:
     # The secret seed of this grading's challenges (instructor side only; never shown to the
     # student: not in results.json's output).
     challenge_seed: int | None = None
+
+    def shown(self) -> GradingResult:
+        """This result as every writer shows it: student text with its control characters
+        made visible (grader.results.visible), notes capped (capped_notes). Writers render
+        this, never the raw result."""
+        return replace(
+            self,
+            submission=visible(self.submission),
+            assignment=visible(self.assignment),
+            checks=[c.shown() for c in self.checks],
+            notes=[visible(n) for n in capped_notes(self.notes)],
+            error=None if self.error is None else visible(self.error),
+            device=visible(self.device),
+            isolation=[visible(i) for i in self.isolation],
+        )
 
     @property
     def isolation_line(self) -> str:
@@ -119,7 +175,8 @@ class GradingResult:
         """Gradescope's results.json schema (one entry per check, everything shown) plus a
         `grader` block holding the rest, so that from_dict gives the same result back
         (pictures and per-check seconds aside). grader.report derives the files students
-        see from this."""
+        see from this. Student text is made visible and notes capped (shown())."""
+        self = self.shown()
         tests = [
             {
                 "name": c.name,
@@ -173,7 +230,7 @@ class GradingResult:
                     number=number,
                 )
             )
-        return cls(
+        loaded = cls(
             submission=str(meta.get("submission", "")),
             assignment=str(meta.get("assignment", "")),
             checks=checks,
@@ -184,6 +241,7 @@ class GradingResult:
             isolation=list(meta.get("isolation") or []),
             challenge_seed=meta.get("challenge_seed"),
         )
+        return loaded.shown()
 
 
 # The message of each check of a submission that could not be graded at all.

@@ -15,6 +15,8 @@ import time
 import torch
 from torch import nn
 
+from .layers import own_named_parameters
+
 DEFAULT_OPTIMIZER = "torch.optim.Adam"
 
 
@@ -85,7 +87,7 @@ def prediction_dtype(classes: int) -> torch.dtype:
 def parameter_digests(module: nn.Module) -> dict[str, str]:
     """A short digest of every parameter's bytes: 'bit-identical' means the same digest."""
     out = {}
-    for name, p in module.named_parameters():
+    for name, p in own_named_parameters(module):
         data = p.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy()
         out[name] = hashlib.blake2b(data.tobytes(), digest_size=8).hexdigest()
     return out
@@ -109,13 +111,16 @@ def run_training(
     """Train `module` for `steps` steps with `loss_fn(output, target)` and `optimizer` (a
     torch.optim class or its dotted name, built with lr and `optimizer_options`)."""
     torch.manual_seed(seed)
-    module.to(device)
-    module.train()
-    trainable = [p for p in module.parameters() if p.requires_grad]
+    nn.Module.to(module, device)
+    nn.Module.train(module, True)
+    # What trains is read from the module tree's own storage: an object that replaced its own
+    # parameters() or named_parameters() trains as it really is (grader.layers).
+    named = own_named_parameters(module)
+    trainable = [p for _, p in named if p.requires_grad]
     if not trainable:
         raise ValueError("no parameter of the model requires a gradient, so nothing can train")
     before = parameter_digests(module)
-    requires_grad = {n: p.requires_grad for n, p in module.named_parameters()}
+    requires_grad = {n: p.requires_grad for n, p in named}
     optimizer = optimizer_class(optimizer)(trainable, lr=lr, **(optimizer_options or {}))
     order = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(seed))
     losses = []
@@ -140,7 +145,7 @@ def run_training(
         optimizer.step()
     seconds = time.perf_counter() - started
     after = parameter_digests(module)
-    module.eval()
+    nn.Module.train(module, False)
     with torch.no_grad():
         out = module(inputs[:preview].to(device))
         if output_key is not None and isinstance(out, dict):

@@ -12,16 +12,17 @@ pa2 = import_sibling(__file__, "pa2")
 @pytest.fixture
 def finetune_verdict(submission, reference, assignment, device, secret):
     """Instructor side: None when a few fine-tuning steps move the new layer exactly as the
-    grader's own run with only classifier.4 trainable does, else why not. Also None when
-    the student's head has another shape: the grader cannot reproduce that run, and the
-    child's report decides, as on a student's side."""
+    grader's own run with only classifier.4 trainable (and the same kind of new layer) does,
+    else why not. The requires_grad flags the child lists are its claim; this is how the
+    model behaves."""
     spec = assignment.data["finetune"]
+    # The usual 1x1 head's reproduction runs here while the child fine-tunes.
     mine = pa2.in_background(
         pa2.reproduce_finetune, reference, spec["model_factory"], device, secret, pa2.spec_items(spec)
     )
     try:
         run = pa2.finetune_run(submission, spec, device, secret)
-    except pa2.HeadDoesNotFit:
-        return None
+    except pa2.HeadDoesNotFit as exc:
+        return f"{exc}."
     mine.result()  # cached now: finetune_mismatch reads it
     return pa2.finetune_mismatch(reference, spec, device, secret, run)

@@ -93,23 +93,71 @@ def _data():
     return import_sibling(__file__, "data")
 
 
-def head_names(spec):
-    return [f"{spec['head']}.weight", f"{spec['head']}.bias"]
+# The new layer is described by its settings as a hashable tuple: the grader builds the same
+# layer in the parent, starts it from its own weights and reproduces the fine-tuning.
+ONE_BY_ONE = (("bias", True), ("dilation", (1, 1)), ("groups", 1), ("kernel_size", (1, 1)),
+              ("out_channels", 2), ("padding", (0, 0)), ("stride", (1, 1)))  # fmt: skip
 
 
-def starting_head(spec, secret):
+def head_names(spec, head=ONE_BY_ONE):
+    names = [f"{spec['head']}.weight"]
+    return names + [f"{spec['head']}.bias"] if dict(head)["bias"] else names
+
+
+def build_head(spec, head=ONE_BY_ONE):
+    """The new layer, in the parent, as the student's driver cell made it, with its values
+    left unset (the caller gives it the grader's): it draws nothing from torch's global
+    random state, which one of the grader's runs may be using in another thread."""
+    layer = torch.nn.Conv2d(spec["head_in_channels"], device="meta", **dict(head))
+    return layer.to_empty(device="cpu")
+
+
+def starting_head(spec, secret, head=ONE_BY_ONE):
     """The new layer's starting weights, chosen by the grader from the secret seed."""
     g = torch.Generator().manual_seed((secret or 0) % 2**63)
-    weight, bias = head_names(spec)
-    return {
-        weight: torch.randn(spec["num_classes"], spec["head_in_channels"], 1, 1, generator=g) * 0.05,
-        bias: torch.randn(spec["num_classes"], generator=g) * 0.05,
-    }
+    layer = build_head(spec, head)
+    names = head_names(spec, head)
+    values = {names[0]: torch.randn(*layer.weight.shape, generator=g) * 0.05}
+    if len(names) > 1:
+        values[names[1]] = torch.randn(*layer.bias.shape, generator=g) * 0.05
+    return values
 
 
 class HeadDoesNotFit(AssertionError):
-    """The student's classifier[4] has another shape than the reference's (a 3x3 kernel, 21
-    classes): the grader cannot start it from its own weights, so it cannot reproduce the run."""
+    """The student's classifier[4] is not a Conv2d the grader can build too (it checks the
+    fine-tuning by reproducing it with the same layer)."""
+
+
+def head_settings(spec, described: dict) -> tuple:
+    """The student's new layer as a settings tuple, from what the child describes of it (a
+    claim: the reproduction then shows whether the layer behaves so)."""
+    config, params = described["config"], described["parameters"]
+    if described["type"] != "Conv2d":
+        raise HeadDoesNotFit(
+            f"the grader checks fine-tuning by reproducing it with the same new layer, and "
+            f"model.classifier[4] is a {described['type']}, not an nn.Conv2d"
+        )
+    if config.get("in_channels") != spec["head_in_channels"]:
+        raise HeadDoesNotFit(
+            f"model.classifier[4] is a Conv2d from {config.get('in_channels')} channels; the layer "
+            f"before it gives {spec['head_in_channels']}"
+        )
+
+    def pair(value):
+        return tuple(value) if isinstance(value, list) else value
+
+    try:
+        head = (("bias", "bias" in params),) + tuple(
+            (key, pair(config[key]))
+            for key in ("dilation", "groups", "kernel_size", "out_channels", "padding", "stride")
+        )
+        layer = build_head(spec, head)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise HeadDoesNotFit(f"model.classifier[4] has settings the grader cannot rebuild ({exc})")
+    shapes = {f"{spec['head']}.{n}": list(p.shape) for n, p in layer.named_parameters()}
+    if shapes != {f"{spec['head']}.{n}": v for n, v in params.items()}:
+        raise HeadDoesNotFit("model.classifier[4]'s parameters do not have the shapes its settings give")
+    return head
 
 
 def finetune_run(submission, spec, device, secret) -> dict:
@@ -130,24 +178,17 @@ def finetune_run(submission, spec, device, secret) -> dict:
 
 
 def _finetune_run(submission, spec, device, secret) -> dict:
-    from grader.checks import StudentCodeError
-
     b = FINETUNE[device]
     images, masks, raw = _data().segmentation_set(b["n"], b["size"])
     model = submission.build_trusted(
         spec["model_factory"], weights=None, weights_backbone=None, aux_loss=True
     )
     model = submission.run_region("driver", bindings={"model": model}, keep=["model"])["model"]
-    try:
-        model.set_parameters(starting_head(spec, secret))
-    except StudentCodeError as exc:
-        raise HeadDoesNotFit(
-            f"the grader could not give the new layer its starting weights ({exc}): "
-            f"classifier[4] should be nn.Conv2d({spec['head_in_channels']}, "
-            f"{spec['num_classes']}, kernel_size=1)"
-        )
+    head = head_settings(spec, model.describe(spec["head"]))
+    model.set_parameters(starting_head(spec, secret, head))
     report = train_in_child(model, images, masks, "torch.nn.CrossEntropyLoss", device)
-    return {"report": report, "final": model.get_parameters(head_names(spec)), "raw": raw, "masks": masks}
+    final = model.get_parameters(head_names(spec, head))
+    return {"report": report, "final": final, "raw": raw, "masks": masks, "head": head}
 
 
 def train_in_child(model, images, masks, loss, device):
@@ -178,39 +219,29 @@ def _library_model(factory):
     )
 
 
-def reference_model_with_starting_head(reference, factory, spec, secret):
+def reference_model_with_starting_head(reference, factory, spec, secret, head=ONE_BY_ONE):
     """In the parent: the library model as the child's build_trusted makes it (seed 0), with
-    the reference's head and freezing and the grader's starting head."""
+    the reference's freezing, the student's kind of new layer (`head`, by default the
+    reference's 1x1) and the grader's starting head."""
     model = reference.replace_head_and_freeze(copy.deepcopy(_library_model(factory)))
+    if head != ONE_BY_ONE:
+        model.set_submodule(spec["head"], build_head(spec, head))
     params = dict(model.named_parameters())
     with torch.no_grad():
-        for name, value in starting_head(spec, secret).items():
+        for name, value in starting_head(spec, secret, head).items():
             params[name].copy_(value)
     return model
 
 
-def finetune_run_as_is(submission, spec, device) -> dict:
-    """Fine-tuning steps with the student's own head as the driver cell made it (no grader
-    starting weights): only the child's report can be read."""
-    b = FINETUNE[device]
-    images, masks, raw = _data().segmentation_set(b["n"], b["size"])
-    model = submission.build_trusted(
-        spec["model_factory"], weights=None, weights_backbone=None, aux_loss=True
-    )
-    model = submission.run_region("driver", bindings={"model": model}, keep=["model"])["model"]
-    report = train_in_child(model, images, masks, "torch.nn.CrossEntropyLoss", device)
-    return {"report": report, "raw": raw, "masks": masks, "reproducible": False}
-
-
-def train_in_parent(reference, factory, device, secret, spec, loss_fn):
-    """The grader's own fine-tuning run: the same library model, the reference's head and
-    freezing, the same starting head, data, seed and loop as the child's, on one thread as
-    in the child. Returns (model, the training report)."""
+def train_in_parent(reference, factory, device, secret, spec, loss_fn, head=ONE_BY_ONE):
+    """The grader's own fine-tuning run: the same library model, the reference's freezing,
+    the student's kind of new layer, the same starting head, data, seed and loop as the
+    child's, on one thread as in the child. Returns (model, the training report)."""
     from grader.checks import run_training
 
     b = FINETUNE[device]
     images, masks, _ = _data().segmentation_set(b["n"], b["size"])
-    model = reference_model_with_starting_head(reference, factory, spec, secret)
+    model = reference_model_with_starting_head(reference, factory, spec, secret, head)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -232,13 +263,14 @@ def train_in_parent(reference, factory, device, secret, spec, loss_fn):
 
 
 @functools.lru_cache(maxsize=4)
-def reproduce_finetune(reference, factory, device, secret, spec_items):
-    """The head's final values after the grader's own cross-entropy run (what D.1's freezing
-    leads to). Independent of the submission: cached per seed."""
+def reproduce_finetune(reference, factory, device, secret, spec_items, head=ONE_BY_ONE):
+    """The head's final values after the grader's own cross-entropy run with only the new
+    layer trainable (what D.1's freezing leads to). Depends on the submission only through
+    the kind of new layer: cached per seed and layer."""
     spec = dict(spec_items)
-    model, _ = train_in_parent(reference, factory, device, secret, spec, torch.nn.CrossEntropyLoss())
+    model, _ = train_in_parent(reference, factory, device, secret, spec, torch.nn.CrossEntropyLoss(), head)
     params = dict(model.named_parameters())
-    return {name: params[name].detach().cpu().clone() for name in head_names(spec)}
+    return {name: params[name].detach().cpu().clone() for name in head_names(spec, head)}
 
 
 _BACKGROUND = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pa2-reference")
@@ -257,7 +289,8 @@ def finetune_mismatch(reference, spec, device, secret, run) -> str | None:
     trainable) leaves it; else why not. If anything else trained, the features feeding the
     layer moved, and so did its weights: requires_grad flags and "changed" lists the child
     reports cannot hide that."""
-    want = reproduce_finetune(reference, spec["model_factory"], device, secret, spec_items(spec))
+    head = run.get("head", ONE_BY_ONE)
+    want = reproduce_finetune(reference, spec["model_factory"], device, secret, spec_items(spec), head)
     steps = FINETUNE[device]["steps"]
     for name, value in want.items():
         mine = run["final"].get(name)
@@ -269,7 +302,8 @@ def finetune_mismatch(reference, spec, device, secret, run) -> str | None:
             return (
                 f"after {steps} fine-tuning steps from the grader's starting weights, {name} "
                 "is not where the grader's own run with only classifier.4 trainable leaves "
-                "it: some other parameter trained too, or the new layer did not."
+                "it: some other parameter trained too (whatever the requires_grad flags say), "
+                "or the new layer did not."
             )
     return None
 
@@ -282,14 +316,46 @@ def held_out_set(device, secret):
 
 
 @functools.lru_cache(maxsize=4)
+def held_out_head_input(reference, factory, device, secret, spec_items):
+    """What reaches the new layer on the held-out set: the frozen model up to classifier[3],
+    in train mode (batch statistics, as in training). Nothing before the new layer trains, so
+    it is the same for every submission: computed once per seed."""
+    spec = dict(spec_items)
+    model = reference_model_with_starting_head(reference, factory, spec, secret)
+    images, _ = held_out_set(device, secret)
+    model.train()
+    head_path, _, index = spec["head"].rpartition(".")
+    before_head = torch.nn.Sequential(*list(model.get_submodule(head_path).children())[: int(index)])
+    with torch.no_grad():
+        return before_head(model.backbone(images)["out"])
+
+
+def held_out_outputs(reference, factory, device, secret, spec, head_values, head=ONE_BY_ONE):
+    """The model's 'out' on the held-out set with the new layer holding `head_values`,
+    computed here (as DeepLabV3's forward does: the new layer, then bilinear upsampling to
+    the image size). The child's own answer on these images is never used: a lookup table
+    could give it without any training."""
+    features = held_out_head_input(reference, factory, device, secret, spec_items(spec))
+    layer = build_head(spec, head)
+    own = dict(layer.named_parameters())
+    prefix = spec["head"] + "."
+    with torch.no_grad():
+        for name, value in head_values.items():
+            own[name.removeprefix(prefix)].copy_(value)
+        size = FINETUNE[device]["size"]
+        return torch.nn.functional.interpolate(
+            layer(features), size=(size, size), mode="bilinear", align_corners=False
+        )
+
+
+@functools.lru_cache(maxsize=4)
 def held_out_iou_before_training(reference, factory, device, secret, spec_items):
     """The reference's IoU loss on the held-out set for the frozen model with the grader's
-    starting head, before any training (train mode: batch statistics, as in training)."""
-    model = reference_model_with_starting_head(reference, factory, dict(spec_items), secret)
-    images, masks = held_out_set(device, secret)
-    model.train()
-    with torch.no_grad():
-        return float(reference.compute_iou_loss(model(images)["out"], masks))
+    starting head, before any training."""
+    spec = dict(spec_items)
+    _, masks = held_out_set(device, secret)
+    out = held_out_outputs(reference, factory, device, secret, spec, starting_head(spec, secret))
+    return float(reference.compute_iou_loss(out, masks))
 
 
 @functools.lru_cache(maxsize=4)

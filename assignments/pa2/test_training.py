@@ -11,9 +11,7 @@ import pytest
 import torch
 
 
-from grader.checks import import_sibling
-from grader.checks import prediction_grid
-from grader.checks import run_training
+from grader.checks import NotVerified, import_sibling, prediction_grid, run_training, verified_network
 
 pa2 = import_sibling(__file__, "pa2")
 data = import_sibling(__file__, "data")
@@ -78,28 +76,33 @@ def test_colourization_learns(submission, reference, device, feedback, secret, n
     ref = run_training(ref_model, grey, labels, torch.nn.CrossEntropyLoss(), **run)
     model = submission.build(name, *SETTING)
     got = model.train(grey, labels, loss="torch.nn.CrossEntropyLoss", timeout=120, **run)
-    # The verdict rests on what the grader measures: the trained network's outputs on secret
-    # held-out images (train mode: batch statistics, as in training), scored here against the
-    # reference trained the same way. The curve and "changed" lists the child reports only
-    # explain a failure; a made-up report cannot pass.
-    held_grey, held_labels, _ = data.colourization_held_out(budget["n"], 1 + (secret or 0) % 2**31, labels)
-    out = model.forward(held_grey, mode="train").output
-    expected_shape = [budget["n"], SETTING[2], 32, 32]
-    assert list(out.shape) == expected_shape, (
-        f"after training, the network's output on new images has shape {list(out.shape)}; "
-        f"expected {expected_shape}."
-    )
-    ref_model.train()
-    with torch.no_grad():
-        ref_held = held_out_loss(ref_model(held_grey), held_labels)
-    held = held_out_loss(out, held_labels)
+    # The verdict rests on what the grader computes itself: the weights the network ends
+    # training with run here, in the reference network, on secret held-out images, scored
+    # against the reference trained the same way. First they must be tied to the student's
+    # network: with them the reference must compute what the student's network computes on a
+    # secret input (grader.checks.verified_network). The curve and "changed" lists the child
+    # reports only explain a failure; a made-up report or a forward that answers held-out
+    # images from a lookup table cannot pass.
+    seed = (secret or 0) % 2**31
+    probe = pa2.seeded_input((2, SETTING[3], 32, 32))
+    secret_input = pa2.seeded_input((4, SETTING[3], 32, 32), seed=2 + seed)
+    try:
+        _, trained = verified_network(model, pa2.reference_variants(reference, name, SETTING), probe, secret_input)
+    except NotVerified as exc:
+        trained, not_verified = None, exc
+    held_grey, held_labels, _ = data.colourization_held_out(budget["n"], 1 + seed, labels)
+    if trained is not None:
+        with torch.no_grad():
+            yours = trained(grey[:4]).argmax(dim=1)
+    else:
+        yours = got["predictions"]
     feedback(f"Trained {run['steps']} steps on {device} in {got['seconds']:.1f} s.")
     feedback.image(
         f"{name}: greyscale input, your colourization, the reference's, the truth",
         prediction_grid(
             {
                 "input": [g[0].numpy() for g in grey[:4]],
-                "yours": [colours[p.long().numpy()] for p in got["predictions"]],
+                "yours": [colours[p.long().numpy()] for p in yours],
                 "reference": [colours[p.long().numpy()] for p in ref["predictions"]],
                 "truth": [colours[t.numpy()] for t in labels[:4]],
             },
@@ -113,6 +116,13 @@ def test_colourization_learns(submission, reference, device, feedback, secret, n
         "holding it is not used in forward (or its output is not used)."
     )
     judge_curve(got, ref["losses"])
+    if trained is None:
+        raise not_verified
+    trained.train()  # batch statistics, as in training
+    ref_model.train()
+    with torch.no_grad():
+        held = held_out_loss(trained(held_grey), held_labels)
+        ref_held = held_out_loss(ref_model(held_grey), held_labels)
     bar = FACTOR * ref_held
     assert np.isfinite(held) and held <= bar, (
         f"on {budget['n']} images it did not train on, your trained network's loss is "
@@ -140,12 +150,7 @@ def segmentation_picture(title, images, got, masks, feedback):
 def test_finetune_trains_only_head(submission, assignment, reference, device, feedback, secret):
     """Fine-tuning steps after the driver cell: frozen weights stay bit-identical, classifier.4 changes, the loss falls"""  # noqa: E501 (the check's name)
     spec = assignment.data["finetune"]
-    try:
-        run = pa2.finetune_run(submission, spec, device, secret)
-    except pa2.HeadDoesNotFit:
-        # Another head shape (a 3x3 kernel): the grader cannot reproduce the run, so the
-        # child's own report decides (docs/security.md says what that leaves open).
-        run = pa2.finetune_run_as_is(submission, spec, device)
+    run = pa2.finetune_run(submission, spec, device, secret)
     got = run["report"]
     segmentation_picture(
         "DeepLabV3 after fine-tuning with your freezing (cross-entropy)",
@@ -164,9 +169,8 @@ def test_finetune_trains_only_head(submission, assignment, reference, device, fe
     still = [n for n in got["unchanged"] if n.startswith(head)]
     assert not still, f"{', '.join(still)} did not change during fine-tuning: the new layer must train."
     judge_curve(got, drop=0.02)
-    if run.get("reproducible", True):
-        problem = pa2.finetune_mismatch(reference, spec, device, secret, run)
-        assert problem is None, problem
+    problem = pa2.finetune_mismatch(reference, spec, device, secret, run)
+    assert problem is None, problem
 
 
 # On held-out images the parent scores itself, fine-tuning with a correct IoU loss lowers the
@@ -207,15 +211,18 @@ def test_finetune_with_iou_loss(submission, assignment, reference, device, feedb
     ref = ref.result()
     ref_drop = 1 - tail(ref["losses"]) / ref["losses"][0]
     judge_curve(got, what=f"{name}", drop=min(0.02, ref_drop / 2))
-    # The verdict rests on what the grader measures: the trained model's outputs on secret
-    # held-out images, scored with the reference's IoU loss, against the same model before
-    # training (computed here). A made-up curve does not move the model.
-    held_images, held_masks = pa2.held_out_set(device, secret)
-    out = model.forward(held_images, mode="train", output_key="out").output
-    assert list(out.shape) == [b["n"], spec["num_classes"], b["size"], b["size"]], (
-        f"after fine-tuning, model(x)['out'] has shape {list(out.shape)} on new images."
-    )
-    after = float(reference.compute_iou_loss(out.float(), held_masks))
+    # The verdict rests on what the grader computes itself: the trained head's weights, run
+    # here in the frozen model on secret held-out images and scored with the reference's IoU
+    # loss, against the same model before training. Neither a made-up curve nor a forward that
+    # answers held-out images from a lookup table moves those weights.
+    _, held_masks = pa2.held_out_set(device, secret)
+    trained_head = model.get_parameters(pa2.head_names(spec))
+    for key, value in pa2.starting_head(spec, secret).items():
+        assert key in trained_head and trained_head[key].shape == value.shape, (
+            f"after fine-tuning, the model has no {key} of shape {list(value.shape)}."
+        )
+    out = pa2.held_out_outputs(reference, spec["model_factory"], device, secret, spec, trained_head)
+    after = float(reference.compute_iou_loss(out, held_masks))
     before = pa2.held_out_iou_before_training(
         reference, spec["model_factory"], device, secret, pa2.spec_items(spec)
     )

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..report import atomic_write
-from ..results import GradingResult
+from ..results import GradingResult, visible
 from ..verbs import run_verb, verb_parser
 from .outputs import parts_seen, write_class_files
 from .store import read_results
@@ -39,7 +39,7 @@ def merge(args) -> int:
             if data is None:
                 continue
             if path.stem in found and found[path.stem][1] != data:
-                print(f"grade merge: {path.stem} is in more than one folder; keeping {path}", file=sys.stderr)
+                print(visible(f"grade merge: {path.stem} is in more than one folder; keeping {path}"), file=sys.stderr)
             found[path.stem] = (path, data)
     if not found:
         print("grade merge: no results files found in " + " ".join(args.dirs), file=sys.stderr)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
-from ..results import GradingResult, points
+from ..results import GradingResult, points, visible
 
 # A spreadsheet runs a cell that starts with one of these as a formula; submission names,
 # error messages and check names come from students' files, so such text is quoted with a
@@ -15,8 +15,9 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_text(value) -> str:
-    """A text cell for a CSV file that a spreadsheet will show as text, never run."""
-    text = str(value)
+    """A text cell for a CSV file that a spreadsheet will show as text, never run, with its
+    control characters made visible."""
+    text = visible(value)
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
@@ -103,7 +104,8 @@ def junit_xml(entries: dict[str, GradingResult], suite_name: str) -> str:
 
     suites = []
     for name in sorted(entries):
-        result = entries[name]
+        result = entries[name].shown()
+        name = visible(name)
         cases = []
         for c in result.checks or [None]:  # nothing known about the checks: one "grading" case
             case = TestCase(c.name if c else "grading", classname=name)

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..report import atomic_write
-from ..results import GradingResult, points
+from ..results import GradingResult, points, visible
 from .discover import expand_paths, result_names, shard
 from .outputs import gradebook_csv, write_class_files
 from .store import OutputLock, fingerprint, read_results, stamp_of, sweep_temporary_files, write_results
@@ -59,10 +59,10 @@ class _Display:
             print(text, flush=True)
 
     def result(self, name: str, result: GradingResult, state: str) -> None:
-        error = result.error
+        error = None if result.error is None else visible(result.error)
         self.errors += bool(error)
         text = (
-            f"{name}: {points(result.score)} / {points(result.max_score)}"
+            f"{visible(name)}: {points(result.score)} / {points(result.max_score)}"
             f"{' (error: ' + error + ')' if error else ''} [{state}]"
         )
         if self.progress is None:
@@ -95,14 +95,14 @@ def run_batch(args) -> int:
         if jobs < 1:
             raise ValueError("--jobs must be at least 1")
     except (SubmissionError, ValueError) as exc:
-        print(f"grade: {exc}", file=sys.stderr)
+        print(f"grade: {visible(exc)}", file=sys.stderr)
         return 2
     out = Path(args.out or "results")
     out.mkdir(parents=True, exist_ok=True)
     try:
         lock = OutputLock(out).__enter__()
     except RuntimeError as exc:
-        print(f"grade: {exc}", file=sys.stderr)
+        print(f"grade: {visible(exc)}", file=sys.stderr)
         return 2
     try:
         return _run_locked(args, forced, by_name, selected, jobs, out)
@@ -202,7 +202,7 @@ def _run_locked(args, forced, by_name, selected, jobs, out) -> int:
         )
     except pool.PoolError as exc:
         display.close()
-        print(f"grade: {exc}", file=sys.stderr)
+        print(f"grade: {visible(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         display.close()

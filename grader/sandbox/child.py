@@ -294,13 +294,17 @@ class Child:
             raise TypeError(f"forward returned {type(out).__name__}, not a tensor")
         return {"output": out.detach(), "layers": records}
 
+    # What the model holds is read from nn.Module's own storage (grader.layers.own_*), never
+    # through methods the student's object may have replaced on itself.
     def op_parameters(self, handle):
-        module = self.objects[handle]
-        named = [
-            {"name": n, "shape": list(p.shape), "requires_grad": bool(p.requires_grad)}
-            for n, p in module.named_parameters()
-        ]
-        return {"named": named, "count": sum(p.numel() for p in module.parameters())}
+        params = layers.own_named_parameters(self.objects[handle])
+        named = [{"name": n, "shape": list(p.shape), "requires_grad": bool(p.requires_grad)} for n, p in params]
+        return {"named": named, "count": sum(p.numel() for _, p in params)}
+
+    def op_layer_states(self, handle, probe):
+        """The model's layer states (weight, bias, running statistics) in the order forward()
+        first calls its layers on `probe`: what the parent evaluates a trained network with."""
+        return {"states": layers.layer_states(self.objects[handle], probe)}
 
     def op_load_layers(self, handle, probe, states):
         """Copy the reference's layer states onto the student's layers, matched by the order
@@ -340,7 +344,7 @@ class Child:
     def op_set_parameters(self, handle, values):
         """Give named parameters values the parent chose (e.g. a layer's starting weights for
         a run the parent reproduces)."""
-        params = dict(self.objects[handle].named_parameters())
+        params = dict(layers.own_named_parameters(self.objects[handle]))
         with torch.no_grad():
             for name, value in values.items():
                 if name not in params:
@@ -354,21 +358,22 @@ class Child:
         return {}
 
     def op_get_parameters(self, handle, names):
-        params = dict(self.objects[handle].named_parameters())
+        params = dict(layers.own_named_parameters(self.objects[handle]))
         return {name: params[name].detach().to("cpu") for name in names if name in params}
 
     def op_describe(self, handle, path):
-        module = self.objects[handle].get_submodule(path)
-        return {"type": type(module).__name__, "config": layers.layer_config(module)}
+        module = layers.own_submodule(self.objects[handle], path)
+        shapes = {name: list(p.shape) for name, p in layers.own_named_parameters(module)}
+        return {"type": type(module).__name__, "config": layers.layer_config(module), "parameters": shapes}
 
     def op_set_submodule(self, handle, path, factory, args, kwargs, trainable_prefixes=None):
         """Trusted model surgery the parent asks for (e.g. the correct head for a check that
         grades another region in isolation)."""
         model = self.objects[handle]
         module_name, attr = factory.split(":")
-        model.set_submodule(path, getattr(importlib.import_module(module_name), attr)(*args, **kwargs))
+        layers.own_set_submodule(model, path, getattr(importlib.import_module(module_name), attr)(*args, **kwargs))
         if trainable_prefixes is not None:
-            for name, p in model.named_parameters():
+            for name, p in layers.own_named_parameters(model):
                 p.requires_grad_(any(name.startswith(pre) for pre in trainable_prefixes))
         return {}
 
@@ -417,7 +422,7 @@ class Child:
         report which of the model's parameters it handed over."""
         fn = self.lookup(name, source_pattern, wanted)
         model = self.objects[model_handle]
-        names = {id(p): n for n, p in model.named_parameters()}
+        names = {id(p): n for n, p in layers.own_named_parameters(model)}
         original = torch.optim.Optimizer.__init__
 
         def intercept(opt, params, *a, **k):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from multiprocessing import connection
 from pathlib import Path
 
-from . import confine, server, wire
+from . import confine, replies, server, wire
 from ..errors import StudentCodeError, StudentCrash, StudentTimeout
 
 PRELOAD = ["torch", "torchvision", "grader.sandbox.child"]
@@ -184,7 +184,7 @@ class Sandbox:
         self.children_started += 1
         deadline = time.monotonic() + self.limits.library_seconds
         hello = self._receive(deadline, "starting the sandbox", limit=self.limits.library_seconds)
-        isolation = [str(item) for item in hello.get("hello", [])] if isinstance(hello, dict) else []
+        isolation = replies.isolation(hello.get("hello"))
         if self.isolation is None:
             self.isolation = isolation
         return isolation
@@ -220,26 +220,24 @@ class Sandbox:
         send anything: it must not break the parent)."""
         if not isinstance(report, dict):
             raise StudentCrash("the sandbox sent a malformed answer while loading the notebook")
-        problems = []
-        for problem in report.get("problems") or []:
+        problems = {}  # one per statement at most, however many the child lists
+        listed = report.get("problems")
+        for problem in listed if isinstance(listed, list) else []:
             if (
                 isinstance(problem, dict)
                 and isinstance(problem.get("index"), int)
                 and 0 <= problem["index"] < len(self.statements)
-                and isinstance(problem.get("error"), dict)
+                and problem["index"] not in problems
             ):
-                problems.append(
-                    {
-                        "index": problem["index"],
-                        "error": {
-                            k: str(v)[:500]
-                            for k, v in problem["error"].items()
-                            if k in ("type", "message", "where") and v is not None
-                        },
-                    }
-                )
-        names = [n for n in report.get("names") or [] if isinstance(n, str)]
-        return problems, names
+                problems[problem["index"]] = {
+                    "index": problem["index"],
+                    "error": replies.error_fields(problem.get("error")),
+                }
+            if len(problems) >= min(len(self.statements), replies.MAX_PROBLEMS):
+                break
+        listed = report.get("names")
+        names = [n for n in listed if isinstance(n, str) and len(n) <= 200] if isinstance(listed, list) else []
+        return sorted(problems.values(), key=lambda p: p["index"]), names[: replies.MAX_NAMES]
 
     def _kill(self) -> None:
         """Stop the child and everything it started; remove what it wrote."""
@@ -286,14 +284,22 @@ class Sandbox:
 
     # -- requests ---------------------------------------------------------------------
     def request(self, op: str, timeout: float | None = None, **payload):
-        """Send one request; return its result or raise a StudentCodeError subclass."""
+        """Send one request; return its result, checked against what the request can return
+        (grader.sandbox.replies), or raise a StudentCodeError subclass."""
         if not self._booted:
             self._start()
-        return self._request(op, timeout or self.limits.request_seconds, **payload)
+        result = self._request(op, timeout or self.limits.request_seconds, **payload)
+        try:
+            replies.check(op, payload, result)
+        except replies.Malformed as exc:
+            self._kill()
+            raise StudentCrash(f"the sandbox sent a malformed answer while {REQUEST_TEXT.get(op, op)} ({exc})")
+        return result
 
     def _request(self, op, timeout, _what=None, **payload):
         self._last_progress = None
         op_text = _what or REQUEST_TEXT.get(op, op)
+        max_bytes = replies.byte_limit(payload)
         deadline = time.monotonic() + timeout
         try:
             wire.send_frame(self._fd, wire.encode({"op": op, **payload}), deadline)
@@ -306,7 +312,7 @@ class Sandbox:
         except (BrokenPipeError, OSError):
             raise self._died(op_text)
         while True:
-            reply = self._receive(deadline, op_text, limit=timeout)
+            reply = self._receive(deadline, op_text, limit=timeout, max_bytes=max_bytes)
             if "progress" in reply:
                 progress = reply["progress"]
                 if not (op == "boot" and isinstance(progress, int) and 0 <= progress < len(self.statements)):
@@ -316,12 +322,11 @@ class Sandbox:
                 continue
             if reply.get("ok") is True:
                 return reply.get("result")
-            error = reply.get("error")
-            raise StudentCodeError(format_error(error if isinstance(error, dict) else {}))
+            raise StudentCodeError(format_error(replies.error_fields(reply.get("error"))))
 
-    def _receive(self, deadline: float, what: str, limit: float) -> dict:
+    def _receive(self, deadline: float, what: str, limit: float, max_bytes: int = replies.BASE_REPLY_BYTES) -> dict:
         try:
-            message = wire.recv_frame(self._fd, deadline)
+            message = wire.recv_frame(self._fd, deadline, max_bytes)
             reply = wire.decode(message)
         except TimeoutError:
             self._kill()
@@ -387,6 +392,7 @@ REQUEST_TEXT = {
     "train": "training",
     "set_parameters": "setting the model's parameters",
     "get_parameters": "reading the parameters",
+    "layer_states": "reading the trained layers",
     "call_until_optimizer": "running train() until it builds its optimizer",
 }
 

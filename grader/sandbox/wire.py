@@ -18,7 +18,7 @@ import time
 import torch
 
 MAX_MESSAGE_BYTES = 512 * 2**20
-MAX_HEADER_BYTES = 16 * 2**20
+MAX_HEADER_BYTES = 4 * 2**20  # an honest answer's JSON is kilobytes (a DeepLab parameter list: 30 KB)
 
 _DTYPES = {
     "float32": torch.float32,

@@ -47,10 +47,12 @@ def new_layer_prefixes(spec):
 
 
 @pytest.mark.grade(kind="layers", points=1)
-def test_head_replaced(submission, spec):
+def test_head_replaced(submission, spec, assignment):
     """Driver cell: classifier[4] becomes a Conv2d from 256 channels to 2 classes"""
     head = model_after_driver(submission, spec).describe(spec["head"])
     config = head["config"]
+    # The edition says which kernel sizes its handout's "appropriate kernel size" admits.
+    kernels = assignment.data.get("finetune", {}).get("head_kernel_sizes")
     found = f"{head['type']}({config.get('in_channels', '?')} -> {config.get('out_channels', '?')})"
     assert head["type"] == spec["head_type"], (
         f"model.classifier[4] is a {head['type']}; expected nn.{spec['head_type']}."
@@ -63,6 +65,13 @@ def test_head_replaced(submission, spec):
         f"model.classifier[4] is {found}; it must output {spec['num_classes']} classes "
         "(flower and background), not the 21 of the pretrained head."
     )
+    kernel = config.get("kernel_size")
+    if kernels and isinstance(kernel, list) and (len(set(kernel)) != 1 or kernel[0] not in kernels):
+        sizes = " or ".join(f"{k}x{k}" for k in kernels)
+        raise AssertionError(
+            f"model.classifier[4] has a {'x'.join(map(str, kernel))} kernel; this assignment takes a "
+            f"{sizes} kernel for the new layer (the layer it replaces is 1x1)."
+        )
 
 
 @pytest.mark.grade(kind="freezing", points=2)
