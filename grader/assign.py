@@ -49,7 +49,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import SubmissionError
+from .errors import UsageError
 from .verbs import run_verb, verb_parser
 
 MODULE_TAG = "module"
@@ -64,7 +64,7 @@ _INCLUDE = re.compile(r"^(\s*)#+\s*SOLUTION\s+FROM\s+(\S+)\s*$")
 _NEAR_INCLUDE = re.compile(r"^\s*#+\s*SOLUTION\s+FROM\b", re.IGNORECASE)
 
 
-class MasterError(SubmissionError):
+class MasterError(UsageError):
     """The master notebook cannot be used: a person's mistake, reported in one line."""
 
 

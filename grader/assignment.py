@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .detect import EditionSigns, parse_signs
-from .errors import AssignmentError, SubmissionError
+from .errors import AssignmentError, SubmissionError, UsageError
 from .regions import RegionSpec
 
 try:
@@ -265,10 +265,10 @@ def load_assignment(name: str | None = None) -> Assignment:
     names = available()
     if name is None:
         if len(names) != 1:
-            raise SubmissionError(f"choose an assignment with --assignment ({', '.join(names)})")
+            raise UsageError(f"choose an assignment with --assignment ({', '.join(names)})")
         name = names[0]
     if name not in names:
-        raise SubmissionError(f"unknown assignment {name!r}; installed: {', '.join(names) or 'none'}")
+        raise UsageError(f"unknown assignment {name!r}; installed: {', '.join(names) or 'none'}")
     return _load(name)
 
 
@@ -284,7 +284,7 @@ def for_submission(path, name: str | None = None):
         detection = detect(path, editions)
     except EditionUnclear:
         raise  # two editions fit: the person chooses
-    except SubmissionError as exc:
+    except (NoEditionFound, SubmissionError) as exc:
         # Unreadable, or nothing left that tells: the family's default edition grades it, so
         # an unusable notebook still fails every check it would have had (0 out of the full
         # points), and one with code is still graded.

@@ -39,12 +39,12 @@ def main(argv=None) -> int:
 
 def build_public(args) -> int:
     from .assignment import load_assignment
-    from .errors import SubmissionError
+    from .errors import UsageError
 
     assignment = load_assignment(args.assignment)
     reference = assignment.load_reference()
     if reference is None:
-        raise SubmissionError(f"the reference solution of {assignment.name} is not installed")
+        raise UsageError(f"the reference solution of {assignment.name} is not installed")
     data = compute_with_checks(assignment, reference)
     folder = Path(args.out) if args.out else public_folder(assignment)
     if args.check:

@@ -81,7 +81,7 @@ def run_checks(submission, assignment: Assignment, options: Options, result: Gra
         raise RuntimeError(
             "the assignment's checks could not be loaded:\n" + "\n".join(plugin.collection_errors)
         )
-    result.checks = plugin.results
+    result.checks = plugin.ordered_results()
     result.notes.extend(expectations.notes)
     not_graded = assignment.data.get("not_graded")
     if not_graded:  # parts of the handout this grader has no checks for (yet)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 SUBCOMMANDS = {
@@ -43,7 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=float,
         help="wall-time limit, in seconds, for loading the notebook and for each request "
-        "to the student's code (default: the assignment's, 20 s)",
+        "to the student's code (default: the assignment's, 20 s, scaled by this machine's speed)",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        metavar="SECONDS",
+        help="the whole grading's time budget; checks not run when it is spent fail as too "
+        "slow (default: 4 times the reference notebook's grading time on this machine, as the "
+        "assignment states it and a calibration run scales it, at least 180 s)",
     )
     p.add_argument("--no-train", action="store_true", help="skip the training checks")
     p.add_argument(
@@ -129,6 +138,12 @@ def main(argv=None) -> int:
         from .batch.scheduler import run_batch
 
         return run_batch(args)
+    from .results import GradingResult, points, visible
+
+    args.path = args.paths[0]
+    if not os.path.lexists(args.path):  # a typo or a verb that does not exist: the person's
+        print(visible(f"grade: {args.path}: no such file or folder"), file=sys.stderr)
+        return 2
     # Start the warm sandbox server first: it imports torch in its own process while this
     # one imports torch, pytest and hypothesis.
     from .sandbox import warm_up
@@ -136,33 +151,38 @@ def main(argv=None) -> int:
     warm_up()
     from .assignment import for_submission
     from .engine import grade
-    from .errors import SubmissionError
+    from .errors import MachineError, UsageError
     from .options import Options
     from .report import terminal, write_json
-    from .results import GradingResult, points, visible
 
-    args.path = args.paths[0]
-    result = None
     try:
         assignment, detection = for_submission(args.path, args.assignment)
-        if not args.quiet and args.assignment is None:
-            print(visible(detection.line()))
+    except UsageError as exc:
+        print(f"grade: {visible(exc)}", file=sys.stderr)
+        return 2
+    if not args.quiet and args.assignment is None:
+        print(visible(detection.line()))
+    failure = None
+    try:
         result = grade(args.path, assignment, Options.from_args(args).resolved())
-    except SubmissionError as exc:
-        result = GradingResult(submission=args.path, assignment=args.assignment or "?", error=str(exc))
-    except Exception as exc:  # the grader itself broke: still write a results file
-        result = GradingResult(
-            submission=args.path,
-            assignment=args.assignment or "?",
-            error=f"internal error in the grader: {type(exc).__name__}: {exc}",
-        )
-    finally:
-        if args.json and result is not None:
-            write_json(result, args.json, args.hidden_details)
-        if args.html and result is not None:
-            from .report import write_html
+    except UsageError as exc:
+        print(f"grade: {visible(exc)}", file=sys.stderr)
+        return 2
+    except MachineError as exc:  # this machine cannot grade: not the student's failure
+        failure = str(exc)
+    except Exception as exc:  # the grader itself broke: not the student's failure either
+        failure = f"internal error in the grader: {type(exc).__name__}: {exc}"
+    if failure is not None:
+        print(f"grade: {visible(failure)}", file=sys.stderr)
+        if args.json:  # so that Gradescope shows why there is no score
+            write_json(GradingResult(args.path, assignment.name, error=failure), args.json, args.hidden_details)
+        return 2
+    if args.json:
+        write_json(result, args.json, args.hidden_details)
+    if args.html:
+        from .report import write_html
 
-            write_html(result, args.html)
+        write_html(result, args.html)
     if args.quiet:
         print(f"Score: {points(result.score)} / {points(result.max_score)}")
     else:

@@ -25,17 +25,17 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import AssignmentError, SubmissionError
+from .errors import AssignmentError, UsageError
 
 SIGN_KEYS = {"markdown", "code", "defines", "weight", "absent", "means"}
 WHERE_KEYS = ("markdown", "code", "defines")
 
 
-class EditionUnclear(SubmissionError):
+class EditionUnclear(UsageError):
     """Two editions fit the notebook equally well (or it has two editions' headers)."""
 
 
-class NoEditionFound(SubmissionError):
+class NoEditionFound(UsageError):
     """Nothing in the notebook tells an edition (no header, no heading left)."""
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from . import harvest as harvest_mod
 from .assignment import Assignment
+from .budget import Budget, machine_speed, reference_seconds
 from .checkrun import collect_checks, run_checks
-from .errors import StudentCodeError, SubmissionError, UnsafeSandbox
+from .errors import MachineError, StudentCodeError, SubmissionError, UnsafeSandbox
 from .load import LoadedSubmission, load_submission
 from .options import Options
 from .proxy import Submission
@@ -35,6 +36,8 @@ class GradingContext:
     region_errors: dict = field(default_factory=dict)
     sandbox: Sandbox | None = None
     result: GradingResult | None = None
+    budget: Budget | None = None
+    started: float = field(default_factory=time.monotonic)
 
 
 def load_stage(ctx: GradingContext) -> None:
@@ -59,24 +62,42 @@ def region_stage(ctx: GradingContext) -> None:
 
 def sandbox_stage(ctx: GradingContext) -> None:
     limits = Limits()
-    for key, value in (ctx.assignment.limits | ctx.options.limit_overrides).items():
+    # Time limits as the assignment states them hold on the calibration machine: scaled by
+    # this machine's speed (grader.budget). Limits given on the command line hold as given.
+    speed = machine_speed()
+    stated = {k: v for k, v in ctx.assignment.limits.items() if k != "reference_seconds"}
+    for key, value in (stated | ctx.options.limit_overrides).items():
         if not hasattr(limits, key):
             raise ValueError(f"unknown limit {key!r}")
         setattr(limits, key, type(getattr(limits, key))(value))
+    for key in ("request_seconds", "boot_seconds", "library_seconds"):
+        if key not in ctx.options.limit_overrides:
+            setattr(limits, key, getattr(limits, key) * speed)
+    kinds = {"checks"}
+    if "training" not in ctx.options.skip_kinds and (not ctx.options.kinds or "training" in ctx.options.kinds):
+        kinds.add("training")
+    ctx.budget = Budget.for_grading(
+        reference_seconds(ctx.assignment.limits, kinds), speed, ctx.options.budget_seconds
+    )
+    ctx.budget.started = ctx.started
     if ctx.options.device == "cuda":
         # The CUDA driver reserves tens of GB of address space: RLIMIT_AS cannot bound it.
         limits.memory_bytes = 0
         ctx.result.notes.append("training on CUDA: the sandbox has no address-space limit")
     hidden = [str(p) for p in ctx.assignment.secret_paths]
     ctx.sandbox = Sandbox(
-        [st.to_wire() for st in ctx.harvest.statements], limits, hidden, device=ctx.options.device
+        [st.to_wire() for st in ctx.harvest.statements],
+        limits,
+        hidden,
+        device=ctx.options.device,
+        budget=ctx.budget,
     )
     # The first child says which protections held; an instructor's grading (reference
     # installed) refuses to go on without file-system isolation unless told to.
     try:
         isolation = ctx.sandbox.start_child()
     except StudentCodeError as exc:  # before any student code: the machine's problem
-        raise SubmissionError(f"the sandbox could not start: {exc}")
+        raise MachineError(f"the sandbox could not start: {exc}")
     ctx.result.isolation = isolation
     from . import public
 

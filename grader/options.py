@@ -29,6 +29,9 @@ class Options:
     # the held-out data and starting weights of the training checks). None: drawn from
     # os.urandom for each grading (a batch draws one for all); `--seed` replays a run.
     seed: int | None = None
+    # The whole grading's time budget in seconds; None: the assignment's reference time on
+    # this machine times grader.budget.BUDGET_FACTOR, at least BUDGET_FLOOR_SECONDS.
+    budget_seconds: float | None = None
 
     @classmethod
     def from_args(cls, args) -> Options:
@@ -44,6 +47,7 @@ class Options:
             public_only=bool(getattr(args, "public_only", False)),
             allow_unsafe_sandbox=bool(getattr(args, "allow_unsafe_sandbox", False)),
             seed=getattr(args, "seed", None),
+            budget_seconds=getattr(args, "budget", None),
         )
 
     def selects(self, marks: dict) -> bool:
@@ -73,6 +77,8 @@ class Options:
             "device": self.device,
             "public_only": self.public_only,
             "limit_overrides": {k: self.limit_overrides[k] for k in sorted(self.limit_overrides)},
+            "budget_seconds": self.budget_seconds,
             "pytest_args": list(self.pytest_args),
             "pytest_addopts": os.environ.get("PYTEST_ADDOPTS", ""),
+            "allow_unsafe_sandbox": self.allow_unsafe_sandbox,
         }

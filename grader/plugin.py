@@ -19,6 +19,7 @@ crash); the grader's own errors are marked as such.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from .errors import MissingDefinition, StudentCodeError
+from .errors import BudgetSpent, MissingDefinition, StudentCodeError
 from .reproduce import MARKER, place_before_reproduction
 from .results import CheckResult, display_name
 
@@ -82,6 +83,7 @@ class GradingPlugin:
         self._all_tasks = all_tasks
         self.results: list[CheckResult] = []
         self._started: dict[str, float] = {}
+        self._report_order: dict[str, int] = {}
         self.collection_errors: list[str] = []
         self._previous_profile = "default"
 
@@ -159,7 +161,20 @@ class GradingPlugin:
         else:
             order = {part.id: i for i, part in enumerate(getattr(self._assignment, "parts", []))}
             kept.sort(key=lambda item: order.get(self.marks(item).get("part"), len(order)))
+        self._report_order = {item.nodeid: i for i, item in enumerate(kept)}
+        # Run the public checks first, then the hidden ones in a child process of their own
+        # (pytest_runtest_setup): a child that records what it is asked cannot quote a hidden
+        # check's inputs in a visible check's message. Results are reported in `kept`'s order.
+        if self._submission is not None:
+            kept.sort(key=lambda item: not _is_public_check(item))
         items[:] = kept
+
+    def ordered_results(self) -> list[CheckResult]:
+        """The results in report order (part by part), numbered 1, 2, ..."""
+        ordered = sorted(self.results, key=lambda r: self._report_order.get(r.nodeid, len(self._report_order)))
+        for number, result in enumerate(ordered, 1):
+            result.number = str(number)
+        return ordered
 
     def pytest_collectreport(self, report):
         if report.failed:
@@ -168,6 +183,22 @@ class GradingPlugin:
     def pytest_runtest_setup(self, item):
         self._started[item.nodeid] = time.perf_counter()
         self._submission.current_check = item.nodeid
+        hidden = not _is_public_check(item)
+        spent = self._submission.budget_spent()
+        if spent:
+            raise BudgetSpent(spent)
+        self._submission.use_child_for(hidden=hidden)
+        # On the instructor's side a hidden check's hypothesis inputs come from the grading's
+        # secret seed, not from the check's source: they are not the same on every run.
+        function = getattr(item, "function", None)
+        if hidden and self._secret is not None and getattr(function, "is_hypothesis_test", False):
+            digest = hashlib.blake2b(f"{self._secret}:{item.nodeid}".encode(), digest_size=8).digest()
+            function._hypothesis_internal_use_seed = int.from_bytes(digest, "big")
+
+    def pytest_runtest_teardown(self, item):
+        function = getattr(item, "function", None)
+        if getattr(function, "is_hypothesis_test", False):
+            function._hypothesis_internal_use_seed = None
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -192,6 +223,7 @@ class GradingPlugin:
                     visibility=str(marks.get("visibility", "visible")),
                     hidden=not _is_public_check(item),
                     number=str(len(self.results) + 1),
+                    nodeid=item.nodeid,
                     seconds=time.perf_counter() - self._started.get(item.nodeid, time.perf_counter()),
                     images=list(item.stash.get(IMAGES, [])),
                 )

@@ -154,6 +154,16 @@ class Submission:
         self._fatal_check: dict[int, str | None] = {}  # which check first met each failure
         self.current_check: str | None = None  # set by the plugin before each check
 
+    def use_child_for(self, hidden: bool) -> None:
+        """Hidden checks get a child process of their own (grader.plugin): nothing a child
+        learns from their requests reaches a visible check's message."""
+        self.sandbox.use_group("hidden" if hidden else "public")
+
+    def budget_spent(self) -> str | None:
+        """Why no more checks run (the grading's time budget is spent), or None."""
+        budget = getattr(self.sandbox, "budget", None)
+        return self.sandbox.budget_spent_text("this check") if budget and budget.spent() else None
+
     # -- names ------------------------------------------------------------------------
     def defines(self, name: str) -> bool:
         self._boot()

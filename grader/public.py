@@ -356,12 +356,12 @@ def public_only(assignment, options) -> bool:
 
 
 def check_targets(assignment, public_only: bool) -> list[Path]:
-    from .errors import SubmissionError
+    from .errors import UsageError
 
     if not public_only:
         return assignment.check_folders
     if not has_public_checks(assignment):
-        raise SubmissionError(
+        raise UsageError(
             f"the reference solution of {assignment.name} is not installed and "
             "the assignment has no public checks to run without it"
         )

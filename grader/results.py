@@ -59,6 +59,7 @@ class CheckResult:
     number: str = ""
     seconds: float = 0.0
     images: list = field(default_factory=list)  # (title, PNG bytes): for the HTML page only
+    nodeid: str = ""  # the pytest item that ran it (not serialised)
 
     @property
     def status(self) -> str:

@@ -8,7 +8,7 @@ import argparse
 import sys
 from typing import Callable
 
-from .errors import SubmissionError
+from .errors import MachineError, SubmissionError, UsageError
 
 
 def verb_parser(prog: str, description: str, assignment: str | None = None) -> argparse.ArgumentParser:
@@ -46,6 +46,6 @@ def run_verb(
         return args
     try:
         return body(args)
-    except (SubmissionError, *expected) as exc:
+    except (UsageError, SubmissionError, MachineError, *expected) as exc:
         print(f"{parser.prog}: {exc}", file=sys.stderr)
         return 2

@@ -7,6 +7,8 @@ import os
 import re
 from pathlib import Path
 
+from ..errors import UsageError
+
 SUBMISSION_SUFFIXES = (".ipynb", ".py")
 
 
@@ -20,8 +22,11 @@ def expand_paths(items: list[str]) -> list[Path]:
     found: list[Path] = []
     for item in items:
         matches = [Path(m) for m in sorted(glob.glob(item))] if glob.has_magic(item) else []
-        if not matches and (not glob.has_magic(item) or os.path.lexists(item)):
+        if not matches and os.path.lexists(item):
             matches = [Path(item)]  # also a real file whose name has [ ] * ?, e.g. "x[1].ipynb"
+        elif not matches and not glob.has_magic(item):
+            # The instructor's mistake (a typo, a verb that does not exist): never a result.
+            raise UsageError(f"{item}: no such file or folder")
         for path in matches:
             if path.is_dir():
                 found.extend(

@@ -65,10 +65,10 @@ def _parts_of(assignments: set, entries: dict[str, GradingResult]) -> list[str]:
     """The gradebook's part columns: the editions' own, in order (when they are installed
     here), else every part found in the results."""
     from ..assignment import load_assignment
-    from ..errors import SubmissionError
+    from ..errors import UsageError
 
     try:
         editions = [load_assignment(name) for name in sorted(a for a in assignments if a)]
-    except SubmissionError:
+    except UsageError:
         return parts_seen(entries)
     return list(dict.fromkeys(p.id for a in editions for p in a.parts)) or parts_seen(entries)

@@ -158,7 +158,7 @@ def worker_main(conn, setup: dict) -> None:
     from ..assignment import load_assignment
     from ..checkrun import collect_checks
     from ..engine import grade
-    from ..results import GradingResult
+    from ..errors import MachineError, UnsafeSandbox
 
     torch.set_num_threads(setup["threads"])
     options = setup["options"].resolved()
@@ -186,11 +186,15 @@ def worker_main(conn, setup: dict) -> None:
         assignment = load_assignment(task["assignment"])
         try:
             result = grade(task["path"], assignment, options)
-        except Exception as exc:  # the grader broke on this submission: record it, go on
-            result = GradingResult(submission=task["path"], assignment=assignment.name)
-            result.mark_unusable(
-                f"internal error in the grader: {type(exc).__name__}: {exc}", catalogs[assignment.name]
-            )
+        except (MachineError, Exception) as exc:
+            # The machine's or the grader's failure, not the student's: nothing is recorded
+            # for this submission; the scheduler tries it again or leaves it ungraded.
+            reason = str(exc) if isinstance(exc, MachineError) else f"internal error in the grader: {type(exc).__name__}: {exc}"
+            if _server_lost:
+                _send(conn, {"id": task["id"], "server_lost": True})
+                return
+            _send(conn, {"id": task["id"], "machine_failure": reason, "refused": isinstance(exc, UnsafeSandbox)})
+            continue
         if task.get("note"):
             result.notes.insert(0, task["note"])
         if _server_lost:
@@ -227,6 +231,10 @@ class PoolError(RuntimeError):
     """The pool cannot grade at all (workers die before they are ready)."""
 
 
+class Refused(PoolError):
+    """This machine must not grade (instructor grading without file-system isolation)."""
+
+
 def worker_threads(jobs: int) -> int:
     try:
         cpus = len(os.sched_getaffinity(0))
@@ -242,10 +250,15 @@ def run_pool(
     on_result,
     submission_timeout: float | None = None,
     log_dir: Path | None = None,
+    on_ungraded=None,
 ) -> None:
     """Grade `tasks` with `jobs` workers. `on_result(task, result)` receives each
-    GradingResult as it arrives, including those of submissions no worker could grade (they
-    fail every check of the catalog the first worker listed)."""
+    GradingResult as it arrives, including those of submissions that ran past the submission
+    timeout (they fail every check of the catalog the first worker listed). A submission the
+    machine or the grader could not grade (a worker died twice, the sandbox could not start,
+    the grader broke) is the machine's failure, not the student's: `on_ungraded(task, why)`
+    gets it and nothing is recorded. Refused raises when this machine must not grade at all
+    (no file-system isolation)."""
     from ..results import GradingResult
 
     if not tasks:
@@ -319,7 +332,10 @@ def run_pool(
         task.deaths.append(why)
         if retry and task.attempts < MAX_ATTEMPTS:
             pending.appendleft(task)
-        else:
+        elif retry:  # the machine's or the grader's failure, twice: left ungraded
+            if on_ungraded is not None:
+                on_ungraded(task, "; ".join(dict.fromkeys(task.deaths)))
+        else:  # ran past the submission timeout: the student's (too slow)
             failed = GradingResult(submission=task.path, assignment=task.assignment)
             failed.mark_unusable(
                 "could not be graded: " + "; ".join(dict.fromkeys(task.deaths)),
@@ -371,6 +387,11 @@ def run_pool(
                             start_server()  # a new server; this worker exits by itself
                             lost(w, "the grader's process server died", retry=True)
                             replace = True
+                        elif w.task is not None and message.get("id") == w.task.id and "machine_failure" in message:
+                            why = str(message["machine_failure"])
+                            if message.get("refused"):
+                                raise Refused(why)
+                            lost(w, why, retry=True)
                         elif w.task is not None and message.get("id") == w.task.id:
                             task, w.task = w.task, None
                             on_result(task, GradingResult.from_dict(message["result"]))

@@ -81,20 +81,20 @@ class _Display:
 def run_batch(args) -> int:
     """`grade PATH... --out DIR`: see the module docstring."""
     from ..assignment import load_assignment
-    from ..errors import SubmissionError
+    from ..errors import UsageError
 
     try:
         forced = load_assignment(args.assignment) if args.assignment else None
         paths = expand_paths(args.paths)
         if not paths:
-            raise SubmissionError("no submissions found in " + " ".join(args.paths))
+            raise UsageError("no submissions found in " + " ".join(args.paths))
         names = result_names(paths)  # over the whole list, so every shard names alike
         by_name = {name: path for path, name in names.items()}
         selected = shard(list(by_name), getattr(args, "shard", None))
         jobs = int(getattr(args, "jobs", 1) or 1)
         if jobs < 1:
             raise ValueError("--jobs must be at least 1")
-    except (SubmissionError, ValueError) as exc:
+    except (UsageError, ValueError) as exc:
         print(f"grade: {visible(exc)}", file=sys.stderr)
         return 2
     out = Path(args.out or "results")
@@ -184,6 +184,12 @@ def _run_locked(args, forced, by_name, selected, jobs, out) -> int:
         atomic_write(out / "gradebook.csv", gradebook_csv(entries, parts))
         display.result(task.name, result, f"{result.execution_time:.1f} s")
 
+    ungraded: dict[str, str] = {}  # the machine's or the grader's failures: nothing recorded
+
+    def on_ungraded(task, why: str):
+        ungraded[task.name] = why
+        display.line(visible(f"{task.name}: not graded ({why}); nothing recorded, a re-run tries it again"))
+
     setup = {"assignments": used, "options": options, "threads": pool.worker_threads(jobs)}
     started = time.perf_counter()
 
@@ -199,7 +205,17 @@ def _run_locked(args, forced, by_name, selected, jobs, out) -> int:
             on_result,
             submission_timeout=getattr(args, "submission_timeout", None),
             log_dir=out / ".logs",
+            on_ungraded=on_ungraded,
         )
+    except pool.Refused as exc:
+        display.close()
+        left = len(selected) - len(entries)
+        print(
+            f"grade: {visible(exc)}; {left} submission{'s' if left != 1 else ''} not graded and "
+            "nothing recorded for them",
+            file=sys.stderr,
+        )
+        return 2
     except pool.PoolError as exc:
         display.close()
         print(f"grade: {visible(exc)}", file=sys.stderr)
@@ -217,8 +233,18 @@ def _run_locked(args, forced, by_name, selected, jobs, out) -> int:
     write_class_files(
         entries, parts, out, ", ".join(used), getattr(args, "junit", None), plain=bool(args.quiet)
     )
+    reused = len(selected) - len(todo)
     print(
-        f"Graded {len(todo)} submissions ({len(entries) - len(todo)} up to date) in {seconds:.1f} s "
+        f"Graded {len(todo) - len(ungraded)} submissions ({reused} up to date) in {seconds:.1f} s "
         f"with {jobs} job{'s' if jobs > 1 else ''} into {out}/ (gradebook: {out / 'gradebook.csv'})"
     )
+    if ungraded:
+        print(
+            f"{len(ungraded)} submission{'s' if len(ungraded) != 1 else ''} could not be graded on this "
+            "machine (nothing recorded; the same command grades them again):",
+            file=sys.stderr,
+        )
+        for name, why in sorted(ungraded.items()):
+            print(visible(f"  {name}: {why}"), file=sys.stderr)
+        return 2
     return 0

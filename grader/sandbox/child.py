@@ -81,7 +81,6 @@ def confine(config: dict, channel_fd: int, output_fd: int) -> list[str]:
     sys.stderr = _CappedWriter(2, config["output_bytes"])
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over-long C-level writes fail, not kill
     workdir = config["workdir"]
-    os.chdir(workdir)
     os.environ.clear()
     os.environ.update(
         server.minimal_environment(HOME=workdir, TMPDIR=workdir, MPLCONFIGDIR=workdir, LANG="C.UTF-8")
@@ -89,17 +88,24 @@ def confine(config: dict, channel_fd: int, output_fd: int) -> list[str]:
 
     landlock = None
     as_root = os.geteuid() == 0
+    mounts = None
     if as_root:
         box = config.get("cgroup")
         if box is not None:
             done.extend(box.join())
         if os_layers.unshare(os_layers.CLONE_NEWNET):
-            done.append("no network (namespace)")
+            done.append("network namespace (no interfaces)")
+        uid = os_layers.UID_BASE + os.getpid()
+        # Before Landlock's rules are made: they must name the tmpfs, not the folder under it.
+        mounts = attempt(
+            "mount namespace",
+            lambda: os_layers.private_mounts(workdir, config["workdir_bytes"], uid, config["hide"]),
+        )
+        os.chdir(workdir)
         landlock = attempt(
             "landlock",
             lambda: os_layers.Landlock(config["readable"], [workdir], config["devices"], config["listable"]),
         )
-        uid = os_layers.UID_BASE + os.getpid()
         os.chown(workdir, uid, uid)
         # Keep the right to enter a 0700 home only where Landlock confines it.
         os_layers.become_sandbox_user(uid, keep_search=landlock is not None and config["keep_search"])
@@ -107,14 +113,25 @@ def confine(config: dict, channel_fd: int, output_fd: int) -> list[str]:
             os.kill(-1, signal.SIGKILL)  # leftovers of an earlier sandbox with this uid
         resource.setrlimit(resource.RLIMIT_NPROC, (config["processes"],) * 2)
         done.append("own uid")
+        # Without Landlock (an old kernel, Docker's seccomp on older engines), file
+        # permissions may still keep every secret out of this uid's reach: a probe says so.
+        if landlock is None and os_layers.secrets_unreadable(config["secrets"]):
+            done.append(f"{os_layers.OWN_UID_SECRETS_UNREADABLE} ({len(config['secrets'])} paths probed)")
     else:
         if config.get("namespaces", True) and os_layers.enter_user_pid_namespace():
             done.append("user+PID+network namespace")
+            mounts = attempt(
+                "mount namespace",
+                lambda: os_layers.private_mounts(
+                    workdir, config["workdir_bytes"], os.getuid(), config["hide"], new_namespace=False
+                ),
+            )
         else:
             done.append(
                 "no process containment: the kernel refuses unprivileged namespaces, "
                 "so processes the submission leaves are not killed"
             )
+        os.chdir(workdir)
         landlock = attempt(
             "landlock",
             lambda: os_layers.Landlock(config["readable"], [workdir], config["devices"], config["listable"]),
@@ -134,8 +151,26 @@ def confine(config: dict, channel_fd: int, output_fd: int) -> list[str]:
     if not as_root:
         with contextlib.suppress(OSError):
             os_layers.set_capabilities(0)  # those a user namespace gave
+    if mounts:
+        done.extend(mounts)
+    _forget_editable_finders()
     torch.set_num_threads(config["threads"])
     return done
+
+
+def _forget_editable_finders() -> None:
+    """An editable install of the grader adds an import finder whose data names the source
+    checkout: the child needs none of it (the engine's package is imported already)."""
+    import gc
+
+    editable = "__editable__"
+    sys.meta_path[:] = [f for f in sys.meta_path if editable not in getattr(type(f), "__module__", "")]
+    sys.path_hooks[:] = [h for h in sys.path_hooks if editable not in getattr(h, "__module__", "")]
+    sys.path[:] = [p for p in sys.path if editable not in p]
+    for name in [n for n in sys.modules if n.startswith(editable)]:
+        del sys.modules[name]
+    sys.path_importer_cache.clear()
+    gc.collect()
 
 
 def _forget_inherited_servers() -> None:

@@ -57,7 +57,13 @@ MAX_PROCESSES = 64  # per sandbox: RLIMIT_NPROC for its uid, pids.max for its cg
 
 # Package folders that hold what a submission must never read: the reference solution, the
 # hidden checks, the starter notebooks, and the distribution's record of them.
-SECRET_NAMES = ("grader_reference", "grader_assignments", "grader_templates", "pytorch_notebook_grader")
+SECRET_NAMES = (
+    "grader_reference",
+    "grader_assignments",
+    "grader_templates",
+    "pytorch_notebook_grader",
+    "__editable__",  # an editable install's finder and .pth name the checkout
+)
 
 
 def _syscall(name: str, *args) -> int:
@@ -149,6 +155,45 @@ def readable_roots(hidden: list[str]) -> list[str]:
         if os.path.exists(path):
             roots.append(path)
     return list(dict.fromkeys(roots))
+
+
+def _site_dirs() -> set[str]:
+    paths = sysconfig.get_paths()
+    found = {p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")}
+    return found | {paths["purelib"], paths["platlib"]}
+
+
+def secret_paths(hidden: list[str]) -> list[str]:
+    """What a submission must not reach in any form: `hidden` (the assignment's checks and
+    reference), the grader's installed data packages, and, when the engine runs from a source
+    checkout, everything of that checkout but the engine package itself (.git, build/, the
+    reference folder, other copies)."""
+    from .server import engine_root
+
+    found = [os.path.realpath(h) for h in hidden]
+    for site in sorted(_site_dirs()):
+        try:
+            names = sorted(os.listdir(site))
+        except OSError:
+            continue
+        found += [os.path.join(site, n) for n in names if n.startswith(SECRET_NAMES)]
+    root = engine_root()
+    if root not in {os.path.realpath(s) for s in _site_dirs()}:
+        try:
+            found += [os.path.join(root, n) for n in sorted(os.listdir(root)) if n != "grader"]
+        except OSError:
+            pass
+    return list(dict.fromkeys(p for p in found if os.path.lexists(p)))
+
+
+def paths_to_hide(secrets: list[str], readable: list[str]) -> list[str]:
+    """The secret paths a mount namespace can cover without hiding anything the child must
+    read (a checkout's own virtual environment holds torch)."""
+    def holds(outer: str, inner: str) -> bool:
+        return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
+
+    real = [os.path.realpath(r) for r in readable]
+    return [s for s in secrets if not any(holds(os.path.realpath(s), r) or holds(r, os.path.realpath(s)) for r in real)]
 
 
 def _loaded_library_folders() -> list[str]:
@@ -537,9 +582,95 @@ class CgroupBox:
                     time.sleep(0.02)
 
 
+# -- a private view of the file system (mount namespace) -------------------------------------
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+CLONE_NEWNS = 0x20000
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    encode = lambda v: v.encode() if v is not None else None  # noqa: E731
+    if _libc.mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {target}: {os.strerror(err)}")
+
+
+def private_mounts(workdir: str, size: int, uid: int, hide: list[str], new_namespace: bool = True) -> list[str]:
+    """In a mount namespace of the child's own (made here, or already made with a user
+    namespace): the working folder becomes a tmpfs of `size` bytes owned by `uid`, so what the
+    submission writes has a total, and every path in `hide` is covered (an empty read-only
+    tmpfs over a folder, /dev/null over a file), so not even stat() tells its size. Needs
+    CAP_SYS_ADMIN (root) or a user namespace."""
+    if new_namespace and not unshare(CLONE_NEWNS):
+        err = ctypes.get_errno()
+        raise OSError(err, f"no mount namespace: {os.strerror(err)}")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
+    _mount("grader-work", workdir, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=0700,uid={uid},gid={uid}")
+    covered = 0
+    for path in hide:
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+                _mount("grader-hidden", path, "tmpfs", flags, "size=4k,mode=000")
+            elif os.path.isfile(path) and not os.path.islink(path):
+                _mount("/dev/null", path, None, MS_BIND, None)
+            else:
+                continue
+            covered += 1
+        except OSError:
+            pass
+    return [
+        f"working folder capped at {size // 2**20} MiB (its own tmpfs)",
+        f"{covered} secret paths hidden (mount namespace)",
+    ]
+
+
+# What the isolation line says when the sandbox's own uid is what keeps the secrets out.
+OWN_UID_SECRETS_UNREADABLE = "own uid, secrets unreadable by it"
+
+
+def secrets_unreadable(secrets: list[str]) -> bool:
+    """Run as the sandbox's uid before any student code: True when this uid can neither read
+    nor enter any of `secrets` (where Landlock is missing, file permissions are then what keeps
+    them out: Gradescope's setup.sh leaves them root-only)."""
+    for path in secrets:
+        try:
+            is_dir = os.path.isdir(path)
+        except OSError:
+            continue
+        if os.access(path, os.R_OK) or (is_dir and os.access(path, os.X_OK)):
+            return False
+    return bool(secrets)
+
+
+def folder_bytes(path: str, most_entries: int = 200_000) -> int:
+    """Bytes a folder's files take (allocated blocks), without following links; a folder of
+    more entries than `most_entries` counts as too large."""
+    total, seen = 0, 0
+    stack = [path]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            seen += 1
+            if seen > most_entries:
+                return 1 << 62
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            total += info.st_blocks * 512
+            if stat.S_ISDIR(info.st_mode):
+                stack.append(entry.path)
+    return total
+
+
 # -- namespaces -----------------------------------------------------------------------------
 
-CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
+CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 
 
 def unshare(flags: int) -> bool:
@@ -547,13 +678,13 @@ def unshare(flags: int) -> bool:
 
 
 def enter_user_pid_namespace() -> bool:
-    """For an ordinary user: a new user, PID and network namespace. Returns True in the
+    """For an ordinary user: a new user, PID, network and mount namespace. Returns True in the
     process that goes on to serve (PID 2 of the new namespace; PID 1 is a small reaper whose
     end makes the kernel kill everything the submission started). The process that called
     this waits and ends as the server ended (never returns). Returns False, changing
     nothing, where the kernel refuses unprivileged namespaces."""
     uid, gid = os.getuid(), os.getgid()
-    if not unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET):
+    if not unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS):
         return False
     for file, text in (
         ("/proc/self/uid_map", f"{uid} {uid} 1"),

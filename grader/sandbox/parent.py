@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from multiprocessing import connection
 from pathlib import Path
 
 from . import confine, replies, server, wire
-from ..errors import StudentCodeError, StudentCrash, StudentTimeout
+from ..errors import BudgetSpent, StudentCodeError, StudentCrash, StudentTimeout
 
 PRELOAD = ["torch", "torchvision", "grader.sandbox.child"]
 
@@ -35,6 +36,7 @@ class Limits:
     cpu_seconds: int = 600  # CPU time over the child's whole life
     output_bytes: int = 64 * 1024  # student prints kept per child
     file_bytes: int = 64 * 2**20  # largest file the child may write
+    workdir_bytes: int = 128 * 2**20  # everything the child may write, in all
     threads: int = 1
     processes: int = confine.MAX_PROCESSES  # processes at once, over the whole submission
     library_seconds: float = 120.0  # building trusted library objects (not student code)
@@ -45,6 +47,7 @@ class Limits:
             "cpu_seconds": self.cpu_seconds,
             "output_bytes": self.output_bytes,
             "file_bytes": self.file_bytes,
+            "workdir_bytes": self.workdir_bytes,
             "threads": self.threads,
             "processes": self.processes,
         }
@@ -57,6 +60,9 @@ def warm_up() -> None:
     import path (grader.sandbox.server)."""
     server.start(PRELOAD)
 
+
+WORKDIR_CAPPED = "working folder capped"  # how the isolation line names the size limit
+WATCH_SECONDS = 0.05
 
 # A child's working folder is named after the grading process that owns it: the child cannot
 # remove its own folder (it may not write to the temporary folder), so when that process is
@@ -90,8 +96,10 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-# What a result must show for file-system isolation to count as in place (rule 4).
-FILE_SYSTEM_ISOLATION = ("landlock",)
+# What a result must show for file-system isolation to count as in place (rule 4): Landlock's
+# allow-list, or (where the kernel or Docker's seccomp refuses Landlock) the sandbox's own uid
+# shown by a probe to be unable to read or enter any secret path.
+FILE_SYSTEM_ISOLATION = ("landlock", confine.OWN_UID_SECRETS_UNREADABLE)
 
 
 def has_file_system_isolation(isolation: list[str]) -> bool:
@@ -100,8 +108,11 @@ def has_file_system_isolation(isolation: list[str]) -> bool:
 
 @functools.lru_cache(maxsize=8)
 def _readable_roots(hidden: tuple) -> tuple:
+    """(what the child may read, whether it keeps the right to enter a 0700 home, the secret
+    paths its uid must not reach, those a mount namespace covers)."""
     roots = confine.readable_roots(list(hidden))
-    return tuple(roots), confine.needs_search_capability(roots)
+    secrets = confine.secret_paths(list(hidden))
+    return tuple(roots), confine.needs_search_capability(roots), secrets, confine.paths_to_hide(secrets, roots)
 
 
 @dataclass
@@ -119,8 +130,10 @@ class Sandbox:
         limits: Limits | None = None,
         hidden_paths: list[str] | None = None,
         device: str = "cpu",
+        budget=None,
     ):
         self.statements = statements
+        self.budget = budget  # the whole grading's (grader.budget.Budget), or None
         self.limits = limits or Limits()
         self.hidden_paths = [str(Path(p).resolve()) for p in (hidden_paths or [])]
         self.device = device
@@ -137,13 +150,15 @@ class Sandbox:
         self.isolation: list[str] | None = None  # what the first child reported
         self.boot: BootReport | None = None
         self.children_started = 0
+        self._group: str | None = None
+        self._over_quota = False
 
     # -- lifecycle ------------------------------------------------------------------
     def start_child(self) -> list[str]:
         """Fork a fresh child from the warm server (not yet loaded with the submission);
         return the protections it put in place."""
         warm_up()
-        readable, keep_search = _readable_roots(tuple(self.hidden_paths))
+        readable, keep_search, secrets, hide = _readable_roots(tuple(self.hidden_paths))
         sweep_orphaned_workdirs()
         self._workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
         os.chmod(self._workdir, 0o700)
@@ -160,6 +175,8 @@ class Sandbox:
             "workdir": self._workdir,
             "readable": list(readable),
             "keep_search": keep_search,
+            "secrets": list(secrets),
+            "hide": list(hide),
             "listable": confine.listable_folders(),
             "devices": confine.device_files(self.device),
             "cgroup": self._cgroup,
@@ -181,13 +198,36 @@ class Sandbox:
         if os.geteuid() == 0:
             self._uid = confine.UID_BASE + self._process.pid
         self._booted = False
+        self._over_quota = False
         self.children_started += 1
         deadline = time.monotonic() + self.limits.library_seconds
         hello = self._receive(deadline, "starting the sandbox", limit=self.limits.library_seconds)
         isolation = replies.isolation(hello.get("hello"))
+        if not any(item.startswith(WORKDIR_CAPPED) for item in isolation):
+            # No mount namespace for a size-limited folder: the grader watches it instead.
+            self._watch_workdir()
+            isolation.append(f"{WORKDIR_CAPPED} at {self.limits.workdir_bytes // 2**20} MiB (watched by the grader)")
         if self.isolation is None:
             self.isolation = isolation
         return isolation
+
+    def _watch_workdir(self) -> None:
+        """Stop the child (and everything of its uid) once its working folder holds more than
+        the limit. Polled, so a fast writer may overshoot by what it writes in one interval."""
+        process, folder, limit, uid = self._process, self._workdir, self.limits.workdir_bytes, self._uid
+
+        def watch():
+            while self._process is process:
+                if confine.folder_bytes(folder) > limit:
+                    self._over_quota = True
+                    with contextlib.suppress(OSError):
+                        os.kill(process.pid, signal.SIGKILL)
+                    if uid is not None:
+                        confine.kill_all_of_uid(uid)
+                    return
+                time.sleep(WATCH_SECONDS)
+
+        threading.Thread(target=watch, daemon=True, name="grader-workdir-watch").start()
 
     def _start(self) -> None:
         if self._process is None:
@@ -277,6 +317,13 @@ class Sandbox:
     def __exit__(self, *exc):
         self.close()
 
+    def use_group(self, group: str) -> None:
+        """Requests from now on go to a child of `group`: a child that served another group
+        is stopped first (the next request starts a fresh one, with a fresh working folder)."""
+        if group != self._group and self._process is not None:
+            self._kill()
+        self._group = group
+
     def ensure_started(self) -> BootReport:
         if not self._booted:
             self._start()
@@ -296,10 +343,32 @@ class Sandbox:
             raise StudentCrash(f"the sandbox sent a malformed answer while {REQUEST_TEXT.get(op, op)} ({exc})")
         return result
 
+    def budget_spent_text(self, what: str) -> str:
+        return (
+            f"not run: the grading's time budget of {self.budget.text()} was spent before {what}; "
+            "the submission is too slow (an earlier request took long, or every request took "
+            "almost its limit)"
+        )
+
     def _request(self, op, timeout, _what=None, **payload):
         self._last_progress = None
         op_text = _what or REQUEST_TEXT.get(op, op)
         max_bytes = replies.byte_limit(payload)
+        if self.budget is not None:
+            left = self.budget.left()
+            if left <= 0:
+                raise BudgetSpent(self.budget_spent_text(op_text))
+            if left < timeout:  # a timeout now means the budget ran out
+                try:
+                    return self._send_and_wait(op, left, op_text, max_bytes, payload)
+                except StudentTimeout:
+                    raise BudgetSpent(
+                        f"the grading's time budget of {self.budget.text()} ran out while {op_text}; "
+                        "the submission is too slow"
+                    )
+        return self._send_and_wait(op, timeout, op_text, max_bytes, payload)
+
+    def _send_and_wait(self, op, timeout, op_text, max_bytes, payload):
         deadline = time.monotonic() + timeout
         try:
             wire.send_frame(self._fd, wire.encode({"op": op, **payload}), deadline)
@@ -359,6 +428,11 @@ class Sandbox:
             reason = f"the process was killed by {name}{cause}"
         else:
             reason = f"the process exited with status {code}"
+        if self._over_quota:
+            reason = (
+                f"its working folder grew past {self.limits.workdir_bytes // 2**20} MiB and the grader "
+                "stopped it"
+            )
         message = f"{reason} while {what}"
         if tail.strip():
             message += f"; last output: {tail.strip().splitlines()[-1][:200]}"

@@ -59,7 +59,7 @@ def check(
 def run(parts=(), namespace: dict | None = None, notebook: str | None = None, assignment: str | None = None):
     """check() without printing: returns the GradingResult."""
     from ..checkrun import run_checks
-    from ..errors import SubmissionError
+    from ..errors import SubmissionError, UsageError
     from ..options import Options
     from ..regions import RegionNotFound, extract_region
     from ..results import GradingResult
@@ -96,7 +96,7 @@ def run(parts=(), namespace: dict | None = None, notebook: str | None = None, as
             ),
         )
         run_checks(submission, spec, options, result)
-    except SubmissionError as exc:
+    except (SubmissionError, UsageError) as exc:
         result.error = str(exc)
     finally:
         _restore_kernel_state(saved)
@@ -108,12 +108,12 @@ def _edition(name: str | None, notebook: str | None):
     """The edition to check against: named, the only one installed (a student's wheel), or
     detected from the notebook file; a kernel alone does not say which edition it is."""
     from ..assignment import available, for_submission, load_assignment
-    from ..errors import SubmissionError
+    from ..errors import UsageError
 
     if name is None and notebook is not None and len(available()) > 1:
         return for_submission(notebook)[0]
     if name is None and len(available()) > 1:
-        raise SubmissionError(
+        raise UsageError(
             f"several editions are installed ({', '.join(available())}): "
             "call check(assignment=...) with one, or check(notebook=...) with your notebook file"
         )
@@ -194,6 +194,9 @@ class KernelSubmission(Submission):
 
     def _boot(self):
         pass
+
+    def use_child_for(self, hidden: bool) -> None:
+        pass  # a student's own kernel runs public checks only
 
     def ask(self, op: str, timeout: float | None = None, _memo: tuple | None = None, **payload):
         from ..sandbox import format_error, wire
