@@ -175,7 +175,9 @@ def main(argv=None) -> int:
     if failure is not None:
         print(f"grade: {visible(failure)}", file=sys.stderr)
         if args.json:  # so that Gradescope shows why there is no score
-            write_json(GradingResult(args.path, assignment.name, error=failure), args.json, args.hidden_details)
+            write_json(
+                GradingResult(args.path, assignment.name, error=failure), args.json, args.hidden_details
+            )
         return 2
     if args.json:
         write_json(result, args.json, args.hidden_details)

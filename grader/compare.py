@@ -441,7 +441,8 @@ def verified_network(
     why = (
         f"its trained weights do not fit the reference network ({misfit})"
         if misfit and len(candidates) == 1
-        else "with its trained weights, the reference network computes other outputs than yours on a new input"
+        else "with its trained weights, the reference network computes other outputs than yours "
+        "on a new input"
     )
     raise NotVerified(
         f"the grader could not verify this training run: {why}. Training is judged by running your "

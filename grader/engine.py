@@ -74,7 +74,9 @@ def sandbox_stage(ctx: GradingContext) -> None:
         if key not in ctx.options.limit_overrides:
             setattr(limits, key, getattr(limits, key) * speed)
     kinds = {"checks"}
-    if "training" not in ctx.options.skip_kinds and (not ctx.options.kinds or "training" in ctx.options.kinds):
+    if "training" not in ctx.options.skip_kinds and (
+        not ctx.options.kinds or "training" in ctx.options.kinds
+    ):
         kinds.add("training")
     ctx.budget = Budget.for_grading(
         reference_seconds(ctx.assignment.limits, kinds), speed, ctx.options.budget_seconds

@@ -171,7 +171,9 @@ class GradingPlugin:
 
     def ordered_results(self) -> list[CheckResult]:
         """The results in report order (part by part), numbered 1, 2, ..."""
-        ordered = sorted(self.results, key=lambda r: self._report_order.get(r.nodeid, len(self._report_order)))
+        ordered = sorted(
+            self.results, key=lambda r: self._report_order.get(r.nodeid, len(self._report_order))
+        )
         for number, result in enumerate(ordered, 1):
             result.number = str(number)
         return ordered

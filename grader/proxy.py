@@ -11,9 +11,8 @@ import itertools
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from . import layers, training
+from . import training
 from .errors import MissingDefinition, StudentCodeError, StudentCrash, StudentTimeout
 from .harvest import Harvest, Statement
 from .sandbox import Sandbox

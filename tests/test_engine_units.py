@@ -334,7 +334,11 @@ def test_plugin_turns_checks_into_results_in_the_assignments_order(tmp_path):
         submission = type(
             "Submission",
             (),
-            {"current_check": None, "budget_spent": lambda self: None, "use_child_for": lambda self, hidden: None},
+            {
+                "current_check": None,
+                "budget_spent": lambda self: None,
+                "use_child_for": lambda self, hidden: None,
+            },
         )()
         plugin = GradingPlugin(submission, None, load_assignment("pa2-w2021"), "cpu")
         _pytest_quietly([str(tmp_path), "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)], [plugin])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import stat
 import subprocess
 import sys
@@ -184,3 +185,88 @@ def test_hidden_checks_show_no_input_before_the_due_date(autograder):
             if "Try:" in line or "input" in line.lower() or "=" in line:
                 assert line.strip() not in visible_text, line
     assert results["score"] == sum(t["score"] for t in tests)
+
+
+SYSTEM_PYTHON = Path(f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}")
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="Gradescope runs the autograder as root; the sandbox's own uid needs root"
+)
+@pytest.mark.skipif(
+    not SYSTEM_PYTHON.exists(), reason=f"no {SYSTEM_PYTHON}: a system interpreter others can enter"
+)
+def test_without_landlock_root_only_secrets_still_grade(autograder):
+    """Docker's seccomp profile on older engines refuses the Landlock calls. There setup.sh has
+    left the reference and checks root-only, and the sandbox's uid cannot read them: a probe
+    run as that uid shows it, which counts as file-system isolation. So the reference notebook
+    gets full marks (not 0 for everyone), and a notebook that reads the reference gets nothing
+    from it. Simulated here: a seccomp filter refusing Landlock, no CAP_SYS_ADMIN (capsh, as
+    Docker), a system interpreter (a venv's under root's 0700 home needs a capability that
+    would let the sandbox read everything) on this venv's packages."""
+    import shutil
+    import tempfile
+    import sysconfig
+
+    root = Path(tempfile.mkdtemp(prefix="grader-gradescope-"))
+    opened = []
+    try:
+        root.chmod(0o755)
+        shutil.copytree(autograder / "source", root / "source")
+        shutil.copytree(autograder / "site", root / "site")
+        (root / "submission").mkdir()
+        site = root / "site"
+        for secret in [*site.glob("grader_*"), *site.glob("pytorch_notebook_grader-*")]:  # as setup.sh does
+            subprocess.run(["chmod", "-R", "go-rwx", str(secret)], check=True)
+        reference = site / "grader_reference" / "pa2" / "solution.py"
+        reader = make_notebook(
+            root / "submission",
+            "reader",
+            extra_cells=[
+                "class PoolUpsampleNet(nn.Module):\n"
+                "    def __init__(self, *args):\n"
+                "        super().__init__()\n"
+                f"        raise RuntimeError(open({str(reference)!r}).read()[:300])\n"
+            ],
+        )
+        venv_site = sysconfig.get_paths()["purelib"]
+        # This venv has the grader installed too (`make test`): its secrets root-only as well,
+        # for the run (the probe found it readable otherwise, and rightly refused).
+        for secret in [*Path(venv_site).glob("grader_*"), *Path(venv_site).glob("pytorch_notebook_grader-*")]:
+            opened.append((secret, secret.stat().st_mode & 0o777))
+            secret.chmod(0o700)
+        env = dict(
+            os.environ,
+            AUTOGRADER_ROOT=str(root),
+            GRADER_PYTHON=str(SYSTEM_PYTHON),
+            PYTHONPATH=f"{site}:{venv_site}",
+            GRADER_EXTRA_ARGS="--part A.1",
+        )
+        env.pop("PYTEST_ADDOPTS", None)
+        command = [
+            sys.executable,
+            str(Path(__file__).parent / "no_landlock.py"),
+            "bash",
+            str(root / "source" / "run_autograder"),
+        ]
+        if shutil.which("capsh"):
+            command = ["capsh", "--drop=cap_sys_admin", "--", "-c", " ".join(map(shlex.quote, command))]
+
+        def grade() -> dict:
+            proc = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            return json.loads((root / "results" / "results.json").read_text())
+
+        results = grade()
+        output = json.dumps(results)
+        assert "own uid, secrets unreadable by it" in results["output"], results["output"]
+        assert "landlock" not in results["output"].replace("no landlock", ""), results["output"]
+        assert "def replace_head_and_freeze" not in output and "PermissionError" in output, output[:3000]
+        reader.unlink()
+        make_notebook(root / "submission", "a2-cnn")
+        results = grade()
+        assert results["tests"] and results["score"] == sum(t["max_score"] for t in results["tests"]), results
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        for secret, mode in opened:
+            secret.chmod(mode)

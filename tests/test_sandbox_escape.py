@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.sandbox import confine
+from grader.sandbox import confine, server
 from grader.errors import StudentCodeError, StudentCrash, StudentTimeout
 from grader.sandbox import Limits, Sandbox
 
@@ -190,9 +190,38 @@ def test_only_a_minimal_environment_reaches_the_child(monkeypatch):
         "TMPDIR",
         "MPLCONFIGDIR",
         "LANG",
-        "PYTHONPATH",
-        *confine.ENVIRONMENT_KEPT,
+        *server.ENVIRONMENT_KEPT,
     }
+
+
+def test_the_child_learns_nothing_of_the_grading_process():
+    """Not the instructor's command line (which holds the secret seed on a --seed replay), not
+    multiprocessing's authentication key, not an editable install's finder naming the
+    checkout; not even the size of the reference (stat) where a mount namespace can hide it."""
+    import multiprocessing
+
+    source = (
+        "import os, sys, multiprocessing\n"
+        "def learn(path):\n"
+        "    try:\n"
+        "        size = os.stat(path).st_size\n"
+        "    except OSError as exc:\n"
+        "        size = type(exc).__name__\n"
+        "    return repr((sys.argv, bytes(multiprocessing.current_process().authkey).hex(),\n"
+        "                 [type(f).__module__ for f in sys.meta_path],\n"
+        "                 [p for p in sys.path if '__editable__' in p],\n"
+        "                 [m for m in sys.modules if m.startswith('__editable__')], size))\n"
+    )
+    with box(source) as sandbox:
+        argv, key, finders, paths, modules, size = ast.literal_eval(call(sandbox, "learn", str(REFERENCE)))
+        isolation = sandbox.ensure_started().isolation
+    assert argv == ["grader-sandbox"] and not set(argv) & set(sys.argv[1:]), argv
+    assert key != bytes(multiprocessing.current_process().authkey).hex()
+    assert not [f for f in finders if "__editable__" in f] and not paths and not modules
+    if any("hidden (mount namespace)" in item for item in isolation):
+        assert size in ("FileNotFoundError", "PermissionError"), size
+    else:  # no mount namespace here (root without CAP_SYS_ADMIN): the line says so
+        assert any(item.startswith("no mount namespace") for item in isolation), isolation
 
 
 def test_no_inherited_descriptor_but_the_channel():
@@ -457,7 +486,8 @@ def test_working_folder_of_a_killed_grader_is_removed_by_the_next():
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     orphan = Path(proc.stdout.strip())
-    assert orphan.name.startswith("grader-child-") and (orphan / "a/b/c/f").exists()
+    # (Its files are on disk only where the working folder is not a tmpfs of its own.)
+    assert orphan.name.startswith("grader-child-") and orphan.is_dir()
     from grader.sandbox import parent
 
     parent.sweep_orphaned_workdirs.cache_clear()
@@ -468,3 +498,58 @@ def test_working_folder_of_a_killed_grader_is_removed_by_the_next():
         parent.sweep_orphaned_workdirs()
         assert alive.is_dir()  # ours, and we are alive
     assert not orphan.exists()
+
+
+def test_the_working_folder_has_a_total():
+    """Files each under the per-file limit still cannot fill the disk: the working folder is a
+    tmpfs of its own where a mount namespace is allowed, else the grader watches it."""
+    source = (
+        "import os\n"
+        "def fill():\n"
+        "    written = 0\n"
+        "    try:\n"
+        "        for i in range(5):\n"
+        "            with open(f'part{i}', 'wb') as f:\n"
+        "                for _ in range(60):\n"
+        "                    f.write(b'x' * 2**20)\n"
+        "                    written += 2**20\n"
+        "    except OSError as exc:\n"
+        "        return f'{written} {type(exc).__name__}'\n"
+        "    return str(written)\n"
+    )
+    started = time.monotonic()
+    with box(source, request_seconds=30) as sandbox:
+        limit = sandbox.limits.workdir_bytes
+        try:
+            written = int(call(sandbox, "fill").split()[0])
+        except StudentCrash as exc:
+            assert "working folder grew past" in str(exc), exc
+            written = None
+        isolation = sandbox.ensure_started().isolation
+    assert any(item.startswith("working folder capped") for item in isolation), isolation
+    if written is not None:  # the tmpfs said "no space left"
+        assert written <= limit, written
+    assert time.monotonic() - started < 60
+
+
+def test_a_slow_child_ends_within_the_gradings_budget():
+    """Every request answered just under its limit: the grading's one budget ends it."""
+    from grader.budget import Budget
+    from grader.errors import BudgetSpent
+
+    source = "import time\ndef slow():\n    time.sleep(1.5)\n    return 'late'\n"
+    sandbox = box(source, request_seconds=2)
+    sandbox.budget = Budget(seconds=6, started=time.monotonic())
+    started = time.monotonic()
+    answered, stopped = 0, None
+    with sandbox:
+        sandbox.ensure_started()
+        for _ in range(20):
+            try:
+                call(sandbox, "slow")
+                answered += 1
+            except BudgetSpent as exc:
+                stopped = str(exc)
+                break
+    assert stopped is not None and "too slow" in stopped, stopped
+    assert answered <= 4 and time.monotonic() - started < 6 + 3

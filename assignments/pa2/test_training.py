@@ -87,7 +87,9 @@ def test_colourization_learns(submission, reference, device, feedback, secret, n
     probe = pa2.seeded_input((2, SETTING[3], 32, 32))
     secret_input = pa2.seeded_input((4, SETTING[3], 32, 32), seed=2 + seed)
     try:
-        _, trained = verified_network(model, pa2.reference_variants(reference, name, SETTING), probe, secret_input)
+        _, trained = verified_network(
+            model, pa2.reference_variants(reference, name, SETTING), probe, secret_input
+        )
     except NotVerified as exc:
         trained, not_verified = None, exc
     held_grey, held_labels, _ = data.colourization_held_out(budget["n"], 1 + seed, labels)

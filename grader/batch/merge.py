@@ -39,7 +39,10 @@ def merge(args) -> int:
             if data is None:
                 continue
             if path.stem in found and found[path.stem][1] != data:
-                print(visible(f"grade merge: {path.stem} is in more than one folder; keeping {path}"), file=sys.stderr)
+                print(
+                    visible(f"grade merge: {path.stem} is in more than one folder; keeping {path}"),
+                    file=sys.stderr,
+                )
             found[path.stem] = (path, data)
     if not found:
         print("grade merge: no results files found in " + " ".join(args.dirs), file=sys.stderr)

@@ -189,11 +189,17 @@ def worker_main(conn, setup: dict) -> None:
         except (MachineError, Exception) as exc:
             # The machine's or the grader's failure, not the student's: nothing is recorded
             # for this submission; the scheduler tries it again or leaves it ungraded.
-            reason = str(exc) if isinstance(exc, MachineError) else f"internal error in the grader: {type(exc).__name__}: {exc}"
+            reason = (
+                str(exc)
+                if isinstance(exc, MachineError)
+                else f"internal error in the grader: {type(exc).__name__}: {exc}"
+            )
             if _server_lost:
                 _send(conn, {"id": task["id"], "server_lost": True})
                 return
-            _send(conn, {"id": task["id"], "machine_failure": reason, "refused": isinstance(exc, UnsafeSandbox)})
+            _send(
+                conn, {"id": task["id"], "machine_failure": reason, "refused": isinstance(exc, UnsafeSandbox)}
+            )
             continue
         if task.get("note"):
             result.notes.insert(0, task["note"])
@@ -387,7 +393,11 @@ def run_pool(
                             start_server()  # a new server; this worker exits by itself
                             lost(w, "the grader's process server died", retry=True)
                             replace = True
-                        elif w.task is not None and message.get("id") == w.task.id and "machine_failure" in message:
+                        elif (
+                            w.task is not None
+                            and message.get("id") == w.task.id
+                            and "machine_failure" in message
+                        ):
                             why = str(message["machine_failure"])
                             if message.get("refused"):
                                 raise Refused(why)

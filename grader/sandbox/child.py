@@ -115,8 +115,12 @@ def confine(config: dict, channel_fd: int, output_fd: int) -> list[str]:
         done.append("own uid")
         # Without Landlock (an old kernel, Docker's seccomp on older engines), file
         # permissions may still keep every secret out of this uid's reach: a probe says so.
-        if landlock is None and os_layers.secrets_unreadable(config["secrets"]):
-            done.append(f"{os_layers.OWN_UID_SECRETS_UNREADABLE} ({len(config['secrets'])} paths probed)")
+        if landlock is None and config["secrets"]:
+            readable = os_layers.readable_secret(config["secrets"])
+            if readable is None:
+                done.append(f"{os_layers.OWN_UID_SECRETS_UNREADABLE} ({len(config['secrets'])} paths probed)")
+            else:
+                done.append(f"no {os_layers.OWN_UID_SECRETS_UNREADABLE}: it can read {readable}"[:300])
     else:
         if config.get("namespaces", True) and os_layers.enter_user_pid_namespace():
             done.append("user+PID+network namespace")
@@ -333,7 +337,9 @@ class Child:
     # through methods the student's object may have replaced on itself.
     def op_parameters(self, handle):
         params = layers.own_named_parameters(self.objects[handle])
-        named = [{"name": n, "shape": list(p.shape), "requires_grad": bool(p.requires_grad)} for n, p in params]
+        named = [
+            {"name": n, "shape": list(p.shape), "requires_grad": bool(p.requires_grad)} for n, p in params
+        ]
         return {"named": named, "count": sum(p.numel() for _, p in params)}
 
     def op_layer_states(self, handle, probe):
@@ -406,7 +412,9 @@ class Child:
         grades another region in isolation)."""
         model = self.objects[handle]
         module_name, attr = factory.split(":")
-        layers.own_set_submodule(model, path, getattr(importlib.import_module(module_name), attr)(*args, **kwargs))
+        layers.own_set_submodule(
+            model, path, getattr(importlib.import_module(module_name), attr)(*args, **kwargs)
+        )
         if trainable_prefixes is not None:
             for name, p in layers.own_named_parameters(model):
                 p.requires_grad_(any(name.startswith(pre) for pre in trainable_prefixes))

@@ -164,36 +164,46 @@ def _site_dirs() -> set[str]:
 
 
 def secret_paths(hidden: list[str]) -> list[str]:
-    """What a submission must not reach in any form: `hidden` (the assignment's checks and
-    reference), the grader's installed data packages, and, when the engine runs from a source
-    checkout, everything of that checkout but the engine package itself (.git, build/, the
-    reference folder, other copies)."""
+    """What a submission must never read, as far as the grader knows it: `hidden` (the
+    assignment's checks and reference) and the grader's installed data packages (beside the
+    engine or in a site-packages folder)."""
     from .server import engine_root
 
     found = [os.path.realpath(h) for h in hidden]
-    for site in sorted(_site_dirs()):
+    for folder in sorted(_site_dirs() | {engine_root()}):
         try:
-            names = sorted(os.listdir(site))
+            names = sorted(os.listdir(folder))
         except OSError:
             continue
-        found += [os.path.join(site, n) for n in names if n.startswith(SECRET_NAMES)]
-    root = engine_root()
-    if root not in {os.path.realpath(s) for s in _site_dirs()}:
-        try:
-            found += [os.path.join(root, n) for n in sorted(os.listdir(root)) if n != "grader"]
-        except OSError:
-            pass
+        found += [os.path.join(folder, n) for n in names if n.startswith(SECRET_NAMES)]
     return list(dict.fromkeys(p for p in found if os.path.lexists(p)))
+
+
+def checkout_paths() -> list[str]:
+    """When the engine runs from a source checkout: everything of that checkout but the engine
+    package itself (.git, build/, the reference folder, other copies), which nothing of the
+    child needs to see."""
+    from .server import engine_root
+
+    root = engine_root()
+    if root in {os.path.realpath(s) for s in _site_dirs()} or not os.path.isdir(os.path.join(root, ".git")):
+        return []
+    return [os.path.join(root, n) for n in sorted(os.listdir(root)) if n != "grader"]
 
 
 def paths_to_hide(secrets: list[str], readable: list[str]) -> list[str]:
     """The secret paths a mount namespace can cover without hiding anything the child must
     read (a checkout's own virtual environment holds torch)."""
+
     def holds(outer: str, inner: str) -> bool:
         return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
 
     real = [os.path.realpath(r) for r in readable]
-    return [s for s in secrets if not any(holds(os.path.realpath(s), r) or holds(r, os.path.realpath(s)) for r in real)]
+    return [
+        s
+        for s in secrets
+        if not any(holds(os.path.realpath(s), r) or holds(r, os.path.realpath(s)) for r in real)
+    ]
 
 
 def _loaded_library_folders() -> list[str]:
@@ -596,7 +606,9 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
         raise OSError(err, f"mount {target}: {os.strerror(err)}")
 
 
-def private_mounts(workdir: str, size: int, uid: int, hide: list[str], new_namespace: bool = True) -> list[str]:
+def private_mounts(
+    workdir: str, size: int, uid: int, hide: list[str], new_namespace: bool = True
+) -> list[str]:
     """In a mount namespace of the child's own (made here, or already made with a user
     namespace): the working folder becomes a tmpfs of `size` bytes owned by `uid`, so what the
     submission writes has a total, and every path in `hide` is covered (an empty read-only
@@ -606,7 +618,9 @@ def private_mounts(workdir: str, size: int, uid: int, hide: list[str], new_names
         err = ctypes.get_errno()
         raise OSError(err, f"no mount namespace: {os.strerror(err)}")
     _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
-    _mount("grader-work", workdir, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=0700,uid={uid},gid={uid}")
+    _mount(
+        "grader-work", workdir, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=0700,uid={uid},gid={uid}"
+    )
     covered = 0
     for path in hide:
         try:
@@ -630,9 +644,9 @@ def private_mounts(workdir: str, size: int, uid: int, hide: list[str], new_names
 OWN_UID_SECRETS_UNREADABLE = "own uid, secrets unreadable by it"
 
 
-def secrets_unreadable(secrets: list[str]) -> bool:
-    """Run as the sandbox's uid before any student code: True when this uid can neither read
-    nor enter any of `secrets` (where Landlock is missing, file permissions are then what keeps
+def readable_secret(secrets: list[str]) -> str | None:
+    """Run as the sandbox's uid before any student code: the first of `secrets` this uid can
+    read or enter, or None (where Landlock is missing, file permissions are then what keeps
     them out: Gradescope's setup.sh leaves them root-only)."""
     for path in secrets:
         try:
@@ -640,8 +654,8 @@ def secrets_unreadable(secrets: list[str]) -> bool:
         except OSError:
             continue
         if os.access(path, os.R_OK) or (is_dir and os.access(path, os.X_OK)):
-            return False
-    return bool(secrets)
+            return path
+    return None
 
 
 def folder_bytes(path: str, most_entries: int = 200_000) -> int:

@@ -112,7 +112,8 @@ def _readable_roots(hidden: tuple) -> tuple:
     paths its uid must not reach, those a mount namespace covers)."""
     roots = confine.readable_roots(list(hidden))
     secrets = confine.secret_paths(list(hidden))
-    return tuple(roots), confine.needs_search_capability(roots), secrets, confine.paths_to_hide(secrets, roots)
+    hide = confine.paths_to_hide(list(dict.fromkeys(secrets + confine.checkout_paths())), roots)
+    return tuple(roots), confine.needs_search_capability(roots), secrets, hide
 
 
 @dataclass
@@ -186,6 +187,7 @@ class Sandbox:
         self._process = self._ctx.Process(
             target=child.main, daemon=True, args=(child_conn, output_conn, config, self.statements)
         )
+        self._process.authkey = os.urandom(32)  # not the grader's: nothing to authenticate with
         try:
             with server.handing_over(sandbox=True):
                 self._process.start()
@@ -206,7 +208,9 @@ class Sandbox:
         if not any(item.startswith(WORKDIR_CAPPED) for item in isolation):
             # No mount namespace for a size-limited folder: the grader watches it instead.
             self._watch_workdir()
-            isolation.append(f"{WORKDIR_CAPPED} at {self.limits.workdir_bytes // 2**20} MiB (watched by the grader)")
+            isolation.append(
+                f"{WORKDIR_CAPPED} at {self.limits.workdir_bytes // 2**20} MiB (watched by the grader)"
+            )
         if self.isolation is None:
             self.isolation = isolation
         return isolation
@@ -276,7 +280,9 @@ class Sandbox:
             if len(problems) >= min(len(self.statements), replies.MAX_PROBLEMS):
                 break
         listed = report.get("names")
-        names = [n for n in listed if isinstance(n, str) and len(n) <= 200] if isinstance(listed, list) else []
+        names = (
+            [n for n in listed if isinstance(n, str) and len(n) <= 200] if isinstance(listed, list) else []
+        )
         return sorted(problems.values(), key=lambda p: p["index"]), names[: replies.MAX_NAMES]
 
     def _kill(self) -> None:
@@ -340,7 +346,9 @@ class Sandbox:
             replies.check(op, payload, result)
         except replies.Malformed as exc:
             self._kill()
-            raise StudentCrash(f"the sandbox sent a malformed answer while {REQUEST_TEXT.get(op, op)} ({exc})")
+            raise StudentCrash(
+                f"the sandbox sent a malformed answer while {REQUEST_TEXT.get(op, op)} ({exc})"
+            )
         return result
 
     def budget_spent_text(self, what: str) -> str:
@@ -393,7 +401,9 @@ class Sandbox:
                 return reply.get("result")
             raise StudentCodeError(format_error(replies.error_fields(reply.get("error"))))
 
-    def _receive(self, deadline: float, what: str, limit: float, max_bytes: int = replies.BASE_REPLY_BYTES) -> dict:
+    def _receive(
+        self, deadline: float, what: str, limit: float, max_bytes: int = replies.BASE_REPLY_BYTES
+    ) -> dict:
         try:
             message = wire.recv_frame(self._fd, deadline, max_bytes)
             reply = wire.decode(message)

@@ -253,7 +253,11 @@ def _describe(payload, result):
 
 
 def _train(payload, result):
-    mapping(result, "the answer", {"losses", "changed", "unchanged", "requires_grad", "predictions", "seconds", "device"})
+    mapping(
+        result,
+        "the answer",
+        {"losses", "changed", "unchanged", "requires_grad", "predictions", "seconds", "device"},
+    )
     steps = count(payload.get("steps", 0), "steps")
     for loss in listing(result["losses"], "the losses", steps):
         number(loss, "a loss")
