@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -389,3 +390,67 @@ def test_stored_expectations_match_the_assignment_code():
     from grader import public
 
     assert public.is_current(load_assignment("pa2-w2021")), "run `grade build-public pa2-w2021`"
+
+
+# -- what the parent takes from a child (grader.sandbox.replies) ----------------------------------
+
+
+def test_a_training_report_may_hold_only_the_predictions_its_request_can_give():
+    import torch
+
+    from grader.sandbox import replies
+
+    inputs, targets = torch.zeros(16, 1, 32, 32), torch.zeros(16, 32, 32, dtype=torch.long)
+    payload = {"inputs": inputs, "targets": targets, "steps": 3}
+    honest = {
+        "losses": [3.0, 2.0, 1.0],
+        "changed": ["w"],
+        "unchanged": [],
+        "requires_grad": {"w": True},
+        "predictions": torch.zeros(4, 32, 32, dtype=torch.uint8),
+        "seconds": 0.5,
+        "device": "cpu",
+    }
+    replies.check("train", payload, honest)
+    for forged, why in (
+        ({"predictions": torch.zeros(2000, 1, 1, dtype=torch.uint8)}, "shape"),
+        ({"predictions": torch.zeros(4, 4096, 4096, dtype=torch.uint8)}, "shape"),
+        ({"predictions": torch.zeros(4, 32, 32)}, "not integer"),
+        ({"losses": [1.0] * 9000}, "more than 3"),
+        ({"requires_grad": {"w": "yes"}}, "true/false"),
+        ({"seconds": float("nan")}, "duration"),
+        ({"extra": 1}, "fields"),
+    ):
+        with pytest.raises(replies.Malformed, match=why):
+            replies.check("train", payload, honest | forged)
+    with pytest.raises(replies.Malformed, match="no answer is expected"):
+        replies.check("op_nobody_sent", {}, {})
+    # A frame may be as large as the request needs, never unboundedly more.
+    assert replies.byte_limit(payload) == replies.BASE_REPLY_BYTES + 64 * (
+        16 * 32 * 32 * 4 + 16 * 32 * 32 * 8
+    )
+    assert replies.byte_limit({"x": torch.zeros(2**28)}) == replies.MAX_REPLY_BYTES
+
+
+def test_student_text_reaches_every_writer_with_its_control_characters_visible():
+    from grader.report import to_html
+
+    nasty = "\x1b]0;owned\x07\x1b[2J\rScore: 30 / 30\u202e\x9b"
+    result = GradingResult(
+        submission=f"{nasty}.ipynb",
+        assignment="pa2-w2021",
+        checks=[CheckResult(nasty, "A.1", "shape", 1.0, 0.0, False, output=nasty)],
+        notes=[nasty] * 40,
+    )
+    written = [
+        json.dumps(result.to_dict(), ensure_ascii=False),
+        gradebook_csv({nasty: result}, ["A.1"]),
+        junit_xml({nasty: result}, "suite"),
+        to_html(result),
+    ]
+    for text in written:
+        text = text.replace("\r\n", "\n")  # the CSV writer's own line ends
+        assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", text), text[:300]
+    assert "\\x1b]0;owned" in written[0]
+    shown = result.shown()
+    assert len(shown.notes) == 30 and shown.notes[-1] == "11 more notes not shown"
