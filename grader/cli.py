@@ -17,6 +17,8 @@ SUBCOMMANDS = {
     "build-public": "grader.buildpublic:main",
     "release": "grader.student.release:main",
     "assign": "grader.assign:main",
+    "report": "grader.classreport.verb:main",
+    "slurm": "grader.batch.slurm:main",
 }
 
 
