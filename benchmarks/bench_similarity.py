@@ -56,7 +56,7 @@ def submissions_of(paths: list[Path]):
 
 
 def measure(submissions, options) -> dict:
-    from planted_copies import planted_pairs
+    from planted_copies import planted_pairs, siblings
 
     from grader.classreport.similarity import pair_scores, regions_compared
 
@@ -69,6 +69,7 @@ def measure(submissions, options) -> dict:
     seconds = time.perf_counter() - started
     flagged = {key for key, score in scores.items() if score >= options.threshold}
     found = flagged & planted
+    sibling_flags = {key for key in flagged - planted if siblings(key[1], key[2])}
     return {
         "seconds": seconds,
         "pairs": len(scores),
@@ -76,6 +77,8 @@ def measure(submissions, options) -> dict:
         "independent": sorted(((s, k) for k, s in scores.items() if k not in planted), reverse=True),
         "flagged": len(flagged),
         "precision": len(found) / len(flagged) if flagged else 1.0,
+        "siblings flagged": sorted(sibling_flags),
+        "false flags": sorted(flagged - planted - sibling_flags),
         "recall": len(found) / len(planted),
     }
 
@@ -103,6 +106,8 @@ def main() -> int:
             f"{result['precision']:.2f}, recall {result['recall']:.2f} "
             f"on {len(result['planted'])} planted pairs"
         )
+        print(f"flagged pairs of one mutant family (copies by construction): {result['siblings flagged']}")
+        print(f"false flags (independent pairs): {result['false flags']}")
         print("planted pairs:")
         for (region, a, b), score in result["planted"].items():
             print(f"  {'-' if score is None else f'{score:.2f}':>5}  {region:18} {a} ~ {b}")

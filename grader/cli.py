@@ -104,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--junit", metavar="FILE", help="write a JUnit XML file: one test case per check per submission"
     )
     batch.add_argument(
+        "--report",
+        action="store_true",
+        help="also write the class report, DIR/class-report.html and .json, with each student's "
+        "feedback page (grade report: docs/class-report.md)",
+    )
+    batch.add_argument(
         "--submission-timeout",
         type=float,
         default=1800,

@@ -298,3 +298,34 @@ def planted_pairs() -> set[tuple[str, str, str]]:
         for b in members
         if a < b
     }
+
+
+# The suite's mutants built from one shared text (test_pa2_colourization's `_UNET`, `_B1` and
+# `_A1_BLOCKS`/`_A1_IGNORING` templates): each is that text with a one-line mistake, which is
+# just what a copy with a small edit looks like. A flag between two of one family (or their
+# re-headed versions in another edition) is therefore not a false flag; every other pair of
+# the suite is independent work.
+SIBLING_FAMILIES = (
+    {"c1_skip_before_activation", "c1_missing_skip", "c1_missing_input_skip", "c1_grey_channel_hardcoded"},
+    {"b1_stride_1", "b1_output_padding_0", "b1_returns_intermediate", "b1_relu_after_final"},
+    {
+        "a1_missing_final_conv",
+        "a1_pool_upsample_swapped",
+        "a1_pool_kernel_1",
+        "a1_wrong_width",
+        "a1_unused_layer",
+        "a1_greyscale_only",
+        "a1_ignores_kernel",
+        "a1_ignores_num_filters",
+        "a1_ignores_num_colours",
+    },
+)
+
+
+def original_name(name: str) -> str:
+    """A re-headed notebook's W2021 original ("pa2-w2023__c1_missing_skip" -> "c1_missing_skip")."""
+    return name.split("__", 1)[-1]
+
+
+def siblings(a: str, b: str) -> bool:
+    return any({original_name(a), original_name(b)} <= family for family in SIBLING_FAMILIES)

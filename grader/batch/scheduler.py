@@ -217,6 +217,12 @@ def _run_locked(args, forced, by_name, selected, jobs, out) -> int:
     write_class_files(
         entries, parts, out, ", ".join(used), getattr(args, "junit", None), plain=bool(args.quiet)
     )
+    if getattr(args, "report", False):
+        from ..classreport.similarity import SimilarityOptions
+        from ..classreport.verb import write_class_report
+
+        write_class_report([out], out / "class-report.html", out / "class-report.json", SimilarityOptions())
+        print(f"Class report: {out / 'class-report.html'}")
     print(
         f"Graded {len(todo)} submissions ({len(entries) - len(todo)} up to date) in {seconds:.1f} s "
         f"with {jobs} job{'s' if jobs > 1 else ''} into {out}/ (gradebook: {out / 'gradebook.csv'})"

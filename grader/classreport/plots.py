@@ -38,6 +38,7 @@ def _svg(plt, fig) -> str:
     plt.close(fig)
     text = buffer.getvalue()
     text = text[text.index("<svg") :]  # the XML prolog and DOCTYPE do not belong inside HTML
+    text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, flags=re.S)
     # Scale with the page: keep the viewBox, let CSS set the size.
     return re.sub(
         r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 class="plot" role="img"', text, count=1
