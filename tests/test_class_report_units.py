@@ -234,3 +234,34 @@ def test_slurm_mistakes_are_one_line_exit_2(tmp_path, capsys):
     one_line_error(capsys, [*base, "--tasks", "2", "--grade-arg=--bogus"], "does not accept --bogus")
     one_line_error(capsys, [*base, "--tasks", "2", "--grade-arg=--shard=1/2"], "set --shard themselves")
     one_line_error(capsys, [*base, "--tasks", "2", "--array", "1"], "--array goes with --submit")
+
+
+# -- memory per submission ------------------------------------------------------------------
+
+GROW = """
+def grow(mib):
+    block = bytearray(mib * 2**20)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    return len(block)
+"""
+
+
+def peak_after_growing(mib: int) -> int:
+    from grader.sandbox import Limits, Sandbox
+
+    statements = [{"cell": 0, "lineno": 2, "source": GROW.strip() + "\n"}]
+    with Sandbox(statements, Limits(request_seconds=30, boot_seconds=30)) as box:
+        box.request("call", None, name="grow", args=[mib], kwargs={}, grad_wrt=[], source_pattern=None)
+    return box.peak_memory_bytes
+
+
+def test_the_sandbox_records_the_peak_memory_its_child_reached():
+    small, large = peak_after_growing(1), peak_after_growing(300)
+    assert small > 50 * 2**20  # a child holds at least the interpreter and what the server preloaded
+    assert large - small > 250 * 2**20, (small, large)
+
+
+def test_peak_memory_survives_the_results_file():
+    result = GradingResult("a", "ed", peak_memory_bytes=123 * 2**20)
+    assert GradingResult.from_dict(result.to_dict()).peak_memory_bytes == 123 * 2**20

@@ -191,6 +191,13 @@ def _similar(similarity: dict | None, links: dict[str, str]) -> str:
         f"(shared fingerprints over those of the smaller side; names, literals, comments and statement order do "
         f"not count), compared {scope}. Ignored: {esc(ignoring)}. A flag is a reason to look, not a verdict.</p>"
     )
+    unreadable = similarity.get("unreadable") or []
+    if unreadable:
+        intro += (
+            f"<p>{len(unreadable)} notebook{'s' if len(unreadable) > 1 else ''} could not be read for the "
+            f"comparison (moved since grading? <code>--submissions DIR</code> finds them): "
+            f"{esc(', '.join(unreadable[:20]))}{' ...' if len(unreadable) > 20 else ''}</p>"
+        )
     pairs = similarity["pairs"]
     if not pairs:
         return (

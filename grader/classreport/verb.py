@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import quote
 from pathlib import Path
 
 from ..verbs import run_verb, verb_parser
@@ -167,7 +168,7 @@ def write_class_report(
         pages = html.parent / f"{html.stem}-feedback"
         for name, result in sorted(found.results.items()):
             write_html(result, pages / f"{name}.html")
-            links[name] = f"{pages.name}/{name}.html"
+            links[name] = f"{quote(pages.name)}/{quote(name)}.html"
         for row in data["submissions"]:
             row["feedback"] = links.get(row["name"])
         atomic_write(html, page.render(data, links, title))
