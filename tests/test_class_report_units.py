@@ -156,6 +156,11 @@ def test_a_region_that_does_not_parse_is_still_compared_line_by_line():
     assert found[("broken", "original")] >= OPTIONS.threshold
 
 
+def test_code_nested_too_deeply_to_walk_is_left_out_not_fatal():
+    deep = "def f():\n    return " + "+".join(["1"] * 3000) + "\n"
+    assert scores({"original": ORIGINAL, "deep": deep + ORIGINAL}) == {("deep", "original"): 1.0}
+
+
 # -- the page ---------------------------------------------------------------------------------
 
 

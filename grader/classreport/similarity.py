@@ -394,21 +394,21 @@ def _header(node: ast.stmt) -> str:
 
 def _units(statements, snippet: int, offset: int, out: list[Unit]) -> None:
     for st in statements:
-        children = [getattr(st, name, None) or [] for name in _BODIES]
-        children += [h.body for h in getattr(st, "handlers", None) or []]
-        children += [c.body for c in getattr(st, "cases", None) or []]
         if isinstance(st, ast.Pass):  # also what stands for a body of docstrings only
             continue
+        bodies = [getattr(st, name, None) or [] for name in _BODIES]
+        bodies += [h.body for h in getattr(st, "handlers", None) or []]
+        bodies += [c.body for c in getattr(st, "cases", None) or []]
         first = min([st.lineno] + [d.lineno for d in getattr(st, "decorator_list", [])]) - 1 - offset
-        nested = [
-            s for body in children for s in body if isinstance(s, ast.stmt) and not isinstance(s, ast.Pass)
-        ]
-        if nested:
-            body_start = min(s.lineno for s in nested) - 1 - offset
-            out.append(Unit(snippet, (first, max(first + 1, body_start)), _header(st)))
-            _units(nested, snippet, offset, out)
-        else:
+        if not any(bodies):  # a simple statement
             out.append(Unit(snippet, (first, st.end_lineno - offset), ast.unparse(st)))
+            continue
+        nested = [
+            s for body in bodies for s in body if isinstance(s, ast.stmt) and not isinstance(s, ast.Pass)
+        ]
+        end = min(s.lineno for s in nested) - 1 - offset if nested else st.end_lineno - offset
+        out.append(Unit(snippet, (first, max(first + 1, end)), _header(st)))
+        _units(nested, snippet, offset, out)
 
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -467,8 +467,13 @@ def normalise(snippets: list[Snippet], given: Given, options: SimilarityOptions)
     names, attributes = _chosen_names(trees, given)
     units: list[Unit] = []
     for index, tree in enumerate(trees):
-        tree = _Normaliser(names, attributes).visit(tree)
-        _units(tree.body, index, 0, units)
+        found: list[Unit] = []
+        try:
+            tree = _Normaliser(names, attributes).visit(tree)
+            _units(tree.body, index, 0, found)
+        except (RecursionError, MemoryError):  # nested too deeply to walk (a hostile notebook)
+            continue
+        units += found
     for unit in units:
         unit.fingerprints = fingerprints(unit.text, options.k, options.window)
     return RegionCode(list(snippets), units)
