@@ -49,9 +49,9 @@ def score_histograms(editions: list[dict]) -> str:
     """One histogram of total scores per edition (`{"edition", "max_score", "scores"}`), the
     count written on each bar."""
     plt = _pyplot()
-    cols = min(3, max(1, len(editions)))
+    cols = min(2, max(1, len(editions)))
     rows = math.ceil(len(editions) / cols) if editions else 1
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 2.5 * rows), squeeze=False)
     for ax in axes.flat[len(editions) :]:
         ax.set_visible(False)
     for ax, edition in zip(axes.flat, editions):
@@ -71,7 +71,7 @@ def score_histograms(editions: list[dict]) -> str:
                     (bar.get_x() + bar.get_width() / 2, count),
                     ha="center",
                     va="bottom",
-                    fontsize=8,
+                    fontsize=7,
                     xytext=(0, 1),
                     textcoords="offset points",
                 )
