@@ -18,6 +18,8 @@ SUBCOMMANDS = {
     "build-public": "grader.buildpublic:main",
     "release": "grader.student.release:main",
     "assign": "grader.assign:main",
+    "report": "grader.classreport.verb:main",
+    "slurm": "grader.batch.slurm:main",
 }
 
 
@@ -109,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.add_argument(
         "--junit", metavar="FILE", help="write a JUnit XML file: one test case per check per submission"
+    )
+    batch.add_argument(
+        "--report",
+        action="store_true",
+        help="also write the class report, DIR/class-report.html and .json, with each student's "
+        "feedback page (grade report: docs/class-report.md)",
     )
     batch.add_argument(
         "--submission-timeout",

@@ -168,5 +168,6 @@ def grade(path: str | Path, assignment: Assignment, options: Options | None = No
     finally:
         if ctx.sandbox is not None:
             ctx.sandbox.close()
+            ctx.result.peak_memory_bytes = ctx.sandbox.peak_memory_bytes or None
         ctx.result.execution_time = time.perf_counter() - started
     return ctx.result

@@ -93,6 +93,9 @@ class GradingResult:
     # The secret seed of this grading's challenges (instructor side only; never shown to the
     # student: not in results.json's output).
     challenge_seed: int | None = None
+    # The largest resident memory of the sandbox process that ran the submission's code, in
+    # bytes (None: no sandbox started, or not measurable here).
+    peak_memory_bytes: int | None = None
 
     def shown(self) -> GradingResult:
         """This result as every writer shows it: student text with its control characters
@@ -204,6 +207,7 @@ class GradingResult:
                 "device": self.device,
                 "isolation": self.isolation,
                 "challenge_seed": self.challenge_seed,
+                "peak_memory_bytes": self.peak_memory_bytes,
                 "hidden": [c.number for c in self.checks if c.hidden],
             },
         }
@@ -241,6 +245,7 @@ class GradingResult:
             device=str(meta.get("device", "cpu")),
             isolation=list(meta.get("isolation") or []),
             challenge_seed=meta.get("challenge_seed"),
+            peak_memory_bytes=meta.get("peak_memory_bytes"),
         )
         return loaded.shown()
 

@@ -1,6 +1,6 @@
 """Render a feedback page (`grade ... --html FILE`) to PNG with headless Chromium.
 
-    python scripts/screenshot_html.py feedback.html feedback.png [--height 2400]
+    python scripts/screenshot_html.py feedback.html feedback.png [--height 2400] [--width 1100]
 
 Needs Debian's `chromium` (apt-get install chromium). Flags keep Chromium off the network.
 """
@@ -59,8 +59,9 @@ def main() -> None:
     parser.add_argument("html", type=Path)
     parser.add_argument("png", type=Path)
     parser.add_argument("--height", type=int, default=2400)
+    parser.add_argument("--width", type=int, default=1100)
     args = parser.parse_args()
-    screenshot(args.html, args.png, height=args.height)
+    screenshot(args.html, args.png, width=args.width, height=args.height)
     print(f"wrote {args.png}")
 
 

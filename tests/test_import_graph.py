@@ -100,7 +100,9 @@ def test_no_import_cycles():
 
 def test_cli_and_batch_scheduler_do_not_import_torch():
     code = (
-        "import grader.cli, grader.batch.scheduler, grader.batch.merge; import sys; "
+        "import grader.cli, grader.batch.scheduler, grader.batch.merge, grader.batch.slurm; "
+        "import grader.classreport.verb, grader.classreport.build, grader.classreport.similarity; "
+        "import grader.classreport.page; import sys; "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run(

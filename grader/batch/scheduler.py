@@ -233,6 +233,12 @@ def _run_locked(args, forced, by_name, selected, jobs, out) -> int:
     write_class_files(
         entries, parts, out, ", ".join(used), getattr(args, "junit", None), plain=bool(args.quiet)
     )
+    if getattr(args, "report", False):
+        from ..classreport.similarity import SimilarityOptions
+        from ..classreport.verb import write_class_report
+
+        write_class_report([out], out / "class-report.html", out / "class-report.json", SimilarityOptions())
+        print(f"Class report: {out / 'class-report.html'}")
     reused = len(selected) - len(todo)
     print(
         f"Graded {len(todo) - len(ungraded)} submissions ({reused} up to date) in {seconds:.1f} s "

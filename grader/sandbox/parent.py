@@ -153,6 +153,10 @@ class Sandbox:
         self.children_started = 0
         self._group: str | None = None
         self._over_quota = False
+        # The largest resident memory any child of this sandbox reached (the kernel's VmHWM,
+        # pages shared with the warm server included): what the class report shows per
+        # submission. 0 when it could not be read.
+        self.peak_memory_bytes = 0
 
     # -- lifecycle ------------------------------------------------------------------
     def start_child(self) -> list[str]:
@@ -288,6 +292,7 @@ class Sandbox:
     def _kill(self) -> None:
         """Stop the child and everything it started; remove what it wrote."""
         if self._process is not None:
+            self.peak_memory_bytes = max(self.peak_memory_bytes, _peak_resident_bytes(self._process.pid))
             if self._process.is_alive():
                 self._process.kill()
             self._process.join(5)
@@ -460,6 +465,18 @@ class Sandbox:
             return os.pread(fd, limit, max(0, size - limit)).decode("utf-8", "replace")
         except OSError:
             return ""
+
+
+def _peak_resident_bytes(pid: int | None) -> int:
+    """A live process's peak resident set (VmHWM in /proc/PID/status); 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 # How feedback names each request when it hangs or crashes.
