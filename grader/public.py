@@ -69,12 +69,14 @@ def cases_file(assignment) -> Path:
 
 
 def fingerprint(assignment) -> str | None:
-    """A digest of what the expectations are computed from: the reference module, and the
-    assignment's description and helper modules (not its check files). None without the
-    reference. Stored with the expectations, so stale ones are noticed."""
+    """A digest of what the expectations are computed from: the reference module and the
+    reference files beside it (the reference's copies of files students hand in with the
+    notebook), and the assignment's description and helper modules (not its check files).
+    None without the reference. Stored with the expectations, so stale ones are noticed."""
     if not assignment.has_reference:
         return None
     files = [assignment.module_path]
+    files += sorted(p for p in assignment.module_path.parent.glob("*.py") if p != assignment.module_path)
     files += sorted(
         p
         for p in assignment.folder.iterdir()
