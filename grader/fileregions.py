@@ -82,7 +82,7 @@ class FileRegion:
         """The region's code, dedented, for code the student can paste."""
         import textwrap
 
-        return "\n".join(textwrap.dedent(_strip_first_indent(s.source)) for s in self.statements)
+        return "\n".join(textwrap.dedent(_strip_first_indent(s.source)).rstrip() for s in self.statements)
 
 
 def _strip_first_indent(source: str) -> str:
@@ -323,6 +323,11 @@ def _contains(parent: ast.AST, node: ast.AST) -> bool:
 
 
 # -- what else the student changed ------------------------------------------------------------
+def _does_something(line: str) -> bool:
+    """Not blank and not only a comment (students delete and add the markers freely)."""
+    return bool(line.strip()) and not re.fullmatch(r"\s*#.*", line)
+
+
 def edits_outside(text: str, starter: str, regions: list[FileRegion], file: str, limit: int = 5) -> list[str]:
     """Notes for the lines of `text` that differ from the handout's `starter` and lie outside
     the regions (they are not graded and not run); whitespace at line ends is ignored."""
@@ -331,11 +336,10 @@ def edits_outside(text: str, starter: str, regions: list[FileRegion], file: str,
     graded = {line for r in regions for s in r.statements for line in range(s.lineno, s.end_lineno + 1)}
     changed = []
     matcher = difflib.SequenceMatcher(a=theirs, b=mine, autojunk=False)
-    for tag, _, _, j1, j2 in matcher.get_opcodes():
-        if tag == "equal":
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal" or (tag == "delete" and not any(_does_something(ln) for ln in theirs[i1:i2])):
             continue
-        lines = [n for n in range(j1 + 1, j2 + 1) if n not in graded and mine[n - 1].strip()]
-        lines = [n for n in lines if not re.fullmatch(r"\s*#.*", mine[n - 1])]  # comments do nothing
+        lines = [n for n in range(j1 + 1, j2 + 1) if n not in graded and _does_something(mine[n - 1])]
         if tag == "delete":
             changed.append((j1 + 1, j1, "removed"))
         elif lines:

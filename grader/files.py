@@ -214,7 +214,8 @@ def find_file(folder: Path, spec: FileSpec, taken: set[Path]) -> FoundFile | str
 
 def _readable(pattern: str) -> str:
     """A content pattern in words for a student: `class\\s+ComputeLoss` -> `class ComputeLoss`."""
-    text = re.sub(r"\\s[+*]?", " ", pattern)
+    text = re.sub(r"\\b", "", pattern)
+    text = re.sub(r"\\s[+*]?", " ", text)
     text = re.sub(r"\\(.)", r"\1", text)
     return re.sub(r"[\^$]", "", text).strip()
 

@@ -244,6 +244,24 @@ def _add(archive: zipfile.ZipFile, name: str, data: bytes, executable: bool = Fa
     archive.writestr(info, data)
 
 
+def script_values(assignment: str, grade_args: list[str], hidden_details: str, wheel: str) -> dict:
+    """What run_autograder and the README are filled with (shell-quoted where the shell reads it)."""
+    from .assignment import load_assignment
+
+    edition = load_assignment(assignment)
+    files = [spec.name for spec in wanted_files(edition).values()]
+    return dict(
+        assignment=shlex.quote(assignment),
+        grade_args=" ".join(shlex.quote(a) for a in grade_args),
+        wheel=wheel,
+        hidden_details=shlex.quote(hidden_details),
+        notebook=shlex.quote(edition.notebook),
+        files=", ".join(files) or "none",
+        files_quoted=shlex.quote(" ".join(files)),
+        upload=upload_text(edition.notebook, files),
+    )
+
+
 def build_zip(
     assignment: str,
     out: Path,
@@ -260,26 +278,8 @@ def build_zip(
     torchvision = torchvision or pinned_version("torchvision", root)
     with tempfile.TemporaryDirectory(prefix="grader-zip-") as tmp:
         wheel = engine_wheel(root, Path(tmp))
-        quoted = " ".join(shlex.quote(a) for a in grade_args)
-        from .assignment import load_assignment
-
-        edition = load_assignment(assignment)
-        notebook = edition.notebook
-        files = [spec.name for spec in wanted_files(edition).values()]
-        values = dict(
-            assignment=shlex.quote(assignment),
-            grade_args=quoted,
-            wheel=wheel.name,
-            hidden_details=shlex.quote(hidden_details),
-            notebook=shlex.quote(notebook),
-            files=", ".join(files) or "none",
-            files_quoted=shlex.quote(" ".join(files)),
-            upload=upload_text(notebook, files),
-            torch=torch,
-            torchvision=torchvision,
-            index=index,
-            version=__version__,
-        )
+        values = script_values(assignment, grade_args, hidden_details, wheel.name)
+        values.update(torch=torch, torchvision=torchvision, index=index, version=__version__)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:
             _add(archive, "setup.sh", SETUP_SH.format(**values).encode(), executable=True)

@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 W2022_REFERENCE_NOTEBOOK = REPO / "reference" / "pa2-w2022" / "a2-code.ipynb"
 W2022_TEMPLATE_NOTEBOOK = REPO / "student_template" / "pa2-w2022" / "a2-code.ipynb"
 W2021_REFERENCE_NOTEBOOK = REPO / "reference" / "pa2-w2021" / "a2-cnn.ipynb"
+W2021_TEMPLATE_NOTEBOOK = REPO / "student_template" / "pa2-w2021" / "a2-cnn.ipynb"
 
 TRAIN_HEAD = '''\
 """Train a YOLOv3 model on a custom dataset (stand-in written for the grader's tests)."""
@@ -306,6 +307,7 @@ def w2022_folder(
             places[key].write_text(text)
     if layout == "colab":  # the rest of a clone: other modules the grader must leave alone
         (base / "val.py").write_text("import wandb\nwandb.login()\n")
+        (base / "utils").mkdir(parents=True, exist_ok=True)
         (base / "utils" / "__init__.py").write_text("")
         (base / "models").mkdir(exist_ok=True)
         (base / "models" / "yolo.py").write_text("raise ImportError('needs the whole tree')\n")

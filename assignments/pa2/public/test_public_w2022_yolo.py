@@ -99,8 +99,8 @@ def freeze_paste(region, freeze: int, names: list, expected: set) -> str:
         "model = Model()\n"
         f"freeze = [f'model.{{x}}.' for x in range({freeze})]  # train() builds it from --freeze {freeze}\n"
         f"# your {region.where}:\n{body}\n"
-        "print({k: v.requires_grad for k, v in params.items()})\n"
-        f"# expected: {flags!r}"
+        "print('got:     ', {k: v.requires_grad for k, v in params.items()})\n"
+        f"print('expected:', {flags!r})"
     )
 
 
@@ -114,8 +114,9 @@ def check_freezing(submission, yolo, cases):
             out = submission.transplant(HARNESS, "freeze_step", ["freeze_loop"], freeze, case["seed"])
         frozen, _, other = behaviour(out.get("after", {}), case["seed"])
         where = f"{region.where}, with --freeze {freeze}"
-        assert not other, (
-            f"{where}: the loop changed the values of {listed(other)}; it should only set requires_grad."
+        assert not other, with_reproduction(
+            f"{where}: the loop changed the values of {listed(other)}; it should only set requires_grad.",
+            paste,
         )
         got = set(frozen)
         if got == expected:
