@@ -336,7 +336,7 @@ def test_class_loss_gradient(submission, yolo):
             isinstance(g, torch.Tensor) and g.shape == d.shape for g, d in zip(grads, direction)
         ), f"With {probe['label']}, no gradient of the class logits' shape came back."
         claimed = float(sum((g.double() * d.double()).sum() for g, d in zip(grads, direction)))
-        step = 1e-3
+        step = 1e-2  # float32 losses: a smaller step drowns the slope in rounding
 
         def moved(sign):
             q = [x.clone() for x in p]
