@@ -39,6 +39,7 @@ def file_specs() -> tuple[dict, dict]:
     with open(EDITION_FILE, "rb") as f:
         return read_specs(EDITION_FILE, tomllib.load(f))
 
+
 # The handout's run (`--freeze 10`), a smaller and a larger value (the tree's help text says
 # 24 freezes "all"; the stand-in has 29 layers, so 24 leaves the last head layers training).
 STORED_FREEZE = [(10, 0), (3, 1), (24, 2)]
