@@ -224,7 +224,7 @@ def _step_loss(model, seed: int):
     numbers, on random images (train mode: batch statistics)."""
     g = torch.Generator().manual_seed(seed + 1)
     images = torch.randn(2, 3, STEP_IMAGE, STEP_IMAGE, generator=g, dtype=torch.float64)
-    model.train()
+    nn.Module.train(model)  # the class's method: not one the loop put on the instance
     outputs = model(images)
     return sum((out * torch.randn(out.shape, generator=g, dtype=torch.float64)).sum() for out in outputs)
 
