@@ -30,14 +30,18 @@ harness = import_sibling(__file__, "public/yolo_harness")
 REFERENCE_FILES = {"train": "w2022_train.py", "loss": "w2022_loss.py"}
 # The edition names its files and regions; the family's stored cases are built from any
 # edition's grading, so they are read from W2022's description itself.
-EDITION_FILE = Path(__file__).resolve().parent.parent / "pa2-w2022" / "assignment.toml"
+EDITION = "pa2-w2022"
 
 
 @functools.lru_cache(maxsize=1)
 def file_specs() -> tuple[dict, dict]:
-    """W2022's [files] and [file_regions] (grader.files.read_specs)."""
-    with open(EDITION_FILE, "rb") as f:
-        return read_specs(EDITION_FILE, tomllib.load(f))
+    """W2022's [files] and [file_regions] (grader.files.read_specs), from the installed
+    editions (a checkout's assignments/ or the package grader_assignments)."""
+    from grader.assignment import EDITION_FILE, data_root
+
+    path = data_root("assignments") / EDITION / EDITION_FILE
+    with open(path, "rb") as f:
+        return read_specs(path, tomllib.load(f))
 
 
 # The handout's run (`--freeze 10`), a smaller and a larger value (the tree's help text says
