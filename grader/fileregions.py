@@ -280,30 +280,15 @@ def _with_helpers(block: list, members: list, function) -> list:
     the function's arguments, which is how the set-up around a region reads) and right after
     them that only change what they bound."""
     members = list(members)
-    outside = [n for n in function.body]
     arguments = {a.arg for a in function.args.args + function.args.kwonlyargs}
-
-    def reads_elsewhere(name, keep):
-        for top in outside:
-            for node in ast.walk(top):
-                if isinstance(node, ast.stmt) and node in keep:
-                    continue
-                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id == name:
-                    if not any(_contains(k, node) for k in keep):
-                        return True
-        return False
-
     start = block.index(members[0])
     while start > 0:
         before = block[start - 1]
         bound = _bound(before)
         used = set().union(*(_read(m) for m in members))
-        if (
-            not bound
-            or not bound <= used
-            or _read(before) & arguments
-            or any(reads_elsewhere(n, members + [before]) for n in bound)
-        ):
+        if not bound or not bound <= used or _read(before) & arguments:
+            break
+        if bound & _reads_outside(function, members + [before]):
             break
         members.insert(0, before)
         start -= 1
@@ -318,8 +303,14 @@ def _with_helpers(block: list, members: list, function) -> list:
     return members
 
 
-def _contains(parent: ast.AST, node: ast.AST) -> bool:
-    return any(sub is node for sub in ast.walk(parent))
+def _reads_outside(function, statements: list) -> set[str]:
+    """Names the function reads outside `statements`."""
+    inside = {id(node) for s in statements for node in ast.walk(s)}
+    return {
+        node.id
+        for node in ast.walk(function)
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and id(node) not in inside
+    }
 
 
 # -- what else the student changed ------------------------------------------------------------
