@@ -50,7 +50,7 @@ FAMILY_FILE = "family.toml"
 # its own (read by its checks); an edition may override those too, but nothing else.
 EDITION_KEYS = {
     "name", "family", "title", "notebook", "reference_module", "parts", "not_graded",
-    "detect", "harvest", "regions", "limits", "public",
+    "detect", "harvest", "regions", "limits", "public", "files", "file_regions",
 }  # fmt: skip
 FAMILY_KEYS = {
     "name",
@@ -61,6 +61,8 @@ FAMILY_KEYS = {
     "regions",
     "limits",
     "public",
+    "files",
+    "file_regions",
 }
 PART_KEYS = {"id", "title", "task", "points"}
 REQUIRED_PART_KEYS = ("id", "title")
@@ -107,6 +109,9 @@ class Assignment:
     reference_module: str
     detect: EditionSigns = field(default_factory=EditionSigns)
     data: dict = field(default_factory=dict)  # everything else, for the checks
+    # Files besides the notebook, and the regions in them (grader.files, grader.fileregions).
+    files: dict = field(default_factory=dict)
+    file_regions: dict = field(default_factory=dict)
 
     # -- where things are ---------------------------------------------------------------
     @property
@@ -342,6 +347,9 @@ def read_edition(edition_folder: Path) -> Assignment:
     if not isinstance(not_graded, list) or not all(isinstance(x, str) for x in not_graded):
         raise AssignmentError(f"{path}: not_graded must be a list of texts (the parts not graded yet)")
     data = _merge({k: v for k, v in family.items() if k != "name"}, edition)
+    from .files import read_specs
+
+    files, file_regions = read_specs(path, data)
     assignment = Assignment(
         name=name,
         title=data.get("title", name),
@@ -355,6 +363,8 @@ def read_edition(edition_folder: Path) -> Assignment:
         reference_module=data.get("reference_module", "solution.py"),
         detect=parse_signs(path, edition.get("detect", {})),
         data=data,
+        files=files,
+        file_regions=file_regions,
     )
     from .public import stored_task_weights
 

@@ -26,7 +26,11 @@ SUBCOMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="grade", description="Grade a PyTorch assignment notebook.")
     p.add_argument(
-        "paths", nargs="+", metavar="PATH", help="submissions: .ipynb or .py files, folders, or glob patterns"
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="submissions: .ipynb or .py files, a student's folder (one notebook and the "
+        "files it goes with), class folders, or glob patterns",
     )
     p.add_argument(
         "--out",
@@ -141,7 +145,8 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return 2 if exc.code else 0
-    if args.out or len(args.paths) > 1 or args.shard or args.junit:
+    class_folder = _is_class_folder(args.paths[0], args.assignment)
+    if args.out or len(args.paths) > 1 or args.shard or args.junit or class_folder:
         # Batch mode: a scheduler that never imports torch, and worker processes (grader.batch.pool).
         from .batch.scheduler import run_batch
 
@@ -198,6 +203,32 @@ def main(argv=None) -> int:
     else:
         terminal(result)
     return result.exit_code
+
+
+def _is_class_folder(path: str, assignment: str | None) -> bool:
+    """A folder of several notebooks is a batch; a folder with one is one student's
+    submission (its notebook and the other files its edition names), and so is one that holds
+    the notebook of the edition named with --assignment (an upload with a stray notebook)."""
+    from pathlib import Path
+
+    from .files import notebooks_in
+
+    folder = Path(path)
+    if not folder.is_dir() or folder.suffix in (".ipynb", ".py"):
+        return False
+    notebooks = notebooks_in(folder)
+    if len(notebooks) == 1:
+        return False
+    if assignment:
+        from .assignment import load_assignment
+        from .errors import SubmissionError
+
+        try:
+            name = load_assignment(assignment).notebook
+        except SubmissionError:
+            return True  # the batch reports the unknown assignment
+        return not any(p.name == name for p in notebooks)
+    return True
 
 
 def entry_point() -> None:

@@ -112,8 +112,10 @@ def _sign(path: Path, where: str, entry) -> Sign:
 def notebook_text(path: Path) -> dict[str, str]:
     """The markdown and the code of a submission, joined per kind. The grader's own loader
     reads it first, so a broken file gets the same one-line error as in grading."""
+    from .files import notebook_of
     from .load import load_submission
 
+    path = notebook_of(path)  # a folder submission tells its edition by its notebook
     loaded = load_submission(path)
     code = "\n".join(cell.source for cell in loaded.cells)
     markdown = ""

@@ -15,6 +15,7 @@ from pathlib import Path
 from . import harvest as harvest_mod
 from .assignment import Assignment
 from .budget import Budget, machine_speed, reference_seconds
+from .files import file_stage, notebook_of
 from .checkrun import collect_checks, run_checks
 from .errors import MachineError, StudentCodeError, SubmissionError, UnsafeSandbox
 from .load import LoadedSubmission, load_submission
@@ -41,7 +42,8 @@ class GradingContext:
 
 
 def load_stage(ctx: GradingContext) -> None:
-    ctx.loaded = load_submission(ctx.path)
+    # A folder submission is graded from its notebook; its other files come in file_stage.
+    ctx.loaded = load_submission(notebook_of(ctx.path, ctx.assignment.notebook))
 
 
 def harvest_stage(ctx: GradingContext) -> None:
@@ -153,7 +155,7 @@ def checks_it_would_run(assignment: Assignment, options: Options) -> list[dict]:
         return []
 
 
-STAGES = [load_stage, harvest_stage, region_stage, sandbox_stage, check_stage]
+STAGES = [load_stage, harvest_stage, region_stage, file_stage, sandbox_stage, check_stage]
 
 
 def grade(path: str | Path, assignment: Assignment, options: Options | None = None) -> GradingResult:

@@ -30,6 +30,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from .files import wanted_files
 from .verbs import run_verb, verb_parser
 
 PINS = Path("requirements", "pinned.txt")  # the one place torch and torchvision are pinned
@@ -108,6 +109,11 @@ if [ -z "$SUBMISSION" ]; then
     exit 0
   fi
 fi
+# An edition graded from files besides the notebook ({files}) gets the whole upload:
+# the grader finds the notebook (this one) and the files in it, and names any that are missing.
+if [ -n {files_quoted} ]; then
+  SUBMISSION="$ROOT/submission"
+fi
 echo "Grading $SUBMISSION"
 rm -f "$RESULTS"
 # Run from an empty folder, so that `python -m` imports the installed grader and nothing else.
@@ -135,6 +141,7 @@ Gradescope programming assignment's autograder (Ubuntu base image).
   torchvision=={torchvision} (CPU builds, from {index}) and the grader: `{wheel}`.
 * `run_autograder`: grades the first `.ipynb` in the submission (else the first `.py`) with
   `grade SUBMISSION --assignment {assignment} --json /autograder/results/results.json {grade_args}`.
+{upload}
   Scores, feedback and each test's visibility come from the assignment's checks; a hidden
   check shows its name, points and pass/fail, and its message (inputs, counterexamples) in a
   separate 0-point "(details)" entry visible {hidden_details}.
@@ -154,6 +161,21 @@ Try it locally: unpack into a folder ROOT/source, put a notebook in ROOT/submiss
 `AUTOGRADER_ROOT=ROOT GRADER_PYTHON=python3 bash ROOT/source/run_autograder` with a python
 that has the wheel installed; the results are in ROOT/results/results.json.
 """
+
+
+def upload_text(notebook: str, files: list[str]) -> str:
+    """What students upload, for the README (and for the course to paste into the assignment's
+    description)."""
+    if not files:
+        return f"  Students upload their notebook, {notebook}.\n"
+    names = ", ".join(f"`{name}`" for name in files)
+    return (
+        f"  Students upload {notebook} and {names} together (Gradescope's upload of several\n"
+        "  files, or a zip of the folder holding them; folders inside it are fine). run_autograder\n"
+        "  then grades the whole upload: the notebook's parts from the notebook, the other parts\n"
+        "  from their files, each found by name and content wherever it is. A missing file costs\n"
+        "  the parts graded from it, with a message naming it.\n"
+    )
 
 
 def source_root() -> Path:
@@ -222,6 +244,24 @@ def _add(archive: zipfile.ZipFile, name: str, data: bytes, executable: bool = Fa
     archive.writestr(info, data)
 
 
+def script_values(assignment: str, grade_args: list[str], hidden_details: str, wheel: str) -> dict:
+    """What run_autograder and the README are filled with (shell-quoted where the shell reads it)."""
+    from .assignment import load_assignment
+
+    edition = load_assignment(assignment)
+    files = [spec.name for spec in wanted_files(edition).values()]
+    return dict(
+        assignment=shlex.quote(assignment),
+        grade_args=" ".join(shlex.quote(a) for a in grade_args),
+        wheel=wheel,
+        hidden_details=shlex.quote(hidden_details),
+        notebook=shlex.quote(edition.notebook),
+        files=", ".join(files) or "none",
+        files_quoted=shlex.quote(" ".join(files)),
+        upload=upload_text(edition.notebook, files),
+    )
+
+
 def build_zip(
     assignment: str,
     out: Path,
@@ -238,21 +278,8 @@ def build_zip(
     torchvision = torchvision or pinned_version("torchvision", root)
     with tempfile.TemporaryDirectory(prefix="grader-zip-") as tmp:
         wheel = engine_wheel(root, Path(tmp))
-        quoted = " ".join(shlex.quote(a) for a in grade_args)
-        from .assignment import load_assignment
-
-        notebook = load_assignment(assignment).notebook
-        values = dict(
-            assignment=shlex.quote(assignment),
-            grade_args=quoted,
-            wheel=wheel.name,
-            hidden_details=shlex.quote(hidden_details),
-            notebook=shlex.quote(notebook),
-            torch=torch,
-            torchvision=torchvision,
-            index=index,
-            version=__version__,
-        )
+        values = script_values(assignment, grade_args, hidden_details, wheel.name)
+        values.update(torch=torch, torchvision=torchvision, index=index, version=__version__)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:
             _add(archive, "setup.sh", SETUP_SH.format(**values).encode(), executable=True)
@@ -315,4 +342,9 @@ def gradescope_zip(args) -> int:
     print(
         f"Wrote {out} (assignment {assignment.name}): setup.sh, run_autograder, the grader's wheel, README.md"
     )
+    files = [spec.name for spec in wanted_files(assignment).values()]
+    if files:
+        print(
+            f"Students upload {assignment.notebook} and {', '.join(files)} together (see the zip's README.md)."
+        )
     return 0

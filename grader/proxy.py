@@ -309,6 +309,40 @@ class Submission:
         )
         return {name: Remote(self, h, name) for name, h in handles.items()}
 
+    def transplant(
+        self, harness, entry: str, regions: list[str], *args, timeout: float | None = None, **kwargs
+    ) -> dict:
+        """Run trusted `harness` code (a self-contained Python file, sent as source) in the child
+        with the submission's file regions in it (grader.transplant): `entry(regions, *args,
+        **kwargs)`; returns what it returned. A region that is missing (its file was not
+        handed in, the code was not found) fails here with the reason; an error raised while
+        it ran names its line in the student's file."""
+        from pathlib import Path
+
+        from .sandbox import format_error
+
+        for name in regions:
+            if name not in self.regions:
+                raise StudentCodeError(self.region_errors.get(name, f"region {name} not found"))
+        harness = Path(harness)
+        answer = self.ask(
+            "transplant",
+            timeout,
+            _memo=("transplant", entry, repr((regions, args, kwargs))),
+            source=harness.read_text(encoding="utf-8"),
+            filename=harness.name,
+            entry=entry,
+            regions={name: self.regions[name].to_wire() for name in regions},
+            args=[_arg(a) for a in args],
+            kwargs={k: _arg(v) for k, v in kwargs.items()},
+        )
+        if not isinstance(answer, dict) or ("error" not in answer and "result" not in answer):
+            raise StudentCrash("the sandbox sent a malformed answer")
+        if "error" in answer:
+            error = answer["error"]
+            raise StudentCodeError(format_error(error if isinstance(error, dict) else {}))
+        return answer["result"]
+
     def call_until_optimizer(
         self,
         name: str,

@@ -69,16 +69,18 @@ def cases_file(assignment) -> Path:
 
 
 def fingerprint(assignment) -> str | None:
-    """A digest of what the expectations are computed from: the reference module, and the
-    assignment's description and helper modules (not its check files). None without the
-    reference. Stored with the expectations, so stale ones are noticed."""
+    """A digest of what the expectations are computed from: the reference module and the
+    reference files beside it (the reference's copies of files students hand in with the
+    notebook), and the assignment's description and helper modules, its public checks' too
+    (not the check files).
+    None without the reference. Stored with the expectations, so stale ones are noticed."""
     if not assignment.has_reference:
         return None
     files = [assignment.module_path]
+    files += sorted(p for p in assignment.module_path.parent.glob("*.py") if p != assignment.module_path)
+    helpers = list(assignment.folder.iterdir()) + list(public_folder(assignment).glob("*.py"))
     files += sorted(
-        p
-        for p in assignment.folder.iterdir()
-        if p.is_file() and p.suffix in (".py", ".toml") and not p.name.startswith("test_")
+        p for p in helpers if p.is_file() and p.suffix in (".py", ".toml") and not p.name.startswith("test_")
     )
     digest = hashlib.sha256()
     for path in files:

@@ -27,7 +27,7 @@ OTHERS = EDITIONS[1:]
 LETTERED = {"A.1": ("A.1", None), "B.1": ("B.1", None), "C.1": ("C.1", None)}
 PARTS = {
     "pa2-w2021": {**LETTERED, "D.1": ("D.1", None), "D.2": ("D.2", None)},
-    "pa2-w2022": LETTERED,
+    "pa2-w2022": {**LETTERED, "D.1": ("W2022.D.1", 2), "D.2": ("W2022.D.2", 2)},
     "pa2-w2023": {"4.1": ("A.1", 0.5), "5.1": ("B.1", 0.5), "6.1": ("C.1", 0.5)},
     "pa2-f2024": {"4.1": ("A.1", 0.5), "5.1": ("B.1", 0.5)},
     "pa2-w2025": {"4.1": ("A.1", 8), "5.1": ("B.1", 4)},
@@ -45,6 +45,11 @@ def reference_notebook(name) -> Path:
 
 def template_notebook(name) -> Path:
     return edition(name).template_notebook
+
+
+# Tasks graded from files handed in besides the notebook (W2022's YOLOv3 train.py and
+# utils/loss.py): a notebook alone fails them, saying so (tests/test_w2022_*.py grade folders).
+FILE_TASKS = {"W2022.D.1", "W2022.D.2"}
 
 
 def tasks_of(name) -> set[str]:

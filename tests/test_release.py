@@ -270,8 +270,18 @@ def kernel_report(student_runs) -> tuple[dict, str]:
     return json.loads(proc.stdout.split("REPORT ", 1)[1]), proc.stdout
 
 
+# The W2021 bundle's tasks (the family also has W2022's YOLOv3 tasks, graded from files).
+W2021_TASKS = {"A.1", "B.1", "C.1", "D.1", "D.2"}
+
+
+def stored_checks(kind: str) -> list[dict]:
+    """The family's stored public or hidden checks of the tasks W2021 grades."""
+    checks = json.loads((PUBLIC / "expected.json").read_text())["checks"][kind]
+    return [c for c in checks if c["part"] in W2021_TASKS]
+
+
 def public_names() -> list[str]:
-    return [c["name"] for c in json.loads((PUBLIC / "expected.json").read_text())["checks"]["public"]]
+    return [c["name"] for c in stored_checks("public")]
 
 
 def verdicts(tests: list[dict], names) -> dict[str, str]:
@@ -399,7 +409,7 @@ def test_self_check_of_the_reference_passes_every_public_check(student, student_
     assert [t["name"] for t in data["tests"]] == public_names()
     assert all(t["status"] == "passed" and t["visibility"] == "visible" for t in data["tests"])
     # The hidden checks are listed by name and points, and the total adds up to the grade's.
-    hidden = json.loads((PUBLIC / "expected.json").read_text())["checks"]["hidden"]
+    hidden = stored_checks("hidden")
     assert hidden and all(c["name"] in out for c in hidden)
     assert sum(c["points"] for c in hidden) + data["score"] == 30
 

@@ -19,6 +19,7 @@ from grader.checks import sketch_trace
 from grader.checks import layer_config, layer_state, load_layer_states, ordered_layers, trace
 
 pa2 = import_sibling(__file__, "pa2")
+w2022_yolo = import_sibling(__file__, "w2022_yolo")
 
 # The logits the hidden D.2 checks draw from, and the two-image probe whose two readings of
 # IoU (whole batch, per image) differ.
@@ -39,6 +40,7 @@ def build(reference, assignment, seed=None) -> dict:
         "colour": {name: colour_model(reference, name) for name in pa2.COLOUR_MODELS},
         "finetune": finetune(reference, assignment),
         "iou": iou(reference, assignment),
+        "w2022_yolo": w2022_yolo.cases(reference, assignment),
     }
 
 
@@ -113,10 +115,13 @@ def challenge(reference, assignment, seed: int) -> dict:
             ]
         }
     cases = _iou_cases(reference, assignment, random.Random(rng.randrange(2**31)), count=16)
-    return {
+    fresh = {
         "colour": colour,
         "iou": {"cases": cases, "gradient_probes": _gradient_probes(rng.randrange(2**31))},
     }
+    if any(p.task.startswith("W2022.") for p in assignment.parts):  # only W2022 grades them
+        fresh["w2022_yolo"] = w2022_yolo.challenge(reference, assignment, rng.randrange(2**31))
+    return fresh
 
 
 def _gradient_probes(seed: int, count: int = 2) -> list:

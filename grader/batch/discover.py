@@ -8,12 +8,17 @@ import re
 from pathlib import Path
 
 from ..errors import UsageError
+from ..files import is_submission_folder
 
 SUBMISSION_SUFFIXES = (".ipynb", ".py")
 
 
 def expand_paths(items: list[str]) -> list[Path]:
     """Files, folders (their notebooks and .py files, recursively) and glob patterns.
+
+    A folder holding one notebook and other Python files is one student's submission (the
+    notebook and the files its edition names, grader.files), wherever it appears: given as a
+    path, or as a subfolder of a class folder.
 
     Inside a folder, everything named like a submission is listed, files or not: a folder
     called `x.ipynb` or a dangling link gets a gradebook row saying it cannot be read rather
@@ -28,30 +33,43 @@ def expand_paths(items: list[str]) -> list[Path]:
             # The instructor's mistake (a typo, a verb that does not exist): never a result.
             raise UsageError(f"{item}: no such file or folder")
         for path in matches:
-            if path.is_dir():
-                found.extend(
-                    sorted(
-                        p
-                        for p in path.rglob("*")
-                        if p.suffix in SUBMISSION_SUFFIXES and ".ipynb_checkpoints" not in p.parts
-                    )
-                )
+            if path.is_dir() and path.suffix not in SUBMISSION_SUFFIXES:
+                found.extend(_submissions_in(path))
             else:
                 found.append(path)
     return list(dict.fromkeys(Path(os.path.abspath(p)) for p in found))
+
+
+def _submissions_in(folder: Path) -> list[Path]:
+    if is_submission_folder(folder):
+        return [folder]
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name == ".ipynb_checkpoints":
+            continue
+        if entry.suffix in SUBMISSION_SUFFIXES:
+            found.append(entry)  # a folder or dangling link named so gets a row saying why
+        elif entry.is_dir():
+            found.extend(_submissions_in(entry))
+    return found
 
 
 def result_names(paths: list[Path]) -> dict[Path, str]:
     """A file name per submission: its stem, with parent folders added where stems collide."""
     depth = {p: 0 for p in paths}
     while True:
-        candidates = {p: "__".join(p.with_suffix("").parts[-(depth[p] + 1) :]) for p in paths}
+        candidates = {p: "__".join(_stem(p).parts[-(depth[p] + 1) :]) for p in paths}
         clashes = {n for n in candidates.values() if list(candidates.values()).count(n) > 1}
         if not clashes:
             return candidates
         for p, n in candidates.items():
             if n in clashes:
                 depth[p] += 1
+
+
+def _stem(path: Path) -> Path:
+    """A file without its suffix; a folder submission as it is named (`alice.smith`)."""
+    return path if path.is_dir() and path.suffix not in SUBMISSION_SUFFIXES else path.with_suffix("")
 
 
 def shard(names: list[str], spec: str | None) -> list[str]:

@@ -10,6 +10,8 @@ import os
 import re
 from pathlib import Path
 
+from ..files import submission_digest
+
 from .. import __version__
 from ..assignment import Assignment
 from ..report import atomic_write
@@ -36,10 +38,8 @@ def fingerprint(path: Path, assignment: Assignment, options: dict | None = None)
     the grader's version, the assignment's files and (batch CLI) the grading options
     (grader.options.Options.stamp)."""
     reference = assignment.module_path if assignment.has_reference else None
-    try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-    except OSError:  # unreadable: grading it says so; the stamp just never matches a file
-        digest = None
+    # A file's bytes, or a folder submission's files; None when unreadable (grading says so).
+    digest = submission_digest(path)
     stamp = {
         "submission_sha256": digest,
         "grader_version": __version__,

@@ -460,6 +460,13 @@ class Child:
             optimizer_options=optimizer_options,
         )
 
+    def op_transplant(self, source, filename, entry, regions, args, kwargs):
+        """Run trusted harness code the parent sent, with the submission's file regions in it
+        (grader.transplant); errors come back as part of the answer, located in the file."""
+        from ..transplant import run_in_child
+
+        return run_in_child(source, filename, entry, regions, self.value(args), self.value(kwargs))
+
     def op_call_until_optimizer(self, name, args, model_handle, source_pattern=None, wanted=None):
         """Call a student function for real and stop it when it builds a torch optimizer;
         report which of the model's parameters it handed over."""

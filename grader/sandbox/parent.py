@@ -495,6 +495,7 @@ REQUEST_TEXT = {
     "get_parameters": "reading the parameters",
     "layer_states": "reading the trained layers",
     "call_until_optimizer": "running train() until it builds its optimizer",
+    "transplant": "running your code in the grader's harness",
 }
 
 

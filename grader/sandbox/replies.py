@@ -300,6 +300,42 @@ def _call_until_optimizer(payload, result):
             shape(entry["shape"], "a parameter's shape")
 
 
+def bounded(value, what: str, depth: int = 8, budget: list | None = None):
+    """Plain data of bounded size and depth (JSON values and tensors): for answers whose shape
+    the request's caller, not the engine, knows (a harness's return value); the caller checks
+    the rest."""
+    budget = budget if budget is not None else [MAX_NAMES * 5]
+    budget[0] -= 1
+    if budget[0] < 0 or depth < 0:
+        _fail(what, "too large or too deeply nested")
+    if isinstance(value, torch.Tensor):
+        tensor(value, what, "any", max_elements=2**22)
+    elif isinstance(value, str):
+        text(value, what, 20_000)
+    elif isinstance(value, (list, tuple)):
+        for item in listing(list(value), what, MAX_NAMES):
+            bounded(item, what, depth - 1, budget)
+    elif isinstance(value, dict):
+        for key, item in mapping(value, what).items():
+            text(key, what, 500)
+            bounded(item, what, depth - 1, budget)
+    elif value is not None and not isinstance(value, (bool, int, float)):
+        _fail(what, f"a {type(value).__name__}")
+
+
+def _transplant(payload, result):
+    mapping(result, "the answer", limit=1)
+    if set(result) == {"error"}:
+        mapping(result["error"], "the error", limit=3)
+        for value in result["error"].values():
+            if value is not None:
+                text(value, "the error", 1000)
+    elif set(result) == {"result"}:
+        bounded(result["result"], "the harness's answer")
+    else:
+        _fail("the answer", f"fields {sorted(result)[:5]}")
+
+
 CHECKS = {
     "construct": _construct,
     "build_trusted": _build_trusted,
@@ -315,6 +351,7 @@ CHECKS = {
     "train": _train,
     "call_until_optimizer": _call_until_optimizer,
     "layer_states": _layer_states,
+    "transplant": _transplant,
 }
 
 

@@ -255,4 +255,32 @@ From a terminal, on the saved notebook:
 
 Both print a table of checks, feedback for each failed one, and `Score: X / Y` over the
 public checks.
+""" + _files_section(assignment, notebook)
+
+
+def _files_section(assignment, notebook: str) -> str:
+    """For an edition graded from files besides the notebook: which, and how to check them."""
+    from ..files import wanted_files
+
+    specs = list(wanted_files(assignment).values())
+    if not specs:
+        return ""
+    listed = "\n".join(f"- `{spec.name}`: {spec.description}" for spec in specs)
+    return f"""
+## The other files you hand in
+
+Some parts are graded from files you edit besides the notebook:
+
+{listed}
+
+Hand them in together with `{notebook}`, as your course asks (on Gradescope: select all of
+them in one upload; where they sit in a folder does not matter). In the notebook, `check()` looks for them in
+the current folder and below it (in Colab: run it after `%cd` into the folder that holds them,
+or pass `check(folder="...")`). From a terminal, check the folder that holds the notebook and
+the files:
+
+    grade my-submission/
+
+A missing file costs the parts graded from it, and the feedback names it. Only the lines the
+handout asks you to write are graded; other changes to these files are not run.
 """

@@ -42,21 +42,30 @@ def check(
     namespace: dict | None = None,
     notebook: str | None = None,
     assignment: str | None = None,
+    folder: str | None = None,
     console=None,
 ) -> None:
     """Run the public checks on what this kernel defines and print the feedback. Parts: the
-    assignment's part ids, e.g. "A.1" (default: all). The result is kept in
-    grader.student.selfcheck.last_result."""
+    assignment's part ids, e.g. "A.1" (default: all). An edition that grades files besides
+    the notebook (W2022's train.py and utils/loss.py) reads them from `folder`, by default
+    the current folder and everything below it (in Colab: the cloned tree you `%cd` into).
+    The result is kept in grader.student.selfcheck.last_result."""
     global last_result
     if namespace is None:
         namespace = sys._getframe(1).f_globals  # the notebook's (the caller's) globals
-    last_result = run(parts, namespace, notebook=notebook, assignment=assignment)
+    last_result = run(parts, namespace, notebook=notebook, assignment=assignment, folder=folder)
     from ..report import terminal
 
     terminal(last_result, console=console)
 
 
-def run(parts=(), namespace: dict | None = None, notebook: str | None = None, assignment: str | None = None):
+def run(
+    parts=(),
+    namespace: dict | None = None,
+    notebook: str | None = None,
+    assignment: str | None = None,
+    folder: str | None = None,
+):
     """check() without printing: returns the GradingResult."""
     from ..checkrun import run_checks
     from ..errors import SubmissionError, UsageError
@@ -80,6 +89,7 @@ def run(parts=(), namespace: dict | None = None, notebook: str | None = None, as
                 regions[name] = extract_region(cells, region)
             except RegionNotFound as exc:
                 region_errors[name] = f"{exc} ({source}): {_region_hint(spec.notebook)}"
+        _file_regions(spec, folder, regions, region_errors, result.notes)
         submission = KernelSubmission(namespace, cells, regions, region_errors)
         options = Options(
             device="cpu",
@@ -118,6 +128,26 @@ def _edition(name: str | None, notebook: str | None):
             "call check(assignment=...) with one, or check(notebook=...) with your notebook file"
         )
     return load_assignment(name)
+
+
+def _file_regions(spec, folder, regions: dict, region_errors: dict, notes: list) -> None:
+    """The regions in the files the edition grades besides the notebook, read from `folder`
+    (default: the current folder, searched below it)."""
+    import os
+    from pathlib import Path
+
+    from ..files import file_regions, find_files, wanted_files
+
+    wanted = wanted_files(spec)
+    if not wanted:
+        return
+    where = Path(folder or os.getcwd())
+    found, errors = file_regions(find_files(where, wanted), spec.file_regions, notes)
+    regions.update(found)
+    hint = f"looked in {where} and below: run check() there, or check(folder=...) with your files' folder"
+    region_errors.update(
+        {n: f"{why} ({hint})" if "not found in the" in why else why for n, why in errors.items()}
+    )
 
 
 def _region_hint(notebook: str | None) -> str:
