@@ -6,8 +6,15 @@ points=...)` and the fixtures `submission`, `reference`, `expected`, `secret`, `
     from grader.checks import StudentCodeError, compare_with_stored, import_sibling
 """
 
-from .assignment import import_sibling
-from .compare import compare_with_stored, first_layer_difference, shape_text, sketch_trace
+from .assignment import import_shared, import_sibling
+from .compare import (
+    compare_with_stored,
+    first_layer_difference,
+    shape_text,
+    sketch,
+    sketch_close,
+    sketch_trace,
+)
 from .errors import MissingDefinition, StudentCodeError, StudentCrash, StudentTimeout
 from .layers import layer_config, layer_state, load_layer_states, ordered_layers, trace
 from .pictures import prediction_grid
@@ -16,10 +23,13 @@ from .reproduce import reproducible, with_reproduction
 from .training import run_training
 
 __all__ = [
+    "import_shared",
     "import_sibling",
     "compare_with_stored",
     "first_layer_difference",
     "shape_text",
+    "sketch",
+    "sketch_close",
     "sketch_trace",
     "MissingDefinition",
     "StudentCodeError",
