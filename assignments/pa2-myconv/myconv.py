@@ -10,6 +10,7 @@ Check modules import this file with `grader.checks.import_sibling(__file__, "myc
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,26 @@ def concatenations(model: str, structure: dict, hp) -> list[dict]:
     cats.append({"name": "upconv2", "layer": 8, "parts": [nf, nf]})
     cats.append({"name": "finalconv", "layer": 10, "parts": [width, nic]})
     return cats
+
+
+def stored_on_self(class_node: ast.ClassDef) -> set[str]:
+    """The attributes forward assigns on `self` (its first parameter), read from the source."""
+    forward = [n for n in class_node.body if isinstance(n, ast.FunctionDef) and n.name == "forward"]
+    if not forward or not forward[-1].args.args:
+        return set()
+    me = forward[-1].args.args[0].arg
+    found = set()
+    for node in ast.walk(forward[-1]):
+        targets = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        for target in targets:
+            for t in ast.walk(target):
+                if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == me:
+                    found.add(t.attr)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setattr" and len(node.args) >= 2:
+            if isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str):
+                found.add(node.args[1].value)
+    return found

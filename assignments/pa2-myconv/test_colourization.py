@@ -40,29 +40,6 @@ def test_output_shape(submission, request, input_channels, name, data):
 ACTIVATIONS = [f"out{i}" for i in range(1, 6)]
 
 
-def stored_on_self(class_node: ast.ClassDef) -> set[str]:
-    """The attributes forward assigns on `self` (its first parameter), read from the source."""
-    forward = [n for n in class_node.body if isinstance(n, ast.FunctionDef) and n.name == "forward"]
-    if not forward or not forward[-1].args.args:
-        return set()
-    me = forward[-1].args.args[0].arg
-    found = set()
-    for node in ast.walk(forward[-1]):
-        targets = []
-        if isinstance(node, ast.Assign):
-            targets = node.targets
-        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
-            targets = [node.target]
-        for target in targets:
-            for t in ast.walk(target):
-                if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == me:
-                    found.add(t.attr)
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setattr" and len(node.args) >= 2:
-            if isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str):
-                found.add(node.args[1].value)
-    return found
-
-
 @pytest.mark.parametrize(
     "name", [pytest.param(n, marks=pytest.mark.grade(subject=n), id=n) for n in myconv.MODELS]
 )
@@ -85,7 +62,7 @@ def test_forward_keeps_activations(submission, name):
         for node in ast.parse(statement.source).body
         if isinstance(node, ast.ClassDef) and node.name == name
     ]
-    stored = stored_on_self(definitions[-1]) if definitions else set()
+    stored = myconv.stored_on_self(definitions[-1]) if definitions else set()
     missing = [a for a in ACTIVATIONS if a not in stored]
     assert not missing, with_reproduction(
         f"{name}.forward does not keep {', '.join('self.' + a for a in missing)}: Part E's "

@@ -160,9 +160,15 @@ def agreeing_layers(student: list[dict], reference: list[dict]) -> int:
 
 
 def nearest(model: str, per_reading: list[dict], acc: dict, score) -> dict:
-    """The accepted reading that `score(entry)` ranks highest (ties: the canonical order)."""
+    """The accepted reading that `score(entry)` ranks highest; on a tie the one the edition
+    lists first (its `[readings]` order: its default reading first)."""
     candidates = [e for e in per_reading if is_accepted(e["reading"], acc)] or per_reading
-    return max(candidates, key=lambda e: (score(e), -per_reading.index(e)))
+
+    def rank(entry):
+        chosen = entry["reading"].items()
+        return sum(acc[a].index(str(v)) if str(v) in acc[a] else len(acc[a]) for a, v in chosen)
+
+    return max(candidates, key=lambda e: (score(e), -rank(e)))
 
 
 # -- equivalence ---------------------------------------------------------------------------------
@@ -256,8 +262,9 @@ def where_it_differs(student, structure: dict, variant: dict, skip_first: tuple,
                         f"the first layer's output already differs in {mode} mode: check what "
                         "forward does before it"
                     )
+                agree = "layer 1 agrees" if i == 1 else f"layers 1-{i} agree"
                 return (
-                    f"layers 1-{i} agree; layer {i + 1} ({r['type']}, output "
+                    f"{agree}; layer {i + 1} ({r['type']}, output "
                     f"{shape_text(r['out_shape'])}) gives another output in {mode} mode: check what "
                     f"forward does between layer {i} and layer {i + 1} (their order, activations, "
                     "pooling or upsampling, skip connections) and the layer's own settings"
