@@ -203,3 +203,17 @@ def test_feedback_names_the_readings_real_notebooks_chose(graded):
     assert "upconv2 with 3 filters" in text, text
     text = feedback(graded["w2019_pool_first_2018"], "C.1", "equivalence")
     assert "BatchNorm after the pooling" in text, text
+
+
+def test_the_batch_gradebook_has_the_w2019_edition_column(graded, main_batch):
+    import csv
+
+    rows = {
+        r["submission"]: r
+        for r in csv.DictReader((main_batch.out / "gradebook.csv").read_text().splitlines())
+    }
+    for name in NOTEBOOKS:
+        assert rows[name]["edition"] == EDITION, rows[name]
+        assert float(rows[name]["E"]) == pytest.approx(
+            sum(t["score"] for t in graded[name].tests if t["tags"][0] == "E")
+        )
