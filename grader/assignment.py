@@ -31,6 +31,7 @@ from pathlib import Path
 
 from .detect import EditionSigns, parse_signs
 from .errors import AssignmentError, SubmissionError, UsageError
+from .provided import provided_definitions
 from .regions import RegionSpec
 
 try:
@@ -293,13 +294,25 @@ def for_submission(path, name: str | None = None):
         # Unreadable, or nothing left that tells: the family's default edition grades it, so
         # an unusable notebook still fails every check it would have had (0 out of the full
         # points), and one with code is still graded.
-        defaults = {a.data.get("default_edition") for a in editions}
-        default = defaults.pop() if len(defaults) == 1 else None
-        if default not in {a.name for a in editions}:
+        default = _default_edition(Path(path), editions)
+        if default is None:
             raise
         why = "nothing in it tells the edition" if isinstance(exc, NoEditionFound) else "it cannot be read"
         detection = Detection(default, f"{why}: its family's default edition")
     return load_assignment(detection.name), detection
+
+
+def _default_edition(path: Path, editions: list[Assignment]) -> str | None:
+    """The edition that reports a notebook nothing tells: its family's `default_edition`.
+    With several families installed, the default whose notebook has the submission's file
+    name, else the first family's (by name), so the choice never depends on the machine."""
+    names = {a.name for a in editions}
+    by_family = {a.family or a.name: a.data.get("default_edition") for a in editions}
+    defaults = [by_family[f] for f in sorted(by_family) if by_family[f] in names]
+    if not defaults:
+        return None
+    named = [d for d in defaults if next(a for a in editions if a.name == d).notebook == path.name]
+    return (named or defaults)[0]
 
 
 def _load(name: str) -> Assignment:
@@ -350,6 +363,7 @@ def read_edition(edition_folder: Path) -> Assignment:
     from .files import read_specs
 
     files, file_regions = read_specs(path, data)
+    provided_definitions(data.get("harvest", {}).get("provided"), f"{path}: [harvest.provided]")
     assignment = Assignment(
         name=name,
         title=data.get("title", name),
@@ -390,3 +404,19 @@ def import_sibling(file: str, name: str):
         sys.modules[key] = module
         spec.loader.exec_module(module)
     return sys.modules[key]
+
+
+SHARED_FOLDER = "shared"  # assignments/shared/: helper modules several families' checks import
+
+
+def import_shared(name: str):
+    """Import `name`.py from assignments/shared/public/ (helpers public checks may use: they
+    ship with the student's wheel) or else assignments/shared/ (instructor-side helpers)."""
+    root = data_root("assignments")
+    folders = [root / SHARED_FOLDER / "public", root / SHARED_FOLDER] if root else []
+    for folder in folders:
+        if (folder / f"{name}.py").is_file():
+            return import_sibling(str(folder / "__init__.py"), name)
+    raise ModuleNotFoundError(
+        f"no shared check helper {name!r} in {', '.join(map(str, folders)) or 'assignments/'}"
+    )

@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import sys
+from pathlib import Path
 
 from . import public
 from .assignment import Assignment
@@ -46,12 +48,36 @@ def pytest_args(assignment: Assignment, options: Options, targets: list | None =
     ]
 
 
-def _pytest_quietly(args: list[str], plugins: list) -> None:
+def _pytest_quietly(args: list[str], plugins: list, assignment: Assignment | None = None) -> None:
     """pytest prints its own progress; the grader prints its own report instead."""
     import pytest
 
+    if assignment is not None:
+        _forget_other_families_checks(assignment)
     with contextlib.redirect_stdout(io.StringIO()):
         pytest.main(args, plugins=plugins)
+
+
+def _forget_other_families_checks(assignment: Assignment) -> None:
+    """pytest (--import-mode=importlib) names a check module by its path under the rootdir,
+    the family's folder, and reuses a module of that name if one is loaded: after one
+    family's `public/test_x.py` or `conftest.py`, another family's file of the same name
+    would run the first one's checks. One process grades several families (a batch worker),
+    so the check modules of other families are dropped before these run. Helpers imported
+    with import_sibling have names of their own and stay."""
+    from .assignment import data_root
+
+    root = data_root("assignments")
+    if root is None:
+        return
+    root, keep = root.resolve(), [f.resolve() for f in assignment.check_folders]
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if not file or name.startswith("_grader_sibling_"):
+            continue
+        path = Path(file).resolve()
+        if path.is_relative_to(root) and not any(path.is_relative_to(k) for k in keep):
+            del sys.modules[name]
 
 
 def run_checks(submission, assignment: Assignment, options: Options, result: GradingResult) -> None:
@@ -76,7 +102,9 @@ def run_checks(submission, assignment: Assignment, options: Options, result: Gra
         expected=expectations.cases,
         secret=seed,
     )
-    _pytest_quietly(pytest_args(assignment, options, public.check_targets(assignment, public_only)), [plugin])
+    _pytest_quietly(
+        pytest_args(assignment, options, public.check_targets(assignment, public_only)), [plugin], assignment
+    )
     if plugin.collection_errors:
         raise RuntimeError(
             "the assignment's checks could not be loaded:\n" + "\n".join(plugin.collection_errors)
@@ -120,7 +148,7 @@ def collect_checks(assignment: Assignment, options: Options) -> list[dict]:
                 )
 
     plugin = GradingPlugin(None, None, assignment, options.device, options.selects)
-    _pytest_quietly([*pytest_args(assignment, options), "--collect-only"], [plugin, Catalog()])
+    _pytest_quietly([*pytest_args(assignment, options), "--collect-only"], [plugin, Catalog()], assignment)
     return listed if not plugin.collection_errors else []
 
 
@@ -144,9 +172,8 @@ def list_checks(assignment: Assignment, public_checks: bool) -> list[dict]:
         targets, extra = [folder], []
     else:
         targets, extra = assignment.check_folders, [f"--ignore={folder}"]
-    _pytest_quietly(
-        pytest_args(assignment, Options(), targets) + ["--collect-only", *extra], [plugin, collector]
-    )
+    args = pytest_args(assignment, Options(), targets) + ["--collect-only", *extra]
+    _pytest_quietly(args, [plugin, collector], assignment)
     if plugin.collection_errors:
         raise RuntimeError(
             "the assignment's checks could not be collected:\n" + "\n".join(plugin.collection_errors)

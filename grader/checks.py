@@ -6,12 +6,14 @@ points=...)` and the fixtures `submission`, `reference`, `expected`, `secret`, `
     from grader.checks import StudentCodeError, compare_with_stored, import_sibling
 """
 
-from .assignment import import_sibling
+from .assignment import import_shared, import_sibling
 from .compare import (
     NotVerified,
     compare_with_stored,
     first_layer_difference,
     shape_text,
+    sketch,
+    sketch_close,
     sketch_trace,
     verified_network,
 )
@@ -23,12 +25,15 @@ from .reproduce import reproducible, with_reproduction
 from .training import run_training
 
 __all__ = [
+    "import_shared",
     "import_sibling",
     "compare_with_stored",
     "NotVerified",
     "verified_network",
     "first_layer_difference",
     "shape_text",
+    "sketch",
+    "sketch_close",
     "sketch_trace",
     "MissingDefinition",
     "StudentCodeError",

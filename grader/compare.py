@@ -393,14 +393,14 @@ class NotVerified(AssertionError):
 
 def verified_network(
     model: Remote,
-    candidates: list[tuple[str, torch.nn.Module]],
+    candidates: list[tuple],
     probe: torch.Tensor,
     secret_input: torch.Tensor,
     atol: float = 1e-4,
     rtol: float = 1e-3,
 ) -> tuple[str, torch.nn.Module]:
-    """The trusted network (one of `candidates`: (label, fresh module) in the parent, e.g. the
-    reference and its accepted variants) that, given the weights the child's `model` holds now,
+    """The trusted network (one of `candidates`: (label, fresh module[, transform of the
+    student's layer states]) in the parent, e.g. the reference and its accepted variants) that, given the weights the child's `model` holds now,
     computes what the child's network computes. The child reports its layer states by forward
     order on `probe` and its outputs on `secret_input`, an input it cannot know in advance, in
     eval then train mode; both are claims, and the candidate holding those states must give the
@@ -415,9 +415,13 @@ def verified_network(
     states = model.layer_states(probe)
     outputs = {mode: model.forward(secret_input, mode=mode).output for mode in ("eval", "train")}
     misfit = None
-    for label, original in candidates:
+    for entry in candidates:
+        label, original = entry[0], entry[1]
+        # A candidate may hold its layers' weights in another order than the student's network
+        # (a concatenation the other way round): its transform maps the student's to its own.
+        own = entry[2](states) if len(entry) > 2 else states
         candidate = copy.deepcopy(original)
-        problems, _ = load_layer_states(candidate, probe, states)
+        problems, _ = load_layer_states(candidate, probe, own)
         if problems:
             misfit = misfit or problems[0]
             continue
@@ -436,7 +440,7 @@ def verified_network(
                 break
         if same:  # a fresh copy: the train-mode probe moved its BatchNorm statistics
             trained = copy.deepcopy(original)
-            load_layer_states(trained, probe, states)
+            load_layer_states(trained, probe, own)
             return label, trained.eval()
     why = (
         f"its trained weights do not fit the reference network ({misfit})"

@@ -20,6 +20,7 @@ from .checkrun import collect_checks, run_checks
 from .errors import MachineError, StudentCodeError, SubmissionError, UnsafeSandbox
 from .load import LoadedSubmission, load_submission
 from .options import Options
+from .provided import provided_definitions, supply_provided
 from .proxy import Submission
 from .regions import RegionNotFound, extract_region
 from .results import GradingResult
@@ -52,6 +53,9 @@ def harvest_stage(ctx: GradingContext) -> None:
     if not ctx.harvest.statements and not ctx.harvest.broken_cells:
         raise SubmissionError(f"{ctx.path}: the submission has no code")
     ctx.result.notes.extend(ctx.harvest.diagnostics())
+    # Definitions the handout provides, lost with an unparsable cell: put back (grader.provided).
+    provided = provided_definitions(ctx.assignment.data.get("harvest", {}).get("provided"))
+    ctx.result.notes.extend(supply_provided(ctx.harvest, provided))
 
 
 def region_stage(ctx: GradingContext) -> None:

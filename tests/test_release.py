@@ -345,6 +345,11 @@ def test_wheel_holds_the_engine_and_only_public_files(unpacked):
             "grader_assignments/__init__.py",
             f"grader_assignments/{ASSIGNMENT}/assignment.toml",
             f"grader_assignments/{FAMILY}/family.toml",
+            # public check helpers several families share (the fine-tuning checks)
+            *(
+                f"grader_assignments/shared/public/{p.name}"
+                for p in (REPO / "assignments" / "shared" / "public").glob("*.py")
+            ),
             *(
                 f"grader_assignments/{FAMILY}/public/{p.name}"
                 for p in PUBLIC.iterdir()

@@ -68,13 +68,22 @@ def held_out_loss(outputs, labels):
 @pytest.mark.grade(points=1)
 def test_colourization_learns(submission, reference, device, feedback, secret, name):
     """Short training run: every layer learns and the loss falls like the reference's"""
+    torch.manual_seed(0)
+    ref_model = getattr(reference, name)(*SETTING)
+    candidates = pa2.reference_variants(reference, name, SETTING)
+    colourization_verdict(submission, name, SETTING, ref_model, candidates, device, secret, feedback)
+
+
+def colourization_verdict(submission, name, setting, ref_model, candidates, device, secret, feedback):
+    """The colourization training check, for any family: `name` built with `setting` trains
+    next to `ref_model` (the reference network, freshly built from seed 0); `candidates`
+    are the (label, network[, transform]) the student's trained weights may be verified in
+    (grader.checks.verified_network)."""
     budget = BUDGET[device]
     grey, labels, colours = data.colourization_set(budget["n"])
     run = dict(steps=budget["steps"], batch_size=budget["batch_size"], lr=LR, seed=0, device=device)
-    torch.manual_seed(0)
-    ref_model = getattr(reference, name)(*SETTING)
     ref = run_training(ref_model, grey, labels, torch.nn.CrossEntropyLoss(), **run)
-    model = submission.build(name, *SETTING)
+    model = submission.build(name, *setting)
     got = model.train(grey, labels, loss="torch.nn.CrossEntropyLoss", timeout=120, **run)
     # The verdict rests on what the grader computes itself: the weights the network ends
     # training with run here, in the reference network, on secret held-out images, scored
@@ -84,12 +93,10 @@ def test_colourization_learns(submission, reference, device, feedback, secret, n
     # reports only explain a failure; a made-up report or a forward that answers held-out
     # images from a lookup table cannot pass.
     seed = (secret or 0) % 2**31
-    probe = pa2.seeded_input((2, SETTING[3], 32, 32))
-    secret_input = pa2.seeded_input((4, SETTING[3], 32, 32), seed=2 + seed)
+    probe = pa2.seeded_input((2, setting[3], 32, 32))
+    secret_input = pa2.seeded_input((4, setting[3], 32, 32), seed=2 + seed)
     try:
-        _, trained = verified_network(
-            model, pa2.reference_variants(reference, name, SETTING), probe, secret_input
-        )
+        _, trained = verified_network(model, candidates, probe, secret_input)
     except NotVerified as exc:
         trained, not_verified = None, exc
     held_grey, held_labels, _ = data.colourization_held_out(budget["n"], 1 + seed, labels)
@@ -151,7 +158,13 @@ def segmentation_picture(title, images, got, masks, feedback):
 @pytest.mark.grade(part="D.1", points=1)
 def test_finetune_trains_only_head(submission, assignment, reference, device, feedback, secret):
     """Fine-tuning steps after the driver cell: frozen weights stay bit-identical, classifier.4 changes, the loss falls"""  # noqa: E501 (the check's name)
-    spec = assignment.data["finetune"]
+    finetune_head_verdict(submission, assignment.data["finetune"], reference, device, secret, feedback)
+
+
+def finetune_head_verdict(submission, spec, reference, device, secret, feedback):
+    """The fine-tuning training check after a driver cell, for any family with a [finetune]
+    table: the child's run from the grader's starting head must end where the grader's own
+    run with only the new layer trainable does."""
     run = pa2.finetune_run(submission, spec, device, secret)
     got = run["report"]
     segmentation_picture(

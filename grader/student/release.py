@@ -28,7 +28,7 @@ import zipfile
 from pathlib import Path
 
 from .. import __version__, public
-from ..assignment import EDITION_FILE, FAMILY_FILE
+from ..assignment import EDITION_FILE, FAMILY_FILE, SHARED_FOLDER
 from ..verbs import run_verb, verb_parser
 
 DIST_NAME = "pytorch-notebook-grader"
@@ -115,6 +115,15 @@ def stage(assignment, staging: Path, version: str) -> None:
         checks / public.PUBLIC_DIR,
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"),
     )
+    # Public check helpers several families share (assignments/shared/public/): as public as
+    # the checks that import them.
+    shared = assignment.folder.parent / SHARED_FOLDER / public.PUBLIC_DIR
+    if shared.is_dir():
+        shutil.copytree(
+            shared,
+            target / SHARED_FOLDER / public.PUBLIC_DIR,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"),
+        )
     (staging / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools>=68", "wheel"]\nbuild-backend = "setuptools.build_meta"\n'
     )
@@ -188,12 +197,25 @@ def build_wheel(source: Path, out: Path) -> Path:
 
 
 def reference_lines(assignment) -> list[str]:
-    """The reference module's code lines long enough to be its own (comments left out)."""
+    """The reference module's code lines long enough to be its own (comments left out), less
+    those the starter notebook shows students anyway (a definition the handout provides)."""
     if not assignment.has_reference:
         return []
     path = assignment.module_path
     lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
-    return sorted({line for line in lines if len(line) >= LEAK_MIN_CHARS and not line.startswith("#")})
+    own = {line for line in lines if len(line) >= LEAK_MIN_CHARS and not line.startswith("#")}
+    return sorted(own - starter_lines(assignment))
+
+
+def starter_lines(assignment) -> set[str]:
+    """The stripped lines of the starter notebook's code cells."""
+    import nbformat
+
+    template = assignment.template_notebook
+    if template is None:
+        return set()
+    nb = nbformat.read(str(template), as_version=4)
+    return {line.strip() for c in nb.cells if c.cell_type == "code" for line in c.source.splitlines()}
 
 
 def find_leaks(assignment, wheel: Path) -> list[str]:
