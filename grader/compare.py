@@ -399,14 +399,15 @@ def verified_network(
     atol: float = 1e-4,
     rtol: float = 1e-3,
 ) -> tuple[str, torch.nn.Module]:
-    """The trusted network (one of `candidates`: (label, fresh module[, transform of the
-    student's layer states]) in the parent, e.g. the reference and its accepted variants) that, given the weights the child's `model` holds now,
-    computes what the child's network computes. The child reports its layer states by forward
-    order on `probe` and its outputs on `secret_input`, an input it cannot know in advance, in
-    eval then train mode; both are claims, and the candidate holding those states must give the
-    same outputs here. What the candidate then computes on other inputs (held-out images) is
-    the parent's own measurement: a child that answers held-out inputs from a lookup table, or
-    trained something else than its network, earns nothing from it. NotVerified when no
+    """The trusted network, one of `candidates` ((label, fresh module[, transform of the
+    student's layer states]) in the parent: the reference and its accepted variants), that,
+    given the weights the child's `model` holds now, computes what the child's network
+    computes. The child reports its layer states by forward order on `probe` and its outputs
+    on `secret_input`, an input it cannot know in advance, in eval then train mode; both are
+    claims, and the candidate holding those states must give the same outputs here. What the
+    candidate then computes on other inputs (held-out images) is the parent's own
+    measurement: a child that answers held-out inputs from a lookup table, or trained
+    something else than its network, earns nothing from it. NotVerified when no
     candidate fits (a network that is not the reference's function)."""
     import copy
 
