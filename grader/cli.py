@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import sys
+import tempfile
 
 SUBCOMMANDS = {
     # verb: "module:function" taking the remaining argv and returning an exit status
@@ -136,6 +137,11 @@ def main(argv=None) -> int:
     from .sandbox.server import forget_working_folder
 
     forget_working_folder()
+    # Hypothesis keeps a cache folder (`.hypothesis/`) in the working folder even without a
+    # database: a grading writes nothing into the folder it is run from.
+    os.environ.setdefault(
+        "HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), f"grader-hypothesis-{os.getuid()}")
+    )
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in SUBCOMMANDS:
         module_name, function = SUBCOMMANDS[argv[0]].split(":")

@@ -88,6 +88,7 @@ def sandbox_stage(ctx: GradingContext) -> None:
         reference_seconds(ctx.assignment.limits, kinds), speed, ctx.options.budget_seconds
     )
     ctx.budget.started = ctx.started
+    ctx.result.budget_seconds = round(ctx.budget.seconds, 1)
     if ctx.options.device == "cuda":
         # The CUDA driver reserves tens of GB of address space: RLIMIT_AS cannot bound it.
         limits.memory_bytes = 0

@@ -36,7 +36,11 @@ class Remote:
         return {"$handle": self.handle}
 
     def _ask(self, op, **payload):
-        return self._submission.ask(op, handle=self.handle, **payload)
+        # A request that hung, killed the child or answered nonsense fails at once when the
+        # same class is asked the same again (and after two such failures, anything of that
+        # kind): a hostile class costs at most two time limits or two fresh children.
+        memo = (op, self.label.split("(", 1)[0], _signature(self.label, payload))
+        return self._submission.ask(op, handle=self.handle, _memo=memo, **payload)
 
     def forward(
         self, *inputs, mode="train", trace=False, keep_values=False, grad=False, output_key=None
@@ -364,6 +368,22 @@ class Submission:
             source_pattern=source_pattern,
             wanted=wanted,
         )
+
+
+def _signature(label: str, payload) -> str:
+    """What tells two requests apart for remembering failures: the object and the request's
+    values, tensors by their shape and dtype (their values would make every key different)."""
+
+    def walk(value):
+        if isinstance(value, torch.Tensor):
+            return f"tensor{list(value.shape)}{value.dtype}"
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in sorted(value.items())}
+        if isinstance(value, (list, tuple)):
+            return [walk(v) for v in value]
+        return value
+
+    return f"{label}:{walk(payload)!r}"[:2000]
 
 
 def attrdict(values: dict) -> dict:

@@ -13,7 +13,7 @@ _INVISIBLE = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]"
 )
 MAX_NOTES = 30  # notes kept per result; the rest are counted in one line
-MAX_NOTE_CHARS = 1000
+MAX_NOTE_CHARS = 4000  # the self-check's list of hidden checks is one note
 
 
 def visible(text) -> str:
@@ -93,6 +93,8 @@ class GradingResult:
     # The secret seed of this grading's challenges (instructor side only; never shown to the
     # student: not in results.json's output).
     challenge_seed: int | None = None
+    # The grading's time budget in seconds (grader.budget), for the instructor.
+    budget_seconds: float | None = None
     # The largest resident memory of the sandbox process that ran the submission's code, in
     # bytes (None: no sandbox started, or not measurable here).
     peak_memory_bytes: int | None = None
@@ -207,6 +209,7 @@ class GradingResult:
                 "device": self.device,
                 "isolation": self.isolation,
                 "challenge_seed": self.challenge_seed,
+                "budget_seconds": self.budget_seconds,
                 "peak_memory_bytes": self.peak_memory_bytes,
                 "hidden": [c.number for c in self.checks if c.hidden],
             },
@@ -245,6 +248,7 @@ class GradingResult:
             device=str(meta.get("device", "cpu")),
             isolation=list(meta.get("isolation") or []),
             challenge_seed=meta.get("challenge_seed"),
+            budget_seconds=meta.get("budget_seconds"),
             peak_memory_bytes=meta.get("peak_memory_bytes"),
         )
         return loaded.shown()

@@ -33,8 +33,8 @@ from submissions import REPO, make_notebook
 PARTS = ("A.1", "B.1", "C.1", "D.1", "D.2")
 HOSTILE_TIMEOUT = 5  # --timeout of the hostile batch, seconds
 HOSTILE_PARTS = ("A.1", "B.1", "C.1", "D.2")
-MAIN_BATCH_LIMIT = 1200  # seconds we wait for a batch before calling it hung
-HOSTILE_BATCH_LIMIT = 600
+MAIN_BATCH_LIMIT = 3600  # a generous timeout (a hung batch), not a speed bound: see benchmarks
+HOSTILE_BATCH_LIMIT = 1800
 
 # Checks of the D parts share kinds; tests name them by what they check.
 CHECK_KEYS = {

@@ -145,7 +145,6 @@ def test_some_checks_failed_exit_1(runs):
 @pytest.mark.parametrize(
     "name, reason",
     [
-        ("missing", "does-not-exist.ipynb: no such file"),
         ("broken_json", "not a valid notebook: broken JSON at line 1"),
         ("v3", "notebook format v3 is not supported"),
         ("empty", "the submission has no code"),
@@ -165,7 +164,17 @@ def test_unusable_submission_exit_2_with_reason_and_results_file(runs, name, rea
     assert "\n" not in data["output"].strip()
 
 
-@pytest.mark.parametrize("name", ["missing", "broken_json", "v3", "empty"])
+def test_a_path_that_does_not_exist_is_the_persons_mistake(runs):
+    """Not a student's result: one line, exit status 2, no results file."""
+    run = runs["missing"]
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert run.stderr.strip().endswith("does-not-exist.ipynb: no such file or folder")
+    assert len(run.stderr.strip().splitlines()) == 1 and not run.stdout.strip()
+    with pytest.raises(FileNotFoundError):
+        run.results()
+
+
+@pytest.mark.parametrize("name", ["broken_json", "v3", "empty"])
 def test_unusable_submission_reason_is_one_line_in_the_terminal(runs, name):
     # DESIGN: exit 2 "with a one-line reason". Captured by CI (no terminal), the output must
     # not be wrapped at 80 columns in the middle of the reason.

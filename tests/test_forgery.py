@@ -215,9 +215,11 @@ def test_lying_about_requires_grad_earns_nothing_on_the_instructor_side(graded):
     honest = graded[("instructor", "honest_d1_no_freezing")]["D.1"]
     forged = graded[("instructor", "forged_d1_lying_parameters")]["D.1"]
     assert forged <= honest, (forged, honest)
+    # The model is read through nn.Module's own storage, not the instance's replaced methods:
+    # the lie fools a student's own self-check no more than the instructor's grading.
     assert (
         graded[("student", "forged_d1_lying_parameters")]["D.1"]
-        > graded[("student", "honest_d1_no_freezing")]["D.1"]
+        <= graded[("student", "honest_d1_no_freezing")]["D.1"]
     )
 
 

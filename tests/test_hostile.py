@@ -118,19 +118,6 @@ HOSTILE_NOTEBOOKS = {
     },
 }
 
-# Seconds, generous: a notebook grades in 2-5 s on an idle core of this 2-core machine, 3-4
-# times that while the other batch, the CLI tests and other sessions compete for it; each of
-# the two hangs costs one --timeout plus a fresh child and a reload of the notebook. A hang
-# paid again per check and per hypothesis example (4 checks x up to 12 examples x 5 s, for
-# two notebooks, about 480 s more) is far beyond the bound: 30 + 12 x 30 + 3 x 15 = 435 s.
-# (30 s a notebook: the instructor's side runs every function check on the secret challenges
-# too.) The time is from the batch's start to its exit (conftest.Batch notes the exit).
-STARTUP = 30  # python, torch and the forkserver
-PER_NOTEBOOK = 30
-PER_HANG = HOSTILE_TIMEOUT + 10
-EXPECTED_HANGS = 3
-HOSTILE_BATCH_BOUND = STARTUP + PER_NOTEBOOK * len(HOSTILE_NOTEBOOKS) + PER_HANG * EXPECTED_HANGS
-
 ALL_CHECKS = {"shape", "layers", "params", "equivalence"}
 
 
@@ -146,10 +133,12 @@ def test_grader_survives_every_hostile_notebook(graded_hostile, hostile_batch):
     assert len(rows) == 1 + len(HOSTILE_NOTEBOOKS)
 
 
-def test_hostile_batch_time_is_bounded(hostile_batch):
-    assert hostile_batch.wall_time < HOSTILE_BATCH_BOUND, (
-        f"{hostile_batch.wall_time:.0f} s, bound {HOSTILE_BATCH_BOUND} s"
-    )
+def test_every_hostile_grading_ends_within_its_budget(graded_hostile):
+    """Whatever a notebook does, its grading ends with its time budget (grader.budget: at
+    least 180 s); how fast gradings are is measured by the benchmarks, not here."""
+    for result in graded_hostile.values():
+        budget = result.data["grader"]["budget_seconds"]
+        assert budget and result.execution_time < budget + 30, result.summary()
 
 
 def test_infinite_loop_in_init_costs_only_a1_and_at_most_two_time_limits(graded_hostile):

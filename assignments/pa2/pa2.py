@@ -117,7 +117,8 @@ def starting_head(spec, secret, head=ONE_BY_ONE):
     g = torch.Generator().manual_seed((secret or 0) % 2**63)
     layer = build_head(spec, head)
     names = head_names(spec, head)
-    values = {names[0]: torch.randn(*layer.weight.shape, generator=g) * 0.05}
+    # Scaled so the new layer's outputs start the same size whatever its kernel.
+    values = {names[0]: torch.randn(*layer.weight.shape, generator=g) * 0.05 / head_area(head) ** 0.5}
     if len(names) > 1:
         values[names[1]] = torch.randn(*layer.bias.shape, generator=g) * 0.05
     return values
@@ -186,12 +187,24 @@ def _finetune_run(submission, spec, device, secret) -> dict:
     model = submission.run_region("driver", bindings={"model": model}, keep=["model"])["model"]
     head = head_settings(spec, model.describe(spec["head"]))
     model.set_parameters(starting_head(spec, secret, head))
-    report = train_in_child(model, images, masks, "torch.nn.CrossEntropyLoss", device)
+    report = train_in_child(model, images, masks, "torch.nn.CrossEntropyLoss", device, head)
     final = model.get_parameters(head_names(spec, head))
     return {"report": report, "final": final, "raw": raw, "masks": masks, "head": head}
 
 
-def train_in_child(model, images, masks, loss, device):
+def head_area(head) -> int:
+    """Inputs per output of the new layer's kernel (9 for a 3x3)."""
+    kh, kw = dict(head)["kernel_size"]
+    return kh * kw
+
+
+def finetune_lr(device, head=ONE_BY_ONE) -> float:
+    """A larger kernel sums more inputs: its outputs move that many times more per step, so
+    the step is that many times smaller (a correct 3x3 head's loss oscillated at 1x1's rate)."""
+    return FINETUNE[device]["lr"] / head_area(head)
+
+
+def train_in_child(model, images, masks, loss, device, head=ONE_BY_ONE):
     """The fine-tuning steps every Part D training check runs in the child (FINETUNE's
     budget); `loss`: "torch.nn.CrossEntropyLoss" or the name of the student's loss function."""
     b = FINETUNE[device]
@@ -201,7 +214,7 @@ def train_in_child(model, images, masks, loss, device):
         loss=loss,
         steps=b["steps"],
         batch_size=b["batch_size"],
-        lr=b["lr"],
+        lr=finetune_lr(device, head),
         device=device,
         output_key="out",
         timeout=180,
@@ -252,7 +265,7 @@ def train_in_parent(reference, factory, device, secret, spec, loss_fn, head=ONE_
             loss_fn,
             b["steps"],
             b["batch_size"],
-            b["lr"],
+            finetune_lr(device, head),
             seed=0,
             device=device,
             output_key="out",

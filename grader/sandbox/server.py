@@ -42,6 +42,7 @@ ENVIRONMENT_KEPT = (
     "OPENBLAS_L2_SIZE",
     "OPENBLAS_NUM_THREADS",
     "PYTHONHASHSEED",
+    "HYPOTHESIS_STORAGE_DIRECTORY",  # a batch worker's cache folder, never the working folder
 )
 SANDBOX_ARGV = ["grader-sandbox"]
 
