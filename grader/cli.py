@@ -139,9 +139,8 @@ def main(argv=None) -> int:
     forget_working_folder()
     # Hypothesis keeps a cache folder (`.hypothesis/`) in the working folder even without a
     # database: a grading writes nothing into the folder it is run from.
-    os.environ.setdefault(
-        "HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), f"grader-hypothesis-{os.getuid()}")
-    )
+    cache = os.path.join(tempfile.gettempdir(), f"grader-hypothesis-{os.getuid()}")
+    os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", cache)
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in SUBCOMMANDS:
         module_name, function = SUBCOMMANDS[argv[0]].split(":")
