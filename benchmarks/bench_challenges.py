@@ -1,4 +1,4 @@
-"""What the instructor side's secret challenges cost (grader.public.Expectations): computing
+"""What the instructor side's secret challenges cost (grader.public.expectations.Expectations): computing
 the fresh cases from the reference in the parent, per grading.
 
     python benchmarks/bench_challenges.py [--runs N]
@@ -18,8 +18,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    from grader import public
-    from grader.assignment import load_assignment
+    from grader.public import expectations as public
+    from grader.editions.assignment import load_assignment
 
     assignment = load_assignment("pa2-w2021")
     reference = assignment.load_reference()

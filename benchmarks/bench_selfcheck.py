@@ -28,8 +28,8 @@ def main() -> None:
     started = time.perf_counter()
     import torch  # noqa: F401  (the kernel's own import)
 
-    from grader.harvest import harvest
-    from grader.load import load_submission
+    from grader.engine.harvest import harvest
+    from grader.engine.load import load_submission
     from grader.sandbox.child import _compile
     from grader.student import selfcheck
 

@@ -43,9 +43,9 @@ def suite_notebooks(folder: Path) -> list[Path]:
 
 
 def submissions_of(paths: list[Path]):
-    from grader.assignment import available, load_assignment
+    from grader.editions.assignment import available, load_assignment
     from grader.classreport.similarity import Submission
-    from grader.detect import detect
+    from grader.editions.detect import detect
 
     installed = [load_assignment(n) for n in available()]
     found = []

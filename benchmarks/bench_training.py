@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from grader.assignment import load_assignment
-from grader.engine import Options, grade
+from grader.editions.assignment import load_assignment
+from grader.engine.pipeline import Options, grade
 from grader.sandbox import warm_up
 
 

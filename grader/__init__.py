@@ -13,7 +13,7 @@ def check(*parts: str, **options) -> None:
     """A student's self-check from inside the notebook: `from grader import check; check()`
     runs the public checks on the classes and functions this kernel defines and prints the
     feedback (grader.student.selfcheck)."""
-    from .student.selfcheck import check as run_check
+    from grader.student.selfcheck import check as run_check
 
     options.setdefault("namespace", sys._getframe(1).f_globals)
     run_check(*parts, **options)

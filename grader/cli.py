@@ -15,10 +15,10 @@ import tempfile
 SUBCOMMANDS = {
     # verb: "module:function" taking the remaining argv and returning an exit status
     "merge": "grader.batch.merge:main",
-    "gradescope-zip": "grader.gradescope:main",
-    "build-public": "grader.buildpublic:main",
-    "release": "grader.student.release:main",
-    "assign": "grader.assign:main",
+    "gradescope-zip": "grader.authoring.gradescope:main",
+    "build-public": "grader.public.build:main",
+    "release": "grader.authoring.release:main",
+    "assign": "grader.authoring.masters:main",
     "report": "grader.classreport.verb:main",
     "slurm": "grader.batch.slurm:main",
 }
@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from .sandbox.server import forget_working_folder
+    from grader.sandbox.server import forget_working_folder
 
     forget_working_folder()
     # Hypothesis keeps a cache folder (`.hypothesis/`) in the working folder even without a
@@ -153,10 +153,10 @@ def main(argv=None) -> int:
     class_folder = _is_class_folder(args.paths[0], args.assignment)
     if args.out or len(args.paths) > 1 or args.shard or args.junit or class_folder:
         # Batch mode: a scheduler that never imports torch, and worker processes (grader.batch.pool).
-        from .batch.scheduler import run_batch
+        from grader.batch.scheduler import run_batch
 
         return run_batch(args)
-    from .results import GradingResult, points, visible
+    from grader.report.results import GradingResult, points, visible
 
     args.path = args.paths[0]
     if not os.path.lexists(args.path):  # a typo or a verb that does not exist: the person's
@@ -164,14 +164,14 @@ def main(argv=None) -> int:
         return 2
     # Start the warm sandbox server first: it imports torch in its own process while this
     # one imports torch, pytest and hypothesis.
-    from .sandbox import warm_up
+    from grader.sandbox import warm_up
 
     warm_up()
-    from .assignment import for_submission
-    from .engine import grade
-    from .errors import MachineError, UsageError
-    from .options import Options
-    from .report import terminal, write_json
+    from grader.editions.assignment import for_submission
+    from grader.engine.pipeline import grade
+    from grader.errors import MachineError, UsageError
+    from grader.engine.options import Options
+    from grader.report.writers import terminal, write_json
 
     try:
         assignment, detection = for_submission(args.path, args.assignment)
@@ -200,7 +200,7 @@ def main(argv=None) -> int:
     if args.json:
         write_json(result, args.json, args.hidden_details)
     if args.html:
-        from .report import write_html
+        from grader.report.writers import write_html
 
         write_html(result, args.html)
     if args.quiet:
@@ -216,7 +216,7 @@ def _is_class_folder(path: str, assignment: str | None) -> bool:
     the notebook of the edition named with --assignment (an upload with a stray notebook)."""
     from pathlib import Path
 
-    from .files import notebooks_in
+    from grader.engine.files import notebooks_in
 
     folder = Path(path)
     if not folder.is_dir() or folder.suffix in (".ipynb", ".py"):
@@ -225,8 +225,8 @@ def _is_class_folder(path: str, assignment: str | None) -> bool:
     if len(notebooks) == 1:
         return False
     if assignment:
-        from .assignment import load_assignment
-        from .errors import SubmissionError
+        from grader.editions.assignment import load_assignment
+        from grader.errors import SubmissionError
 
         try:
             name = load_assignment(assignment).notebook

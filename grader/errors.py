@@ -53,7 +53,7 @@ class StudentTimeout(StudentCodeError):
 
 
 class BudgetSpent(StudentTimeout):
-    """The grading's time budget (grader.budget) ran out: the submission is too slow."""
+    """The grading's time budget (grader.engine.budget) ran out: the submission is too slow."""
 
 
 class StudentCrash(StudentCodeError):

@@ -8,7 +8,7 @@ import argparse
 import sys
 from typing import Callable
 
-from .errors import MachineError, SubmissionError, UsageError
+from grader.errors import MachineError, SubmissionError, UsageError
 
 
 def verb_parser(prog: str, description: str, assignment: str | None = None) -> argparse.ArgumentParser:

@@ -13,8 +13,8 @@ import sys
 import time
 
 from grader.sandbox.child import _compile
-from grader.harvest import harvest
-from grader.load import load_submission
+from grader.engine.harvest import harvest
+from grader.engine.load import load_submission
 import grader.student.selfcheck as selfcheck
 
 PARTIAL = """

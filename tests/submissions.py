@@ -131,7 +131,7 @@ def edit_notebook(
 def located_cell(path, needle: str):
     """The (only) code cell containing `needle`, as the grader loads it: its `where` is how
     feedback locates it ("code cell 7 (starting `class UNet(nn.Module):`)")."""
-    from grader.load import load_submission
+    from grader.engine.load import load_submission
 
     found = [c for c in load_submission(path).cells if needle in c.source]
     if len(found) != 1:

@@ -1,5 +1,5 @@
 """`grade assign`: master notebooks make the starters, the reference notebooks and the
-reference module (grader/assign.py, docs/master-notebooks.md).
+reference module (grader/authoring/masters.py, docs/master-notebooks.md).
 
 Every test here writes only into pytest's temporary folders: masters that must fail are
 copies, and the real masters are run with --check, which writes nothing.
@@ -16,8 +16,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from grader import assign, cli
-from grader.assignment import available, load_assignment
+from grader.authoring import masters as assign
+from grader import cli
+from grader.editions.assignment import available, load_assignment
 
 REPO = Path(__file__).resolve().parent.parent
 MASTERS = sorted((REPO / "reference").glob("*/master.ipynb"))
@@ -100,7 +101,7 @@ def test_outputs_are_deterministic(master):
 
 def master_lines(master: Path) -> tuple[set[str], set[str]]:
     """(lines inside solution regions, lines outside them) of the master's code cells, read
-    here independently of grader.assign."""
+    here independently of grader.authoring.masters."""
     inside, outside = set(), set()
     for cell in read(master).cells:
         if cell.cell_type != "code":

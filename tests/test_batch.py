@@ -348,7 +348,7 @@ def test_shard_slices_are_disjoint_and_cover_everything():
 def test_scheduler_does_not_import_torch():
     """The batch scheduler stays light: torch is imported once, by the warm server."""
     code = (
-        "import sys, grader.cli, grader.batch.scheduler, grader.batch.pool, grader.gradescope; "
+        "import sys, grader.cli, grader.batch.scheduler, grader.batch.pool, grader.authoring.gradescope; "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run(
@@ -398,7 +398,7 @@ def test_links_folders_and_formula_names_in_a_class_folder(tmp_path):
 
 def test_every_csv_quotes_text_that_a_spreadsheet_would_run():
     from grader.batch.outputs import csv_text, gradebook_csv, summary_csv
-    from grader.results import GradingResult
+    from grader.report.results import GradingResult
 
     assert [csv_text(t) for t in ("=1+1", "+1", "-1", "@A1", "\tx", "\rx", "a=1", "", 3)] == [
         "'=1+1",
@@ -406,7 +406,7 @@ def test_every_csv_quotes_text_that_a_spreadsheet_would_run():
         "'-1",
         "'@A1",
         "'\tx",
-        "\\rx",  # a carriage return is shown as an escape (grader.results.visible): no formula
+        "\\rx",  # a carriage return is shown as an escape (grader.report.results.visible): no formula
         "a=1",
         "",
         "3",
@@ -428,7 +428,7 @@ def test_options_are_plain_data_and_stamp_what_changes_a_grading():
     import pickle
     from types import SimpleNamespace
 
-    from grader.options import Options
+    from grader.engine.options import Options
 
     args = SimpleNamespace(
         device="cpu",

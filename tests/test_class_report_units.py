@@ -22,7 +22,7 @@ from grader.classreport.similarity import (
     pair_scores,
 )
 from grader.cli import main as grade
-from grader.results import CheckResult, GradingResult
+from grader.report.results import CheckResult, GradingResult
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Editions of one assignment family (grader.assignment, grader.detect): the PA2 editions
+"""Editions of one assignment family (grader.editions.assignment, grader.editions.detect): the PA2 editions
 W2021, W2022, W2023, F2024 and W2025 share W2021's checks and differ in part ids, titles,
 points and which parts exist.
 
@@ -18,8 +18,8 @@ import pytest
 
 from conftest import grader_command, grader_env
 from submissions import REPO, read_notebook
-from grader.assignment import AssignmentError, available, load_assignment, read_edition
-from grader.detect import EditionUnclear, detect
+from grader.editions.assignment import AssignmentError, available, load_assignment, read_edition
+from grader.editions.detect import EditionUnclear, detect
 
 EDITIONS = ["pa2-w2021", "pa2-w2022", "pa2-w2023", "pa2-f2024", "pa2-w2025"]
 OTHERS = EDITIONS[1:]
@@ -229,7 +229,7 @@ def test_dataclass_copies_keep_the_edition(tmp_path):
 def test_an_unreadable_notebook_is_reported_against_the_familys_default_edition(tmp_path):
     """Nothing tells its edition; the family's default (W2021) reports it, so the grading
     still fails every check it would have run (0 out of the full points, tests/test_cli.py)."""
-    from grader.assignment import for_submission
+    from grader.editions.assignment import for_submission
 
     path = tmp_path / "broken.ipynb"
     path.write_text("{not json")

@@ -97,8 +97,8 @@ def test_each_editions_reference_gets_full_marks_and_template_nothing(graded, na
 
 @pytest.mark.parametrize("name", OTHERS)
 def test_each_editions_public_expectations_are_current_and_its_bundle_builds(name, tmp_path):
-    from grader import public
-    from grader.student.release import release
+    from grader.public import expectations as public
+    from grader.authoring.release import release
 
     a = edition(name)
     assert public.is_current(a), f"run `grade build-public {name}`"

@@ -20,9 +20,9 @@ import pytest
 
 import test_pa2_colourization
 import test_pa2_finetune
-from grader.harvest import harvest
-from grader.load import load_submission
-from grader.reproduce import MARKER
+from grader.engine.harvest import harvest
+from grader.engine.load import load_submission
+from grader.engine.reproduce import MARKER
 from grader.sandbox.child import _compile
 
 

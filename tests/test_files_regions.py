@@ -1,7 +1,7 @@
 """Submissions of several files, in-process (fast): finding the files a W2022 edition names
 in a student's folder, taking the regions out of them by what the code does, running them in
-trusted code (grader.files, grader.fileregions, grader.transplant), batch discovery of student
-folders, and the checks on the edition's description."""
+trusted code (grader.engine.files, grader.engine.fileregions, grader.engine.transplant),
+batch discovery of student folders, and the checks on the edition's description."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 import yolo_files as y
-from grader.assignment import load_assignment
+from grader.editions.assignment import load_assignment
 from grader.batch.discover import expand_paths, result_names
 from grader.errors import AssignmentError, SubmissionError
-from grader.fileregions import FileRegionSpec, RegionNotFound, edits_outside, extract
-from grader.files import (
+from grader.engine.fileregions import FileRegionSpec, RegionNotFound, edits_outside, extract
+from grader.engine.files import (
     FileSpec,
     find_files,
     is_submission_folder,
@@ -24,7 +24,7 @@ from grader.files import (
     submission_digest,
     wanted_files,
 )
-from grader.transplant import compile_regions
+from grader.engine.transplant import compile_regions
 
 
 CLONE = "2022/assets/assignments/pa2-q4-files"  # where a Colab clone keeps the tree
@@ -172,7 +172,7 @@ def test_transplanted_statements_run_in_a_scope_and_errors_name_the_file_line(w2
     compiled = compile_regions({k: v.to_wire() for k, v in regions.items()})
     scope = compiled["cls_criterion"]({"h": {"cls_pw": 2.5}, "device": "cpu"})
     assert scope["BCEcls"].pos_weight.tolist() == [2.5]  # torch and nn came from the file's imports
-    from grader.transplant import run_in_child
+    from grader.engine.transplant import run_in_child
 
     harness = Path(__file__).resolve().parent.parent / "assignments/pa2/public/yolo_harness.py"
     import torch

@@ -49,7 +49,7 @@ CANNOT_LEARN = A1_RELU_BEFORE_BN.replace(
 )
 FAKE_TRAINING_REPORT = (
     "class _FakeTraining:\n"
-    "    import grader.training as _training\n"
+    "    import grader.engine.training as _training\n"
     "    def _report(module, inputs, targets, loss_fn, steps, batch_size, lr, seed,\n"
     "                device='cpu', output_key=None, preview=4, **more):\n"
     "        import torch\n"
@@ -63,7 +63,7 @@ FAKE_TRAINING_REPORT = (
 
 
 def _stored_cases() -> dict:
-    from grader.public import read
+    from grader.public.expectations import read
 
     return read(REPO / "assignments" / "pa2" / "public")["cases"]
 

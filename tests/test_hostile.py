@@ -134,7 +134,7 @@ def test_grader_survives_every_hostile_notebook(graded_hostile, hostile_batch):
 
 
 def test_every_hostile_grading_ends_within_its_budget(graded_hostile):
-    """Whatever a notebook does, its grading ends with its time budget (grader.budget: at
+    """Whatever a notebook does, its grading ends with its time budget (grader.engine.budget: at
     least 180 s); how fast gradings are is measured by the benchmarks, not here."""
     for result in graded_hostile.values():
         budget = result.data["grader"]["budget_seconds"]

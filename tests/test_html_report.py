@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from grader.pictures import prediction_grid
-from grader.report import to_html, write_html
-from grader.results import CheckResult, GradingResult
+from grader.checks.pictures import prediction_grid
+from grader.report.writers import to_html, write_html
+from grader.report.results import CheckResult, GradingResult
 
 ROOT = Path(__file__).resolve().parent.parent
 PASS_GREEN = (0x2A, 0x9D, 0x4B)

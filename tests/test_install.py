@@ -26,7 +26,7 @@ def test_installed_grade_runs_outside_the_checkout(tmp_path):
     assert proc.stdout.strip().splitlines()[-1] == "Score: 4 / 4"
     # It graded with the installed copy, not the checkout next to the tests.
     located = subprocess.run(
-        [sys.executable, "-c", "import grader.assignment as a; print(a.data_root('assignments'))"],
+        [sys.executable, "-c", "import grader.editions.assignment as a; print(a.data_root('assignments'))"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

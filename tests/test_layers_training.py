@@ -1,4 +1,4 @@
-"""Unit tests of grader.layers (the layer trace, layer configs) and grader.training (the short
+"""Unit tests of grader.engine.layers (the layer trace, layer configs) and grader.engine.training (the short
 training run and how a request names its loss and optimizer). Fast: small models, no sandbox."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from grader import layers, training
+from grader.engine import layers, training
 from grader.sandbox import wire
 from grader.sandbox.child import Child
 

@@ -1,4 +1,5 @@
-"""Unit tests of the first stages: grader.load, grader.harvest, grader.regions (in-process, fast)."""
+"""Unit tests of the first stages: grader.engine.load, grader.engine.harvest,
+grader.engine.regions (in-process, fast)."""
 
 import json
 
@@ -6,11 +7,11 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from grader.assignment import load_assignment
+from grader.editions.assignment import load_assignment
 from grader.errors import SubmissionError
-from grader.harvest import PURE_CALLS, harvest
-from grader.load import Cell, LoadedSubmission, load_submission
-from grader.regions import RegionNotFound, RegionSpec, extract_region
+from grader.engine.harvest import PURE_CALLS, harvest
+from grader.engine.load import Cell, LoadedSubmission, load_submission
+from grader.engine.regions import RegionNotFound, RegionSpec, extract_region
 from submissions import D1_DRIVER, REFERENCE_NOTEBOOK, edit_notebook, read_notebook
 
 

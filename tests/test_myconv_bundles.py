@@ -33,8 +33,8 @@ EDITIONS = {
 # A kernel that ran the notebook's cells (its `In` history has the driver cell), then check().
 KERNEL = """
 import json, sys
-from grader.harvest import harvest
-from grader.load import load_submission
+from grader.engine.harvest import harvest
+from grader.engine.load import load_submission
 from grader.sandbox.child import _compile
 import grader.student.selfcheck as selfcheck
 loaded = load_submission(sys.argv[1])

@@ -15,11 +15,17 @@ import nbformat
 import pytest
 import torch
 
-from grader.assignment import AssignmentError, available, for_submission, import_sibling, load_assignment
-from grader.detect import detect
-from grader.harvest import harvest
-from grader.load import load_submission
-from grader.provided import provided_definitions, supply_provided
+from grader.editions.assignment import (
+    AssignmentError,
+    available,
+    for_submission,
+    import_sibling,
+    load_assignment,
+)
+from grader.editions.detect import detect
+from grader.engine.harvest import harvest
+from grader.engine.load import load_submission
+from grader.engine.provided import provided_definitions, supply_provided
 from myconv_cases import W2019_REFERENCE, W2019_TEMPLATE, W2020_REFERENCE, W2020_TEMPLATE
 from submissions import REFERENCE_NOTEBOOK, REPO, as_python_file, read_notebook
 
@@ -144,7 +150,7 @@ def test_a_torch_cat_in_the_other_order_is_the_reference_with_permuted_weights(r
 
 
 def _layers(net, x):
-    from grader.layers import ordered_layers
+    from grader.engine.layers import ordered_layers
 
     return ordered_layers(net, (x,))
 

@@ -10,7 +10,7 @@ import pytest
 
 from submissions import TEMPLATE_NOTEBOOK, located_cell
 
-from grader.assignment import available, load_assignment
+from grader.editions.assignment import available, load_assignment
 
 # Every installed edition's part ids (gradebook columns).
 ALL_PART_IDS = {p.id for name in available() for p in load_assignment(name).parts}

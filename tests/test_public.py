@@ -1,4 +1,4 @@
-"""Public checks and their stored expectations (grader.public, assignments/pa2/public/).
+"""Public checks and their stored expectations (grader.public.expectations, assignments/pa2/public/).
 
 - `grade build-public` is deterministic (two builds give the same bytes) and the stored files
   are the ones the current reference gives;
@@ -76,7 +76,7 @@ def test_stored_expectations_are_those_of_the_current_reference(fresh):
     """The committed files match a fresh build: same fingerprint, same JSON and tensors, with
     numbers equal within public.SAME_RTOL / SAME_ATOL (another machine's CPU kernels and BLAS
     round differently; the checks compare at 1e-4, so that noise changes no verdict)."""
-    from grader import public
+    from grader.public import expectations as public
 
     rebuilt_json = json.loads((fresh / "expected.json").read_text())
     assert stored()["fingerprint"] == rebuilt_json["fingerprint"], (
@@ -89,7 +89,7 @@ def test_stored_expectations_are_those_of_the_current_reference(fresh):
 
 def test_float_noise_is_not_a_difference_but_a_real_change_is():
     """The tolerance of the comparison above and of `grade build-public --check`."""
-    from grader.public import differences
+    from grader.public.expectations import differences
 
     seen_elsewhere = {"sketch": [-0.102950888, 3], "t": torch.tensor([1.0, 2.0]), "ok": True}
     assert (
@@ -227,9 +227,9 @@ def test_stale_expectations_are_recomputed_for_grading_and_block_a_release(tmp_p
     import dataclasses
     import shutil
 
-    from grader import public
-    from grader.assignment import load_assignment
-    from grader.student.release import ReleaseError, release
+    from grader.public import expectations as public
+    from grader.editions.assignment import load_assignment
+    from grader.authoring.release import ReleaseError, release
 
     real = load_assignment(ASSIGNMENT)
     folder = tmp_path / ASSIGNMENT

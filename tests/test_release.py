@@ -394,7 +394,7 @@ def test_installed_bundle_has_no_reference(student, student_runs):
     proc = student.run(
         "python",
         "-c",
-        "import importlib.util as u, grader, grader.assignment as a;"
+        "import importlib.util as u, grader, grader.editions.assignment as a;"
         "print(grader.__file__); print(u.find_spec('grader_reference'));"
         f"print(a.load_assignment('{ASSIGNMENT}').load_reference())",
     )

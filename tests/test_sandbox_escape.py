@@ -534,7 +534,7 @@ def test_the_working_folder_has_a_total():
 
 def test_a_slow_child_ends_within_the_gradings_budget():
     """Every request answered just under its limit: the grading's one budget ends it."""
-    from grader.budget import Budget
+    from grader.engine.budget import Budget
     from grader.errors import BudgetSpent
 
     source = "import time\ndef slow():\n    time.sleep(1.5)\n    return 'late'\n"

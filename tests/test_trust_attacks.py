@@ -17,7 +17,7 @@ notebook without the attack.
   and in a notebook's file name reach no output (terminal, results.json, gradebook.csv, JUnit,
   HTML).
 
-The attacks patch what the child runs today (grader.training.run_training, the serving
+The attacks patch what the child runs today (grader.engine.training.run_training, the serving
 object's `send`, found through the call stack); the oracle and flood tests also check that the
 attack took effect (its cell loaded without an error, its answer reached the parent), so a
 rename of those names shows up as a failure here instead of a silently harmless attack.
@@ -62,7 +62,7 @@ SEED = ("--seed", "11")  # instructor side, the same secret challenges on every 
 # in which every parameter changed.
 COLOUR_ORACLE = """
 class _ColourOracle:
-    import grader.training as _training
+    import grader.engine.training as _training
     _train = _training.run_training
 
     def _forged(module, inputs, targets, *args, _train=_train, **kwargs):
@@ -109,7 +109,7 @@ def compute_iou_loss(pred, gt, SMOOTH=1e-6):
 # curve is made to fall.
 FLOWER_ORACLE = """
 class _FlowerOracle:
-    import grader.training as _training
+    import grader.engine.training as _training
     _train = _training.run_training
 
     def _forged(module, inputs, targets, *args, _train=_train, **kwargs):

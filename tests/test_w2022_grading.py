@@ -207,7 +207,7 @@ def test_gradescope_grades_an_upload_of_several_files(tmp_path):
     """run_autograder, as `grade gradescope-zip --assignment pa2-w2022` writes it, on a flat
     upload (the notebook, train.py, loss.py) with a stray notebook; the grader is this
     checkout (instead of the wheel setup.sh installs)."""
-    from grader.gradescope import README, RUN_AUTOGRADER, script_values
+    from grader.authoring.gradescope import README, RUN_AUTOGRADER, script_values
 
     values = script_values("pa2-w2022", ["--no-train", "--part=D.1", "--part=D.2"], "after_due_date", "g.whl")
     script = tmp_path / "source" / "run_autograder"

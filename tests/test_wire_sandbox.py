@@ -345,8 +345,8 @@ def test_trusted_model_building_is_not_charged_to_the_student():
     # D.1's checks have the child build DeepLabV3-ResNet101 (trusted library code, about 0.6 s
     # on an idle core, over 5 s on a busy machine) within the student's per-request limit.
     # A correct notebook then loses D.1 when the machine is busy or --timeout is short.
-    from grader.harvest import Harvest
-    from grader.proxy import Submission
+    from grader.engine.harvest import Harvest
+    from grader.engine.proxy import Submission
 
     with Sandbox(statements(), Limits(request_seconds=0.1, boot_seconds=30)) as box:
         submission = Submission(Harvest(), box, {}, {})
@@ -404,8 +404,8 @@ def test_a_child_killed_from_outside_is_retried_once_on_a_fresh_child():
     import signal
     import threading
 
-    from grader.harvest import Harvest, Statement
-    from grader.proxy import Submission
+    from grader.engine.harvest import Harvest, Statement
+    from grader.engine.proxy import Submission
 
     source = (
         "import os, signal, time\n"

@@ -1,7 +1,7 @@
 """PA2-specific pieces shared by the checks: which model is which part, the hyper-parameter
 domains the handout allows, and the reference networks to compare against.
 
-Check modules import it with `grader.assignment.import_sibling(__file__, "pa2")`."""
+Check modules import it with `grader.editions.assignment.import_sibling(__file__, "pa2")`."""
 
 import concurrent.futures
 import copy

@@ -1,5 +1,5 @@
 """What PA2's public checks compare with: computed from the reference solution by
-`grade build-public pa2-w2021` (grader.public), which stores the result as data in
+`grade build-public pa2-w2021` (grader.public.expectations), which stores the result as data in
 `public/expected.json` and `public/tensors.pt`. Students receive that data, never this file's
 inputs (the reference) nor the hidden checks.
 
@@ -102,7 +102,7 @@ def equivalence_case(reference, name, hp, input_seed, weight_seed, batchnorm_see
 def challenge(reference, assignment, seed: int) -> dict:
     """Cases the child cannot know in advance: the same kinds as the stored ones, with inputs
     and weights (and IoU logits and masks) drawn from `seed`, which the grading parent draws
-    from os.urandom. grader.public appends them to the stored cases, so a public check passes
+    from os.urandom. grader.public.expectations appends them to the stored cases, so a public check passes
     on the instructor side only if it passes on these too. Same hyper-parameters and shapes
     as the stored cases: an honest notebook gets the same verdict on both."""
     rng = random.Random(seed)

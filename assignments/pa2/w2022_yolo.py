@@ -2,7 +2,7 @@
 and the cases the public checks compare with (public_cases.build stores them; with a seed
 they are a grading's secret challenges). The reference statements come from the reference
 files reference/pa2/w2022_train.py and w2022_loss.py, taken out by the same extractor as a
-student's (grader.fileregions) and run in the same harness (public/yolo_harness.py), in the
+student's (grader.engine.fileregions) and run in the same harness (public/yolo_harness.py), in the
 parent: they are trusted code.
 
 Never shipped to students: the wrong variants below are one edit away from the answer."""
@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from grader.checks import import_sibling
-from grader.fileregions import extract
-from grader.files import read_specs
-from grader.transplant import compile_regions
+from grader.engine.fileregions import extract
+from grader.engine.files import read_specs
+from grader.engine.transplant import compile_regions
 
 try:
     import tomllib
@@ -35,9 +35,9 @@ EDITION = "pa2-w2022"
 
 @functools.lru_cache(maxsize=1)
 def file_specs() -> tuple[dict, dict]:
-    """W2022's [files] and [file_regions] (grader.files.read_specs), from the installed
+    """W2022's [files] and [file_regions] (grader.engine.files.read_specs), from the installed
     editions (a checkout's assignments/ or the package grader_assignments)."""
-    from grader.assignment import EDITION_FILE, data_root
+    from grader.editions.assignment import EDITION_FILE, data_root
 
     path = data_root("assignments") / EDITION / EDITION_FILE
     with open(path, "rb") as f:
@@ -95,7 +95,7 @@ VARIANTS = {
 
 
 def reference_regions(reference, assignment) -> dict:
-    """The three regions of the reference files, as wire dicts (grader.fileregions)."""
+    """The three regions of the reference files, as wire dicts (grader.engine.fileregions)."""
     folder = Path(reference.__file__).parent
     files, regions = file_specs()
     out = {}

@@ -7,8 +7,8 @@ import os
 import re
 from pathlib import Path
 
-from ..errors import UsageError
-from ..files import is_submission_folder
+from grader.errors import UsageError
+from grader.engine.files import is_submission_folder
 
 SUBMISSION_SUFFIXES = (".ipynb", ".py")
 
@@ -17,7 +17,7 @@ def expand_paths(items: list[str]) -> list[Path]:
     """Files, folders (their notebooks and .py files, recursively) and glob patterns.
 
     A folder holding one notebook and other Python files is one student's submission (the
-    notebook and the files its edition names, grader.files), wherever it appears: given as a
+    notebook and the files its edition names, grader.engine.files), wherever it appears: given as a
     path, or as a subfolder of a class folder.
 
     Inside a folder, everything named like a submission is listed, files or not: a folder

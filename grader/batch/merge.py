@@ -6,11 +6,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..report import atomic_write
-from ..results import GradingResult, visible
-from ..verbs import run_verb, verb_parser
-from .outputs import parts_seen, write_class_files
-from .store import read_results
+from grader.report.writers import atomic_write
+from grader.report.results import GradingResult, visible
+from grader.verbs import run_verb, verb_parser
+from grader.batch.outputs import parts_seen, write_class_files
+from grader.batch.store import read_results
 
 
 def main(argv: list[str]) -> int:
@@ -67,8 +67,8 @@ def merge(args) -> int:
 def _parts_of(assignments: set, entries: dict[str, GradingResult]) -> list[str]:
     """The gradebook's part columns: the editions' own, in order (when they are installed
     here), else every part found in the results."""
-    from ..assignment import load_assignment
-    from ..errors import UsageError
+    from grader.editions.assignment import load_assignment
+    from grader.errors import UsageError
 
     try:
         editions = [load_assignment(name) for name in sorted(a for a in assignments if a)]

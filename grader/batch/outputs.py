@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
-from ..results import GradingResult, points, visible
+from grader.report.results import GradingResult, points, visible
 
 # A spreadsheet runs a cell that starts with one of these as a formula; submission names,
 # error messages and check names come from students' files, so such text is quoted with a
@@ -162,7 +162,7 @@ def write_class_files(
     entries: dict[str, GradingResult], parts: list[str], out, suite: str, junit: str | None, plain: bool
 ) -> None:
     """The end of a batch or a merge: gradebook, summary, JUnit, and the printed summary."""
-    from ..report import atomic_write
+    from grader.report.writers import atomic_write
 
     atomic_write(out / "gradebook.csv", gradebook_csv(entries, parts))
     rates = pass_rates(entries, parts)

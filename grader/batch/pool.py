@@ -3,8 +3,8 @@
 Who runs where:
 
     grade DIR --out OUT --jobs N          the scheduler: never imports torch
-      +-- forkserver (torch, torchvision, grader.engine, pytest, hypothesis preloaded)
-            +-- worker 1 .. N             trusted graders, each runs grader.engine.grade
+      +-- forkserver (torch, torchvision, grader.engine.pipeline, pytest, hypothesis preloaded)
+            +-- worker 1 .. N             trusted graders, each runs grader.engine.pipeline.grade
             +-- sandbox child per worker  untrusted student code (forked by the same server)
 
 The scheduler starts the multiprocessing forkserver with everything a grading needs already
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from multiprocessing import connection, forkserver
 from pathlib import Path
 
-from ..sandbox import server
+from grader.sandbox import server
 
 # Imported once by the forkserver: a superset of grader.sandbox.PRELOAD (the sandbox children
 # need those) plus what a worker needs to grade. Keep it in step with sandbox.PRELOAD.
@@ -52,9 +52,9 @@ SERVER_PRELOAD = [
     "torch",
     "torchvision",
     "grader.sandbox.child",
-    "grader.engine",
-    "grader.plugin",
-    "grader.checkrun",
+    "grader.engine.pipeline",
+    "grader.engine.plugin",
+    "grader.engine.checkrun",
     "grader.batch.pool",
     "pytest",
     "hypothesis",
@@ -155,10 +155,10 @@ def worker_main(conn, setup: dict) -> None:
 
     import torch
 
-    from ..assignment import load_assignment
-    from ..checkrun import collect_checks
-    from ..engine import grade
-    from ..errors import MachineError, UnsafeSandbox
+    from grader.editions.assignment import load_assignment
+    from grader.engine.checkrun import collect_checks
+    from grader.engine.pipeline import grade
+    from grader.errors import MachineError, UnsafeSandbox
 
     torch.set_num_threads(setup["threads"])
     options = setup["options"].resolved()
@@ -265,7 +265,7 @@ def run_pool(
     the grader broke) is the machine's failure, not the student's: `on_ungraded(task, why)`
     gets it and nothing is recorded. Refused raises when this machine must not grade at all
     (no file-system isolation)."""
-    from ..results import GradingResult
+    from grader.report.results import GradingResult
 
     if not tasks:
         return

@@ -11,11 +11,18 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..report import atomic_write
-from ..results import GradingResult, points, visible
-from .discover import expand_paths, result_names, shard
-from .outputs import gradebook_csv, write_class_files
-from .store import OutputLock, fingerprint, read_results, stamp_of, sweep_temporary_files, write_results
+from grader.report.writers import atomic_write
+from grader.report.results import GradingResult, points, visible
+from grader.batch.discover import expand_paths, result_names, shard
+from grader.batch.outputs import gradebook_csv, write_class_files
+from grader.batch.store import (
+    OutputLock,
+    fingerprint,
+    read_results,
+    stamp_of,
+    sweep_temporary_files,
+    write_results,
+)
 
 
 class _Display:
@@ -80,8 +87,8 @@ class _Display:
 
 def run_batch(args) -> int:
     """`grade PATH... --out DIR`: see the module docstring."""
-    from ..assignment import load_assignment
-    from ..errors import UsageError
+    from grader.editions.assignment import load_assignment
+    from grader.errors import UsageError
 
     try:
         forced = load_assignment(args.assignment) if args.assignment else None
@@ -112,14 +119,14 @@ def run_batch(args) -> int:
 
 def editions_of(by_name: dict, selected: list[str], forced) -> tuple[dict, dict[str, str]]:
     """Each submission's edition: --assignment's, else detected from its notebook
-    (grader.detect). One whose edition cannot be told (no header left, two editions'
+    (grader.editions.detect). One whose edition cannot be told (no header left, two editions'
     headers, an unreadable file) is graded as the batch's most common edition, and its
     results say so: one odd notebook neither stops the batch nor decides for the others."""
     if forced is not None:
         return {name: forced for name in selected}, {}
-    from ..assignment import available, load_assignment
-    from ..detect import EditionUnclear, NoEditionFound, detect
-    from ..errors import SubmissionError
+    from grader.editions.assignment import available, load_assignment
+    from grader.editions.detect import EditionUnclear, NoEditionFound, detect
+    from grader.errors import SubmissionError
 
     installed = [load_assignment(n) for n in available()]
     found, unclear, unreadable = {}, {}, []
@@ -145,8 +152,8 @@ def editions_of(by_name: dict, selected: list[str], forced) -> tuple[dict, dict[
 
 
 def _run_locked(args, forced, by_name, selected, jobs, out) -> int:
-    from ..options import Options
-    from . import pool
+    from grader.engine.options import Options
+    from grader.batch import pool
 
     sweep_temporary_files(out)
     editions, notes = editions_of(by_name, selected, forced)
@@ -234,8 +241,8 @@ def _run_locked(args, forced, by_name, selected, jobs, out) -> int:
         entries, parts, out, ", ".join(used), getattr(args, "junit", None), plain=bool(args.quiet)
     )
     if getattr(args, "report", False):
-        from ..classreport.similarity import SimilarityOptions
-        from ..classreport.verb import write_class_report
+        from grader.classreport.similarity import SimilarityOptions
+        from grader.classreport.verb import write_class_report
 
         write_class_report([out], out / "class-report.html", out / "class-report.json", SimilarityOptions())
         print(f"Class report: {out / 'class-report.html'}")

@@ -30,7 +30,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..verbs import run_verb, verb_parser
+from grader.verbs import run_verb, verb_parser
 
 SCRIPTS = "slurm"
 SHARDS = "shards"
@@ -87,7 +87,7 @@ def main(argv: list[str]) -> int:
 
 
 def slurm(args) -> int:
-    from .discover import expand_paths
+    from grader.batch.discover import expand_paths
 
     if args.tasks < 1:
         raise ValueError("--tasks must be at least 1")
@@ -130,7 +130,7 @@ def slurm(args) -> int:
 
 def _check_grade_args(paths: list[str], grade_args: list[str]) -> None:
     """A mistake in --grade-arg is found now, not in every task on the cluster."""
-    from ..cli import build_parser
+    from grader.cli import build_parser
 
     parser = build_parser()
     parser.exit_on_error = False

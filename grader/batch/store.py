@@ -10,12 +10,12 @@ import os
 import re
 from pathlib import Path
 
-from ..files import submission_digest
+from grader.engine.files import submission_digest
 
-from .. import __version__
-from ..assignment import Assignment
-from ..report import atomic_write
-from ..results import GradingResult
+from grader import __version__
+from grader.editions.assignment import Assignment
+from grader.report.writers import atomic_write
+from grader.report.results import GradingResult
 
 # atomic_write's temporary files: ".<name>." plus mkstemp's 8 random characters.
 _TEMPORARY = re.compile(r"^\..+\.(json|csv|xml)\.[A-Za-z0-9_]{8}$")
@@ -36,7 +36,7 @@ def _assignment_digest(folders: tuple[str, ...], reference: str | None) -> str:
 def fingerprint(path: Path, assignment: Assignment, options: dict | None = None) -> dict:
     """What a results file must have been graded from to be reused: the submission's bytes,
     the grader's version, the assignment's files and (batch CLI) the grading options
-    (grader.options.Options.stamp)."""
+    (grader.engine.options.Options.stamp)."""
     reference = assignment.module_path if assignment.has_reference else None
     # A file's bytes, or a folder submission's files; None when unreadable (grading says so).
     digest = submission_digest(path)

@@ -7,9 +7,9 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..batch.outputs import pass_rates
-from ..results import GradingResult
-from . import causes
+from grader.batch.outputs import pass_rates
+from grader.report.results import GradingResult
+from grader.classreport import causes
 
 TOP_CAUSES = 15
 SLOWEST = 10
@@ -27,8 +27,8 @@ class ClassResults:
 def read_folders(folders: list[Path]) -> ClassResults:
     """The results files (`<name>.json` a batch or `grade merge` wrote) of `folders`; a name
     in two folders is taken from the first, with a note."""
-    from ..batch.store import read_results
-    from ..errors import SubmissionError
+    from grader.batch.store import read_results
+    from grader.errors import SubmissionError
 
     results: dict[str, GradingResult] = {}
     notes = []

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from ..results import NOT_GRADED
+from grader.report.results import NOT_GRADED
 
 # How the sandbox's messages say a request ran out of time (grader.sandbox.parent), and how a
 # batch says a whole submission did (grader.batch.pool).

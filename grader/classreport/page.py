@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import html
 
-from ..results import points
-from . import plots
+from grader.report.results import points
+from grader.classreport import plots
 
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 84rem; margin: 1.5rem auto; padding: 0 1rem; color: #1a1a1a; }

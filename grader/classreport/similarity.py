@@ -83,7 +83,7 @@ def top_level_definitions(loaded) -> list[tuple[str, Snippet]]:
     """(name, snippet) of every class and function defined at the top of a cell. In a cell
     that does not parse (the starter's classes with empty gaps, a student's Python 2 line),
     a definition runs from its `class`/`def` line to the next line that is not indented."""
-    from ..harvest import Unparsable, parse_cell
+    from grader.engine.harvest import Unparsable, parse_cell
 
     found = []
     for cell in loaded.cells:
@@ -130,7 +130,7 @@ def definition_regions(path: Path, loaded, assignment) -> dict[str, list[Snippet
 
 def assignment_regions(path: Path, loaded, assignment) -> dict[str, list[Snippet]]:
     """The assignment's module-level regions (`[regions.NAME]`: a driver cell's own lines)."""
-    from ..regions import RegionNotFound, extract_region
+    from grader.engine.regions import RegionNotFound, extract_region
 
     regions = {}
     for name, spec in (getattr(assignment, "regions", None) or {}).items():
@@ -175,8 +175,8 @@ def load_region_source(spec: str) -> RegionSource:
 
 def regions_of(path: Path, assignment, sources=None) -> dict[str, list[Snippet]] | None:
     """Every region of one notebook, or None when it cannot be read."""
-    from ..errors import SubmissionError
-    from ..load import load_submission
+    from grader.errors import SubmissionError
+    from grader.engine.load import load_submission
 
     try:
         loaded = load_submission(path)
@@ -191,8 +191,8 @@ def regions_of(path: Path, assignment, sources=None) -> dict[str, list[Snippet]]
 
 @functools.lru_cache(maxsize=None)
 def _definitions_in(path: str) -> frozenset[str] | None:
-    from ..errors import SubmissionError
-    from ..load import load_submission
+    from grader.errors import SubmissionError
+    from grader.engine.load import load_submission
 
     try:
         return frozenset(name for name, _ in top_level_definitions(load_submission(path)))
@@ -487,7 +487,7 @@ class Submission:
     name: str
     path: Path
     edition: str
-    assignment: object = None  # grader.assignment.Assignment, when installed here
+    assignment: object = None  # grader.editions.assignment.Assignment, when installed here
 
 
 @dataclass

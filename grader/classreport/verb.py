@@ -9,8 +9,8 @@ import time
 from urllib.parse import quote
 from pathlib import Path
 
-from ..verbs import run_verb, verb_parser
-from .similarity import IGNORABLE, SimilarityOptions
+from grader.verbs import run_verb, verb_parser
+from grader.classreport.similarity import IGNORABLE, SimilarityOptions
 
 DEFAULT_HTML = "class-report.html"
 
@@ -132,7 +132,7 @@ def _report(args) -> int:
 
 
 def _sources(specs: list[str]):
-    from .similarity import REGION_SOURCES, load_region_source
+    from grader.classreport.similarity import REGION_SOURCES, load_region_source
 
     extra = [load_region_source(spec) for spec in specs]
     return [*REGION_SOURCES, *extra] if extra else None
@@ -150,15 +150,15 @@ def write_class_report(
     """Read the results in `folders` and write the report (and, with `html`, each student's
     feedback page in `<html stem>-feedback/`); return its data. `options` None: no similarity
     flags."""
-    from ..report import atomic_write, write_html
-    from . import build, page
+    from grader.report.writers import atomic_write, write_html
+    from grader.classreport import build, page
 
     found = build.read_folders(folders)
     editions = _editions({r.assignment for r in found.results.values()})
     parts = list(dict.fromkeys(p.id for a in editions.values() if a for p in a.parts))
     similarity = None
     if options is not None:
-        from .similarity import compare
+        from grader.classreport.similarity import compare
 
         located = _submissions(found.results, editions, submissions)
         similarity = compare(located, options, sources).to_dict()
@@ -178,8 +178,8 @@ def write_class_report(
 
 
 def _editions(names: set[str]) -> dict:
-    from ..assignment import load_assignment
-    from ..errors import SubmissionError
+    from grader.editions.assignment import load_assignment
+    from grader.errors import SubmissionError
 
     found = {}
     for name in sorted(n for n in names if n):
@@ -193,8 +193,8 @@ def _editions(names: set[str]) -> dict:
 def _submissions(results: dict, editions: dict, folder: Path | None) -> list:
     """Where each graded notebook is: by result name in `folder` (when the notebooks moved), else
     the path its results file recorded."""
-    from ..batch.discover import expand_paths, result_names
-    from .similarity import Submission
+    from grader.batch.discover import expand_paths, result_names
+    from grader.classreport.similarity import Submission
 
     moved = {}
     if folder is not None:

@@ -15,7 +15,7 @@ __all__ = ["Limits", "Sandbox", "format_error", "has_file_system_isolation", "wa
 
 def __getattr__(name: str):
     if name in __all__:
-        from . import parent
+        from grader.sandbox import parent
 
         return getattr(parent, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

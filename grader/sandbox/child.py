@@ -23,10 +23,10 @@ import traceback
 import torch
 from torch import nn
 
-from . import confine as os_layers
-from . import server
-from .. import layers
-from . import wire
+from grader.sandbox import confine as os_layers
+from grader.sandbox import server
+from grader.engine import layers
+from grader.sandbox import wire
 
 try:
     import resource
@@ -333,7 +333,7 @@ class Child:
             raise TypeError(f"forward returned {type(out).__name__}, not a tensor")
         return {"output": out.detach(), "layers": records}
 
-    # What the model holds is read from nn.Module's own storage (grader.layers.own_*), never
+    # What the model holds is read from nn.Module's own storage (grader.engine.layers.own_*), never
     # through methods the student's object may have replaced on itself.
     def op_parameters(self, handle):
         params = layers.own_named_parameters(self.objects[handle])
@@ -437,12 +437,12 @@ class Child:
         optimizer=None,
         optimizer_options=None,
     ):
-        """A short training run of one of the child's models (see grader.training). `loss`:
+        """A short training run of one of the child's models (see grader.engine.training). `loss`:
         a dotted name under `torch.` (a class is built with `loss_options`; a function is
         called as loss(output, target)), or the name of a student function loss(output,
         target). `optimizer`: a dotted name under `torch.optim.` (default Adam), built with
         lr and `optimizer_options`."""
-        from ..training import DEFAULT_OPTIMIZER, run_training, training_loss
+        from grader.engine.training import DEFAULT_OPTIMIZER, run_training, training_loss
 
         loss_fn = training_loss(loss, loss_options, lambda name: self.lookup(name, loss_source_pattern))
         return run_training(
@@ -462,8 +462,8 @@ class Child:
 
     def op_transplant(self, source, filename, entry, regions, args, kwargs):
         """Run trusted harness code the parent sent, with the submission's file regions in it
-        (grader.transplant); errors come back as part of the answer, located in the file."""
-        from ..transplant import run_in_child
+        (grader.engine.transplant); errors come back as part of the answer, located in the file."""
+        from grader.engine.transplant import run_in_child
 
         return run_in_child(source, filename, entry, regions, self.value(args), self.value(kwargs))
 

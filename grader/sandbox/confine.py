@@ -167,7 +167,7 @@ def secret_paths(hidden: list[str]) -> list[str]:
     """What a submission must never read, as far as the grader knows it: `hidden` (the
     assignment's checks and reference) and the grader's installed data packages (beside the
     engine or in a site-packages folder)."""
-    from .server import engine_root
+    from grader.sandbox.server import engine_root
 
     found = [os.path.realpath(h) for h in hidden]
     for folder in sorted(_site_dirs() | {engine_root()}):
@@ -183,7 +183,7 @@ def checkout_paths() -> list[str]:
     """When the engine runs from a source checkout: everything of that checkout but the engine
     package itself (.git, build/, the reference folder, other copies), which nothing of the
     child needs to see."""
-    from .server import engine_root
+    from grader.sandbox.server import engine_root
 
     root = engine_root()
     if root in {os.path.realpath(s) for s in _site_dirs()} or not os.path.isdir(os.path.join(root, ".git")):

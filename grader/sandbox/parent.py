@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from multiprocessing import connection
 from pathlib import Path
 
-from . import confine, replies, server, wire
-from ..errors import BudgetSpent, StudentCodeError, StudentCrash, StudentTimeout
+from grader.sandbox import confine, replies, server, wire
+from grader.errors import BudgetSpent, StudentCodeError, StudentCrash, StudentTimeout
 
 PRELOAD = ["torch", "torchvision", "grader.sandbox.child"]
 
@@ -134,7 +134,7 @@ class Sandbox:
         budget=None,
     ):
         self.statements = statements
-        self.budget = budget  # the whole grading's (grader.budget.Budget), or None
+        self.budget = budget  # the whole grading's (grader.engine.budget.Budget), or None
         self.limits = limits or Limits()
         self.hidden_paths = [str(Path(p).resolve()) for p in (hidden_paths or [])]
         self.device = device
@@ -186,7 +186,7 @@ class Sandbox:
             "devices": confine.device_files(self.device),
             "cgroup": self._cgroup,
         }
-        from . import child
+        from grader.sandbox import child
 
         self._process = self._ctx.Process(
             target=child.main, daemon=True, args=(child_conn, output_conn, config, self.statements)

@@ -24,7 +24,7 @@ MAX_LAYER_CALLS = 5_000
 MAX_PROBLEMS = 200
 MAX_DIMS = 8
 MAX_CONFIG_ITEMS = 40
-PREVIEW = 4  # predictions a training run returns (grader.training.run_training's preview)
+PREVIEW = 4  # predictions a training run returns (grader.engine.training.run_training's preview)
 
 # Frame bytes: a fixed allowance for the JSON and small tensors, plus a multiple of what the
 # request itself carries (an output may be some times larger than its input, never 64 times).

@@ -28,11 +28,11 @@ import sys
 import time
 from types import SimpleNamespace
 
-from ..sandbox.child import Child, _compile, _source_of, describe_exception, not_defined_text
-from ..errors import StudentCodeError
-from ..load import Cell
-from ..proxy import Submission
-from ..sandbox import Limits
+from grader.sandbox.child import Child, _compile, _source_of, describe_exception, not_defined_text
+from grader.errors import StudentCodeError
+from grader.engine.load import Cell
+from grader.engine.proxy import Submission
+from grader.sandbox import Limits
 
 last_result = None  # the GradingResult of the latest check(), for scripts and tests
 
@@ -54,7 +54,7 @@ def check(
     if namespace is None:
         namespace = sys._getframe(1).f_globals  # the notebook's (the caller's) globals
     last_result = run(parts, namespace, notebook=notebook, assignment=assignment, folder=folder)
-    from ..report import terminal
+    from grader.report.writers import terminal
 
     terminal(last_result, console=console)
 
@@ -67,11 +67,11 @@ def run(
     folder: str | None = None,
 ):
     """check() without printing: returns the GradingResult."""
-    from ..checkrun import run_checks
-    from ..errors import SubmissionError, UsageError
-    from ..options import Options
-    from ..regions import RegionNotFound, extract_region
-    from ..results import GradingResult
+    from grader.engine.checkrun import run_checks
+    from grader.errors import SubmissionError, UsageError
+    from grader.engine.options import Options
+    from grader.engine.regions import RegionNotFound, extract_region
+    from grader.report.results import GradingResult
 
     started = time.perf_counter()
     namespace = namespace if namespace is not None else sys.modules["__main__"].__dict__
@@ -117,8 +117,8 @@ def run(
 def _edition(name: str | None, notebook: str | None):
     """The edition to check against: named, the only one installed (a student's wheel), or
     detected from the notebook file; a kernel alone does not say which edition it is."""
-    from ..assignment import available, for_submission, load_assignment
-    from ..errors import UsageError
+    from grader.editions.assignment import available, for_submission, load_assignment
+    from grader.errors import UsageError
 
     if name is None and notebook is not None and len(available()) > 1:
         return for_submission(notebook)[0]
@@ -136,7 +136,7 @@ def _file_regions(spec, folder, regions: dict, region_errors: dict, notes: list)
     import os
     from pathlib import Path
 
-    from ..files import file_regions, find_files, wanted_files
+    from grader.engine.files import file_regions, find_files, wanted_files
 
     wanted = wanted_files(spec)
     if not wanted:
@@ -187,7 +187,7 @@ def history_cells(namespace: dict, notebook: str | None) -> tuple[tuple[Cell, ..
     """The cells to look for regions in: the notebook file's, or the kernel's input history
     (newest first, so the latest run of a cell wins)."""
     if notebook:
-        from ..load import load_submission
+        from grader.engine.load import load_submission
 
         return load_submission(notebook).cells, notebook
     history = namespace.get("In") or namespace.get("_ih") or []
@@ -200,7 +200,7 @@ def history_cells(namespace: dict, notebook: str | None) -> tuple[tuple[Cell, ..
 
 
 class KernelSubmission(Submission):
-    """The `submission` proxy of grader.proxy, answered in this process: the request helpers
+    """The `submission` proxy of grader.engine.proxy, answered in this process: the request helpers
     (build, call, run_region, call_until_optimizer, ...) are Submission's own; only ask() and
     the name lookups differ."""
 
@@ -229,7 +229,7 @@ class KernelSubmission(Submission):
         pass  # a student's own kernel runs public checks only
 
     def ask(self, op: str, timeout: float | None = None, _memo: tuple | None = None, **payload):
-        from ..sandbox import format_error, wire
+        from grader.sandbox import format_error, wire
 
         handler = getattr(self.child, "op_" + op, None)
         if handler is None:

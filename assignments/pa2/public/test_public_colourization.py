@@ -1,7 +1,7 @@
 """Public checks of A.1 PoolUpsampleNet, B.1 ConvTransposeNet and C.1 UNet.
 
 They need no reference solution: everything they compare with was computed from it once and
-stored as data (`expected`: see public_cases.py and grader/public.py). Students run these same
+stored as data (`expected`: see public_cases.py and grader/public/). Students run these same
 checks on the same data before submitting; the real grading runs them too."""
 
 import pytest

@@ -5,7 +5,7 @@ the body of `for k, v in model.named_parameters():` in `train.py`'s `train` (D.1
 and, in `utils/loss.py`'s `ComputeLoss`, the statement defining `BCEcls` and the one adding
 the class loss to `lcls` (D.2). The grader never imports those files (their module level
 downloads, logs in to W&B and checks git; the tree's own target builder fails on current
-torch). It takes only those statements (grader.fileregions) and runs them inside this module,
+torch). It takes only those statements (grader.engine.fileregions) and runs them inside this module,
 written for the grader from the handout's description:
 
 * `StandInYolo`: a small network with exactly the parameter names of the handout's

@@ -19,18 +19,18 @@ class Options:
     kinds: tuple[str, ...] = ()
     skip_kinds: tuple[str, ...] = ()
     pytest_args: tuple = ()
-    # Run only the public checks (grader.public), as on a student's machine. Automatic when
+    # Run only the public checks (grader.public.expectations), as on a student's machine. Automatic when
     # the reference solution is not installed.
     public_only: bool = False
     # Grade with the reference installed even where the sandbox could not isolate the file
     # system (each result then carries the warning).
     allow_unsafe_sandbox: bool = False
-    # The secret seed of the instructor side's challenges (grader.public.Expectations, and
+    # The secret seed of the instructor side's challenges (grader.public.expectations.Expectations, and
     # the held-out data and starting weights of the training checks). None: drawn from
     # os.urandom for each grading (a batch draws one for all); `--seed` replays a run.
     seed: int | None = None
     # The whole grading's time budget in seconds; None: the assignment's reference time on
-    # this machine times grader.budget.BUDGET_FACTOR, at least BUDGET_FLOOR_SECONDS.
+    # this machine times grader.engine.budget.BUDGET_FACTOR, at least BUDGET_FLOOR_SECONDS.
     budget_seconds: float | None = None
 
     @classmethod
@@ -51,7 +51,7 @@ class Options:
         )
 
     def selects(self, marks: dict) -> bool:
-        """Whether a check with these markers (grader.plugin.grade_marks) is run."""
+        """Whether a check with these markers (grader.engine.plugin.grade_marks) is run."""
         return (
             (not self.parts or marks.get("part") in self.parts)
             and (not self.kinds or marks.get("kind") in self.kinds)

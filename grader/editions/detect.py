@@ -14,7 +14,7 @@ what it found, for the one line that tells the person why this edition was chose
 Students delete or edit header cells, so the weaker signs decide when no header is left; when
 the evidence is equal for two editions, nothing is guessed: the person is asked to choose
 (EditionUnclear). A notebook with nothing that tells (NoEditionFound), or that cannot be read,
-is graded as its family's `default_edition` by `grade NB` (grader.assignment.for_submission)
+is graded as its family's `default_edition` by `grade NB` (grader.editions.assignment.for_submission)
 and as the batch's most common edition in a batch.
 """
 
@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import AssignmentError, UsageError
+from grader.errors import AssignmentError, UsageError
 
 SIGN_KEYS = {"markdown", "code", "defines", "weight", "absent", "means"}
 WHERE_KEYS = ("markdown", "code", "defines")
@@ -112,8 +112,8 @@ def _sign(path: Path, where: str, entry) -> Sign:
 def notebook_text(path: Path) -> dict[str, str]:
     """The markdown and the code of a submission, joined per kind. The grader's own loader
     reads it first, so a broken file gets the same one-line error as in grading."""
-    from .files import notebook_of
-    from .load import load_submission
+    from grader.engine.files import notebook_of
+    from grader.engine.load import load_submission
 
     path = notebook_of(path)  # a folder submission tells its edition by its notebook
     loaded = load_submission(path)

@@ -27,8 +27,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import AssignmentError, SubmissionError
-from .fileregions import FileRegionSpec, RegionNotFound, edits_outside, extract
+from grader.errors import AssignmentError, SubmissionError
+from grader.engine.fileregions import FileRegionSpec, RegionNotFound, edits_outside, extract
 
 FILE_KEYS = {"name", "places", "contains", "tasks", "description", "starter_env"}
 NOTEBOOK_SUFFIX = ".ipynb"
@@ -281,7 +281,7 @@ def _starter_copy(spec: FileSpec) -> str | None:
 
 
 def file_stage(ctx) -> None:
-    """Pipeline stage (grader.engine): the extra files and the regions in them."""
+    """Pipeline stage (grader.engine.pipeline): the extra files and the regions in them."""
     specs = wanted_files(ctx.assignment)
     if not specs:
         return

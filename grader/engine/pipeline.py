@@ -1,6 +1,6 @@
 """The grading pipeline: an ordered list of small stages, each with one job.
 
-    load -> harvest -> regions -> sandbox -> checks (grader.checkrun)
+    load -> harvest -> regions -> sandbox -> checks (grader.engine.checkrun)
 
 Each stage reads and fills one GradingContext. A stage that finds the submission unusable
 raises SubmissionError; everything else a student gets wrong ends up as failed checks.
@@ -12,19 +12,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import harvest as harvest_mod
-from .assignment import Assignment
-from .budget import Budget, machine_speed, reference_seconds
-from .files import file_stage, notebook_of
-from .checkrun import collect_checks, run_checks
-from .errors import MachineError, StudentCodeError, SubmissionError, UnsafeSandbox
-from .load import LoadedSubmission, load_submission
-from .options import Options
-from .provided import provided_definitions, supply_provided
-from .proxy import Submission
-from .regions import RegionNotFound, extract_region
-from .results import GradingResult
-from .sandbox import Limits, Sandbox, has_file_system_isolation
+from grader.engine import harvest as harvest_mod
+from grader.editions.assignment import Assignment
+from grader.engine.budget import Budget, machine_speed, reference_seconds
+from grader.engine.files import file_stage, notebook_of
+from grader.engine.checkrun import collect_checks, run_checks
+from grader.errors import MachineError, StudentCodeError, SubmissionError, UnsafeSandbox
+from grader.engine.load import LoadedSubmission, load_submission
+from grader.engine.options import Options
+from grader.engine.provided import provided_definitions, supply_provided
+from grader.engine.proxy import Submission
+from grader.engine.regions import RegionNotFound, extract_region
+from grader.report.results import GradingResult
+from grader.sandbox import Limits, Sandbox, has_file_system_isolation
 
 
 @dataclass
@@ -53,7 +53,7 @@ def harvest_stage(ctx: GradingContext) -> None:
     if not ctx.harvest.statements and not ctx.harvest.broken_cells:
         raise SubmissionError(f"{ctx.path}: the submission has no code")
     ctx.result.notes.extend(ctx.harvest.diagnostics())
-    # Definitions the handout provides, lost with an unparsable cell: put back (grader.provided).
+    # Definitions the handout provides, lost with an unparsable cell: put back (grader.engine.provided).
     provided = provided_definitions(ctx.assignment.data.get("harvest", {}).get("provided"))
     ctx.result.notes.extend(supply_provided(ctx.harvest, provided))
 
@@ -69,7 +69,7 @@ def region_stage(ctx: GradingContext) -> None:
 def sandbox_stage(ctx: GradingContext) -> None:
     limits = Limits()
     # Time limits as the assignment states them hold on the calibration machine: scaled by
-    # this machine's speed (grader.budget). Limits given on the command line hold as given.
+    # this machine's speed (grader.engine.budget). Limits given on the command line hold as given.
     speed = machine_speed()
     stated = {k: v for k, v in ctx.assignment.limits.items() if k != "reference_seconds"}
     for key, value in (stated | ctx.options.limit_overrides).items():
@@ -108,7 +108,7 @@ def sandbox_stage(ctx: GradingContext) -> None:
     except StudentCodeError as exc:  # before any student code: the machine's problem
         raise MachineError(f"the sandbox could not start: {exc}")
     ctx.result.isolation = isolation
-    from . import public
+    from grader.public import expectations as public
 
     if not has_file_system_isolation(isolation):
         if public.public_only(ctx.assignment, ctx.options):
@@ -135,7 +135,7 @@ def check_stage(ctx: GradingContext) -> None:
         for index, reason in sorted(boot.fatal.items()):
             st = ctx.harvest.statements[index]
             ctx.result.notes.append(f"{ctx.harvest.where(st)} skipped: {reason}")
-        from .sandbox import format_error
+        from grader.sandbox import format_error
 
         for problem in boot.problems:
             st = ctx.harvest.statements[problem["index"]]

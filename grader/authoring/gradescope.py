@@ -30,8 +30,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .files import wanted_files
-from .verbs import run_verb, verb_parser
+from grader.engine.files import wanted_files
+from grader.verbs import run_verb, verb_parser
 
 PINS = Path("requirements", "pinned.txt")  # the one place torch and torchvision are pinned
 TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -179,11 +179,11 @@ def upload_text(notebook: str, files: list[str]) -> str:
 
 
 def source_root() -> Path:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     if not (root / "setup.cfg").is_file():
         raise SystemExit(
             "grade gradescope-zip: run it from a source checkout of the grader "
-            f"(no setup.cfg next to {Path(__file__).resolve().parent})"
+            f"(no setup.cfg in {Path(__file__).resolve().parents[2]})"
         )
     return root
 
@@ -205,7 +205,7 @@ def pinned_version(name: str, root: Path | None = None) -> str:
 def engine_wheel(root: Path, target: Path) -> Path:
     """The grader's wheel, built (grader.release.build_wheel) from a clean copy of the source
     tree, so the build's scratch files never land in the checkout."""
-    from .student.release import ReleaseError, build_wheel
+    from grader.authoring.release import ReleaseError, build_wheel
 
     with tempfile.TemporaryDirectory(prefix="grader-wheel-") as tmp:
         copy = Path(tmp, "src")
@@ -246,7 +246,7 @@ def _add(archive: zipfile.ZipFile, name: str, data: bytes, executable: bool = Fa
 
 def script_values(assignment: str, grade_args: list[str], hidden_details: str, wheel: str) -> dict:
     """What run_autograder and the README are filled with (shell-quoted where the shell reads it)."""
-    from .assignment import load_assignment
+    from grader.editions.assignment import load_assignment
 
     edition = load_assignment(assignment)
     files = [spec.name for spec in wanted_files(edition).values()]
@@ -271,7 +271,7 @@ def build_zip(
     index: str = TORCH_INDEX,
     hidden_details: str = "after_due_date",
 ) -> Path:
-    from . import __version__
+    from grader import __version__
 
     root = source_root()
     torch = torch or pinned_version("torch", root)
@@ -327,7 +327,7 @@ def main(argv: list[str]) -> int:
 
 
 def gradescope_zip(args) -> int:
-    from .assignment import load_assignment
+    from grader.editions.assignment import load_assignment
 
     assignment = load_assignment(args.assignment)
     out = build_zip(

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-from . import training
-from .errors import MissingDefinition, StudentCodeError, StudentCrash, StudentTimeout
-from .harvest import Harvest, Statement
-from .sandbox import Sandbox
+from grader.engine import training
+from grader.errors import MissingDefinition, StudentCodeError, StudentCrash, StudentTimeout
+from grader.engine.harvest import Harvest, Statement
+from grader.sandbox import Sandbox
 
 
 @dataclass
@@ -63,13 +63,13 @@ class Remote:
         return self._ask("parameters")["count"]
 
     def layer_states(self, probe: torch.Tensor) -> list[dict]:
-        """This model's layer states in forward order on `probe` (grader.layers.layer_states),
+        """This model's layer states in forward order on `probe` (grader.engine.layers.layer_states),
         as the child reports them (a claim: see grader.checks.verified_network)."""
         return self._ask("layer_states", probe=probe)["states"]
 
     def load_layer_states(self, states: list[dict], probe: torch.Tensor) -> list[str]:
         """Copy stored per-layer states (a list of {"weight": ..., "bias": ...} in forward
-        order, as grader.layers.layer_state makes them) onto this model; returns the problems."""
+        order, as grader.engine.layers.layer_state makes them) onto this model; returns the problems."""
         return self._ask("load_layers", probe=probe, states=states)["problems"]
 
     def train(
@@ -88,7 +88,7 @@ class Remote:
         optimizer=training.DEFAULT_OPTIMIZER,
         optimizer_options=None,
     ) -> dict:
-        """A short training run in the child (grader.training.run_training): losses, which
+        """A short training run in the child (grader.engine.training.run_training): losses, which
         parameters changed, and predictions on the first few inputs. `loss`: a dotted name
         under `torch.` ("torch.nn.CrossEntropyLoss", a class built with `loss_options`, or a
         function such as "torch.nn.functional.mse_loss"), or the name of a student function
@@ -158,7 +158,7 @@ class Submission:
         self.current_check: str | None = None  # set by the plugin before each check
 
     def use_child_for(self, hidden: bool) -> None:
-        """Hidden checks get a child process of their own (grader.plugin): nothing a child
+        """Hidden checks get a child process of their own (grader.engine.plugin): nothing a child
         learns from their requests reaches a visible check's message."""
         self.sandbox.use_group("hidden" if hidden else "public")
 
@@ -187,7 +187,7 @@ class Submission:
                 return f"`{name}` was skipped: running its definition ({where}) {boot.fatal[index]}"
             for problem in boot.problems if boot else []:
                 if problem["index"] == index:
-                    from .sandbox import format_error
+                    from grader.sandbox import format_error
 
                     return f"`{name}` could not be defined ({where}): {format_error(problem['error'])}"
         return self.harvest.why_missing(name)
@@ -317,13 +317,13 @@ class Submission:
         self, harness, entry: str, regions: list[str], *args, timeout: float | None = None, **kwargs
     ) -> dict:
         """Run trusted `harness` code (a self-contained Python file, sent as source) in the child
-        with the submission's file regions in it (grader.transplant): `entry(regions, *args,
+        with the submission's file regions in it (grader.engine.transplant): `entry(regions, *args,
         **kwargs)`; returns what it returned. A region that is missing (its file was not
         handed in, the code was not found) fails here with the reason; an error raised while
         it ran names its line in the student's file."""
         from pathlib import Path
 
-        from .sandbox import format_error
+        from grader.sandbox import format_error
 
         for name in regions:
             if name not in self.regions:

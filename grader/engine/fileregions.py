@@ -2,7 +2,7 @@
 
 Some assignments have students edit a few lines of a larger file they did not write (a
 training script, a loss module of a third-party tree). The grader never runs such a file: it
-takes out the student's statements and runs them inside trusted code (grader.transplant).
+takes out the student's statements and runs them inside trusted code (grader.engine.transplant).
 An assignment describes each region in `[file_regions.<name>]`:
 
     file = "loss"                       # which of [files.*] it is in
@@ -28,7 +28,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from .errors import AssignmentError
+from grader.errors import AssignmentError
 
 FILE_REGION_KEYS = {"file", "function", "loop_over", "binds", "defining", "in_loop", "description"}
 

@@ -24,8 +24,8 @@ import ast
 import re
 from dataclasses import dataclass
 
-from .errors import AssignmentError
-from .harvest import Harvest, Statement
+from grader.errors import AssignmentError
+from grader.engine.harvest import Harvest, Statement
 
 
 @dataclass(frozen=True)

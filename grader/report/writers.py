@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .results import GradingResult, points
+from grader.report.results import GradingResult, points
 
 
 def terminal(result: GradingResult, console=None, verbose: bool = True) -> None:

@@ -14,7 +14,7 @@ import ast
 import re
 from dataclasses import dataclass, field
 
-from .load import Cell, LoadedSubmission
+from grader.engine.load import Cell, LoadedSubmission
 
 # Calls that only build values. Assignments whose value calls anything else (a download, a
 # training run, a model built from the hub) are dropped.

@@ -29,10 +29,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .detect import EditionSigns, parse_signs
-from .errors import AssignmentError, SubmissionError, UsageError
-from .provided import provided_definitions
-from .regions import RegionSpec
+from grader.editions.detect import EditionSigns, parse_signs
+from grader.errors import AssignmentError, SubmissionError, UsageError
+from grader.engine.provided import provided_definitions
+from grader.engine.regions import RegionSpec
 
 try:
     import tomllib
@@ -71,7 +71,7 @@ REQUIRED_PART_KEYS = ("id", "title")
 
 def data_root(kind: str) -> Path | None:
     """The folder holding every edition's `kind` (assignments, reference, student_template)."""
-    checkout = Path(__file__).resolve().parent.parent / kind
+    checkout = Path(__file__).resolve().parents[2] / kind  # a source checkout
     if checkout.is_dir():
         return checkout
     spec = importlib.util.find_spec(_ROOT_PACKAGES[kind])
@@ -110,7 +110,7 @@ class Assignment:
     reference_module: str
     detect: EditionSigns = field(default_factory=EditionSigns)
     data: dict = field(default_factory=dict)  # everything else, for the checks
-    # Files besides the notebook, and the regions in them (grader.files, grader.fileregions).
+    # Files besides the notebook, and the regions in them (grader.engine.files, grader.engine.fileregions).
     files: dict = field(default_factory=dict)
     file_regions: dict = field(default_factory=dict)
 
@@ -137,7 +137,7 @@ class Assignment:
 
     @property
     def template_folder(self) -> Path:
-        root = data_root("student_template") or Path(__file__).resolve().parent.parent / "student_template"
+        root = data_root("student_template") or Path(__file__).resolve().parents[2] / "student_template"
         return root / self.name
 
     @property
@@ -202,7 +202,7 @@ class Assignment:
     def task_weights(self) -> dict[str, float]:
         """The checks' own points per task over a full grading (public and hidden checks, as
         `grade build-public` stored them): what an edition's part points are spread over."""
-        from .public import stored_task_weights
+        from grader.public.expectations import stored_task_weights
 
         return dict(stored_task_weights(self.folder))
 
@@ -280,8 +280,8 @@ def load_assignment(name: str | None = None) -> Assignment:
 
 def for_submission(path, name: str | None = None):
     """The edition to grade `path` with, and the one line saying which and why: `name` when
-    given, else detected from the notebook (grader.detect)."""
-    from .detect import Detection, EditionUnclear, NoEditionFound, detect
+    given, else detected from the notebook (grader.editions.detect)."""
+    from grader.editions.detect import Detection, EditionUnclear, NoEditionFound, detect
 
     if name is not None:
         return load_assignment(name), Detection(name, "chosen with --assignment")
@@ -360,7 +360,7 @@ def read_edition(edition_folder: Path) -> Assignment:
     if not isinstance(not_graded, list) or not all(isinstance(x, str) for x in not_graded):
         raise AssignmentError(f"{path}: not_graded must be a list of texts (the parts not graded yet)")
     data = _merge({k: v for k, v in family.items() if k != "name"}, edition)
-    from .files import read_specs
+    from grader.engine.files import read_specs
 
     files, file_regions = read_specs(path, data)
     provided_definitions(data.get("harvest", {}).get("provided"), f"{path}: [harvest.provided]")
@@ -380,7 +380,7 @@ def read_edition(edition_folder: Path) -> Assignment:
         files=files,
         file_regions=file_regions,
     )
-    from .public import stored_task_weights
+    from grader.public.expectations import stored_task_weights
 
     known_tasks = set(stored_task_weights(folder))
     if known_tasks:

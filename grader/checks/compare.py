@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .proxy import Remote
+from grader.engine.proxy import Remote
 
 # What a layer description compares; padding and stride show up through the shapes.
 _COMPARED = ("in_channels", "out_channels", "kernel_size", "num_features", "in_features", "out_features")
@@ -335,8 +335,8 @@ def compare_with_stored(
     layout: dict | None = None,
 ) -> Equivalence:
     """Load stored per-layer `states` (forward order, computed from the reference by
-    grader.public) into the student's model, run it on `x` in eval then train mode, and compare with
-    stored outputs. `variants` lists every stored answer a correct solution may give:
+    grader.public.expectations) into the student's model, run it on `x` in eval then train
+    mode, and compare with stored outputs. `variants` lists every stored answer a correct solution may give:
     [{"label": str, "eval": {"output": tensor, "layers": sketch_trace}, "train": {...}}].
     `layout` ({"input", "layers"}: the reference's trace for the same hyper-parameters) lets
     a misfit of weights be explained by its cause (first_layer_difference)."""
@@ -411,7 +411,7 @@ def verified_network(
     candidate fits (a network that is not the reference's function)."""
     import copy
 
-    from .layers import load_layer_states
+    from grader.engine.layers import load_layer_states
 
     states = model.layer_states(probe)
     outputs = {mode: model.forward(secret_input, mode=mode).output for mode in ("eval", "train")}

@@ -4,7 +4,7 @@ print what came out next to what was expected).
 
 A check adds the code to its own assertion message with `with_reproduction`, or wraps the
 requests that may crash in `reproducible(code)`, so that a crash of the student's code carries
-the same code. The plugin (grader.plugin) puts hypothesis's smallest failing input before the
+the same code. The plugin (grader.engine.plugin) puts hypothesis's smallest failing input before the
 code, so the code stays the last thing in the message, ready to copy.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 
-from .errors import MissingDefinition, StudentCodeError
+from grader.errors import MissingDefinition, StudentCodeError
 
 MARKER = "Try:\n"  # what starts the code; the code runs to the end of the message
 

@@ -9,7 +9,7 @@ reference, assignment)` says WHAT to compute), and stored as data next to them:
     public/tensors.pt      the tensors, a flat {key: tensor} written by torch.save and read
                            back only with torch.load(weights_only=True)
 
-`grade build-public NAME` (grader.buildpublic) writes both (this module: HOW to run it and
+`grade build-public NAME` (grader.public.build) writes both (this module: HOW to run it and
 store the result). The same build twice gives the same bytes. The checks get the data through
 the `expected` fixture.
 
@@ -91,7 +91,7 @@ def fingerprint(assignment) -> str | None:
 # -- computing -------------------------------------------------------------------------------
 def compute(assignment, reference, challenge_seed: int | None = None) -> dict:
     """Run the assignment's `build(reference, assignment)` deterministically (seeded, one
-    thread) and wrap its result (grader.buildpublic adds the lists of checks).
+    thread) and wrap its result (grader.public.build adds the lists of checks).
     With `challenge_seed`, `build(reference, assignment, seed=...)` makes the secret cases
     instead (see Expectations)."""
     import torch
@@ -165,7 +165,7 @@ def tensor_bytes(tensors: dict) -> bytes:
 
 
 def write(data: dict, folder: Path) -> list[Path]:
-    from .report import atomic_write
+    from grader.report.writers import atomic_write
 
     text, tensors = serialize(data)
     folder.mkdir(parents=True, exist_ok=True)
@@ -358,7 +358,7 @@ def public_only(assignment, options) -> bool:
 
 
 def check_targets(assignment, public_only: bool) -> list[Path]:
-    from .errors import UsageError
+    from grader.errors import UsageError
 
     if not public_only:
         return assignment.check_folders
@@ -396,7 +396,7 @@ def public_only_note(expectations: Expectations, ran: list) -> str:
 def edition_view(assignment, stored: list[dict]) -> list[dict]:
     """Stored check entries (the family's tasks and the checks' own points) as this edition
     names and scores them; the checks of tasks it does not grade left out."""
-    from .results import display_name
+    from grader.report.results import display_name
 
     out = []
     for entry in stored:
@@ -410,6 +410,6 @@ def edition_view(assignment, stored: list[dict]) -> list[dict]:
 
 
 def points_text(x) -> str:
-    from .results import points
+    from grader.report.results import points
 
     return f"{points(x)} point{'' if x == 1 else 's'}"

@@ -1,14 +1,22 @@
 """`grade build-public NAME [--out DIR] [--check]`: compute an assignment's public
-expectations from its reference solution (grader.public says how) and store them with the
-lists of its public and hidden checks (grader.checkrun lists them)."""
+expectations from its reference solution (grader.public.expectations says how) and store them with the
+lists of its public and hidden checks (grader.engine.checkrun lists them)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .checkrun import list_checks
-from .public import compute, differences, points_text, public_folder, read, roundtrip, write
-from .verbs import run_verb, verb_parser
+from grader.engine.checkrun import list_checks
+from grader.public.expectations import (
+    compute,
+    differences,
+    points_text,
+    public_folder,
+    read,
+    roundtrip,
+    write,
+)
+from grader.verbs import run_verb, verb_parser
 
 
 def compute_with_checks(assignment, reference) -> dict:
@@ -38,8 +46,8 @@ def main(argv=None) -> int:
 
 
 def build_public(args) -> int:
-    from .assignment import load_assignment
-    from .errors import UsageError
+    from grader.editions.assignment import load_assignment
+    from grader.errors import UsageError
 
     assignment = load_assignment(args.assignment)
     reference = assignment.load_reference()

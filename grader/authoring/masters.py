@@ -24,7 +24,7 @@ The convention (nbgrader's and Otter Assign's solution markers, plus two cell ta
   region), re-indented to the line's indentation. The code the notebook shows and the code
   the grader runs are therefore the same lines by construction, not by a check.
 * The notebook's metadata says what the master is for: `metadata.grader.assignment` names
-  the edition (its outputs' places come from `grader.assignment.load_assignment`), and
+  the edition (its outputs' places come from `grader.editions.assignment.load_assignment`), and
   `metadata.grader.module` is `"write"` for the one master that is the module's source, or
   `"check"` (the default) for masters sharing another's module: their graded definitions
   (every top-level class and def of their module cells) must equal the module's, compared as
@@ -49,8 +49,8 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UsageError
-from .verbs import run_verb, verb_parser
+from grader.errors import UsageError
+from grader.verbs import run_verb, verb_parser
 
 MODULE_TAG = "module"
 MODULE_ONLY_TAG = "module-only"
@@ -380,7 +380,7 @@ def check_definitions(master: Master, module_path: Path) -> int:
 def outputs(master: Master) -> tuple[dict[Path, str], Path, int]:
     """The files the master makes ({path: text}, in a fixed order), the reference module's
     path, and how many definitions were checked against it (0 for the module's own master)."""
-    from .assignment import load_assignment
+    from grader.editions.assignment import load_assignment
 
     assignment = load_assignment(master.edition)
     template_folder = Path(assignment.template_folder)

@@ -15,8 +15,8 @@ import ast
 import re
 from dataclasses import dataclass
 
-from .harvest import Statement, Unparsable, _bound_names, dotted_name, parse_cell
-from .load import Cell
+from grader.engine.harvest import Statement, Unparsable, _bound_names, dotted_name, parse_cell
+from grader.engine.load import Cell
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SubmissionError
+from grader.errors import SubmissionError
 
 MAX_SUBMISSION_BYTES = 50 * 1024 * 1024
 

@@ -12,7 +12,7 @@ those files: no reference/ folder, no hidden check files, no helper module of th
 (the public checks read everything from their stored expectations). Before writing anything
 the release checks that the stored expectations are current, and afterwards that no line of
 the reference module is anywhere in the wheel. Installed, the engine finds no reference and
-runs the public checks alone (grader.public).
+runs the public checks alone (grader.public.expectations).
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .. import __version__, public
-from ..assignment import EDITION_FILE, FAMILY_FILE, SHARED_FOLDER
-from ..verbs import run_verb, verb_parser
+from grader import __version__
+from grader.public import expectations as public
+from grader.editions.assignment import EDITION_FILE, FAMILY_FILE, SHARED_FOLDER
+from grader.verbs import run_verb, verb_parser
 
 DIST_NAME = "pytorch-notebook-grader"
 # A reference line this short can appear anywhere (`super().__init__()`); longer ones cannot.
@@ -47,7 +48,7 @@ def main(argv=None) -> int:
 
 
 def _release_command(args) -> int:
-    from ..assignment import load_assignment
+    from grader.editions.assignment import load_assignment
 
     paths = release(load_assignment(args.assignment), Path(args.out))
     for path in paths:
@@ -94,6 +95,12 @@ def release(assignment, out: Path) -> list[Path]:
     return [notebook, wheel, readme]
 
 
+def engine_packages(engine: Path) -> list[str]:
+    """The engine package and its sub-packages, as dotted names."""
+    found = sorted(p.parent.relative_to(engine.parent) for p in engine.rglob("__init__.py"))
+    return [".".join(path.parts) for path in found if "__pycache__" not in path.parts]
+
+
 def stage(assignment, staging: Path, version: str) -> None:
     """A source tree with only what students may have."""
     engine = Path(__file__).resolve().parent.parent  # the grader package
@@ -136,7 +143,8 @@ def stage(assignment, staging: Path, version: str) -> None:
     }
     config["options"] = {
         "python_requires": ">=3.10",
-        "packages": "grader, grader.sandbox, grader.batch, grader.student, grader_assignments",
+        # Every room of the engine (grade report, class pages and all: students may use them).
+        "packages": ", ".join([*engine_packages(engine), "grader_assignments"]),
         "package_dir": "\ngrader = grader\ngrader_assignments = assignments",
         "install_requires": "\n" + "\n".join(requirements()),
         "include_package_data": "False",
@@ -165,7 +173,7 @@ def requirements() -> list[str]:
 
 def build_wheel(source: Path, out: Path) -> Path:
     """`pip wheel --no-deps` of a source tree into `out` (the student bundle here, the
-    Gradescope zip in grader.gradescope): offline, with the installed setuptools, and with
+    Gradescope zip in grader.authoring.gradescope): offline, with the installed setuptools, and with
     fixed file dates so that the same sources give the same wheel."""
     env = dict(os.environ, SOURCE_DATE_EPOCH="315532800", PIP_NO_INPUT="1")
     with tempfile.TemporaryDirectory(prefix="grader-wheel-") as wheel_dir:
@@ -282,7 +290,7 @@ public checks.
 
 def _files_section(assignment, notebook: str) -> str:
     """For an edition graded from files besides the notebook: which, and how to check them."""
-    from ..files import wanted_files
+    from grader.engine.files import wanted_files
 
     specs = list(wanted_files(assignment).values())
     if not specs:

@@ -10,16 +10,16 @@ import os
 import sys
 from pathlib import Path
 
-from . import public
-from .assignment import Assignment
-from .options import Options
-from .results import GradingResult
+from grader.public import expectations as public
+from grader.editions.assignment import Assignment
+from grader.engine.options import Options
+from grader.report.results import GradingResult
 
 
 def pytest_args(assignment: Assignment, options: Options, targets: list | None = None) -> list[str]:
     """How the checks are run. `targets`: the files or folders to collect (default: the
     whole assignment folder, or only its public checks when those are all that can run: see
-    grader.public)."""
+    grader.public.expectations)."""
     # The common folder of the family's checks and an edition's own (conftest.py files apply
     # below their own folder only).
     folder = str(assignment.folder if len(assignment.check_folders) == 1 else assignment.folder.parent)
@@ -65,7 +65,7 @@ def _forget_other_families_checks(assignment: Assignment) -> None:
     would run the first one's checks. One process grades several families (a batch worker),
     so the check modules of other families are dropped before these run. Helpers imported
     with import_sibling have names of their own and stay."""
-    from .assignment import data_root
+    from grader.editions.assignment import data_root
 
     root = data_root("assignments")
     if root is None:
@@ -81,10 +81,10 @@ def _forget_other_families_checks(assignment: Assignment) -> None:
 
 
 def run_checks(submission, assignment: Assignment, options: Options, result: GradingResult) -> None:
-    """Run the assignment's checks on `submission` (a proxy: grader.proxy, or the in-process
+    """Run the assignment's checks on `submission` (a proxy: grader.engine.proxy, or the in-process
     one of grader.selfcheck) and put their results into `result`. Without the reference
     solution only the public checks run, and the result says so."""
-    from .plugin import GradingPlugin
+    from grader.engine.plugin import GradingPlugin
 
     reference = None if options.public_only else assignment.load_reference()
     public_only = reference is None
@@ -127,7 +127,7 @@ def collect_checks(assignment: Assignment, options: Options) -> list[dict]:
     a grading does. (Imports pytest: the batch calls it in a worker.)"""
     import pytest
 
-    from .plugin import GradingPlugin, check_name
+    from grader.engine.plugin import GradingPlugin, check_name
 
     listed: list[dict] = []
 
@@ -155,7 +155,7 @@ def collect_checks(assignment: Assignment, options: Options) -> list[dict]:
 def list_checks(assignment: Assignment, public_checks: bool) -> list[dict]:
     """Name, part, kind and points of the public or the hidden checks, in report order
     (collected by pytest, nothing run): what `grade build-public` publishes."""
-    from .plugin import GradingPlugin, check_name, check_title, grade_marks
+    from grader.engine.plugin import GradingPlugin, check_name, check_title, grade_marks
 
     class Collector:
         items: list = []

@@ -15,7 +15,7 @@ import time
 import torch
 from torch import nn
 
-from .layers import own_named_parameters
+from grader.engine.layers import own_named_parameters
 
 DEFAULT_OPTIMIZER = "torch.optim.Adam"
 
@@ -114,7 +114,7 @@ def run_training(
     nn.Module.to(module, device)
     nn.Module.train(module, True)
     # What trains is read from the module tree's own storage: an object that replaced its own
-    # parameters() or named_parameters() trains as it really is (grader.layers).
+    # parameters() or named_parameters() trains as it really is (grader.engine.layers).
     named = own_named_parameters(module)
     trainable = [p for _, p in named if p.requires_grad]
     if not trainable:

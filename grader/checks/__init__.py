@@ -1,13 +1,12 @@
 """What an assignment's check files import: one front, so check authors need not know the
 engine's modules. A check is a pytest test with `@pytest.mark.grade(part=..., kind=...,
 points=...)` and the fixtures `submission`, `reference`, `expected`, `secret`, `assignment`,
-`device`, `feedback` (grader.plugin); hypothesis supplies inputs.
+`device`, `feedback` (grader.engine.plugin); hypothesis supplies inputs.
 
     from grader.checks import StudentCodeError, compare_with_stored, import_sibling
 """
 
-from .assignment import import_shared, import_sibling
-from .compare import (
+from grader.checks.compare import (
     NotVerified,
     compare_with_stored,
     first_layer_difference,
@@ -17,12 +16,13 @@ from .compare import (
     sketch_trace,
     verified_network,
 )
-from .errors import MissingDefinition, StudentCodeError, StudentCrash, StudentTimeout
-from .layers import layer_config, layer_state, load_layer_states, ordered_layers, trace
-from .pictures import prediction_grid
-from .proxy import attrdict
-from .reproduce import reproducible, with_reproduction
-from .training import run_training
+from grader.checks.pictures import prediction_grid
+from grader.editions.assignment import import_shared, import_sibling
+from grader.engine.layers import layer_config, layer_state, load_layer_states, ordered_layers, trace
+from grader.engine.proxy import attrdict
+from grader.engine.reproduce import reproducible, with_reproduction
+from grader.engine.training import run_training
+from grader.errors import MissingDefinition, StudentCodeError, StudentCrash, StudentTimeout
 
 __all__ = [
     "import_shared",

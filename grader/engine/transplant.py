@@ -2,7 +2,7 @@
 
 Some student code lives in the middle of a file the grader must not run as a whole (a loop
 body in a training script whose module level downloads data, a statement inside a class
-whose other methods fail on current libraries). grader.fileregions takes just those
+whose other methods fail on current libraries). grader.engine.fileregions takes just those
 statements out; an assignment ships a *harness*, a self-contained Python source that plays
 the surroundings, and calls each region where the original file had it:
 
@@ -65,7 +65,7 @@ class Region:
 
 
 def compile_regions(regions: dict) -> dict[str, Region]:
-    """{name: {"statements": [...], "imports": [...]}} (as grader.fileregions sends them) to
+    """{name: {"statements": [...], "imports": [...]}} (as grader.engine.fileregions sends them) to
     callables."""
     return {name: Region(name, r["statements"], r.get("imports", [])) for name, r in regions.items()}
 

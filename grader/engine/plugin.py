@@ -11,7 +11,7 @@ An instructor writes a check as a test function with a marker and fixtures:
 Fixtures: `submission` (the proxy on the sandboxed student code), `reference` (the reference
 solution module, or None), `expected` (the assignment's stored expectations, for public checks
 that must run without the reference, plus the secret challenges on the instructor's side: see
-grader.public), `secret` (the grading's secret seed, None on a student's side), `assignment`,
+grader.public.expectations), `secret` (the grading's secret seed, None on a student's side), `assignment`,
 `device`. Hypothesis runs derandomized, so a grading is the same on every run and machine.
 Any exception becomes a failed check with a message (a failing student is data, not a
 crash); the grader's own errors are marked as such.
@@ -27,9 +27,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from .errors import BudgetSpent, MissingDefinition, StudentCodeError
-from .reproduce import MARKER, place_before_reproduction
-from .results import CheckResult, display_name
+from grader.errors import BudgetSpent, MissingDefinition, StudentCodeError
+from grader.engine.reproduce import MARKER, place_before_reproduction
+from grader.report.results import CheckResult, display_name
 
 settings.register_profile(
     "grading",
@@ -98,7 +98,7 @@ class GradingPlugin:
 
     @pytest.fixture(scope="session")
     def expected(self):
-        """What the public checks compare with (grader.public): computed from the reference
+        """What the public checks compare with (grader.public.expectations): computed from the reference
         once, stored as data in the assignment's public/ folder."""
         if self._expected is None:
             raise RuntimeError(
@@ -233,8 +233,8 @@ class GradingPlugin:
 
 
 def _is_public_check(item) -> bool:
-    """Public checks live in the assignment's public/ folder (grader.public)."""
-    from .public import PUBLIC_DIR
+    """Public checks live in the assignment's public/ folder (grader.public.expectations)."""
+    from grader.public.expectations import PUBLIC_DIR
 
     return Path(str(item.path)).parent.name == PUBLIC_DIR
 

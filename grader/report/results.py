@@ -66,7 +66,7 @@ class CheckResult:
         return "passed" if self.passed else "failed"
 
     def shown(self) -> CheckResult:
-        """This result as every writer shows it (grader.results.visible)."""
+        """This result as every writer shows it (grader.report.results.visible)."""
         return replace(
             self,
             name=visible(self.name),
@@ -93,7 +93,7 @@ class GradingResult:
     # The secret seed of this grading's challenges (instructor side only; never shown to the
     # student: not in results.json's output).
     challenge_seed: int | None = None
-    # The grading's time budget in seconds (grader.budget), for the instructor.
+    # The grading's time budget in seconds (grader.engine.budget), for the instructor.
     budget_seconds: float | None = None
     # The largest resident memory of the sandbox process that ran the submission's code, in
     # bytes (None: no sandbox started, or not measurable here).
@@ -101,7 +101,7 @@ class GradingResult:
 
     def shown(self) -> GradingResult:
         """This result as every writer shows it: student text with its control characters
-        made visible (grader.results.visible), notes capped (capped_notes). Writers render
+        made visible (grader.report.results.visible), notes capped (capped_notes). Writers render
         this, never the raw result."""
         return replace(
             self,
@@ -148,7 +148,7 @@ class GradingResult:
 
     def mark_unusable(self, reason: str, catalog: list[dict]) -> None:
         """The submission cannot be graded at all: record why, and fail every check it would
-        have been graded on (`catalog`: grader.checkrun.collect_checks), so its score is out
+        have been graded on (`catalog`: grader.engine.checkrun.collect_checks), so its score is out
         of the assignment's full points and pass rates count it."""
         self.error = reason
         self.checks = [
@@ -180,7 +180,7 @@ class GradingResult:
     def to_dict(self) -> dict:
         """Gradescope's results.json schema (one entry per check, everything shown) plus a
         `grader` block holding the rest, so that from_dict gives the same result back
-        (pictures and per-check seconds aside). grader.report derives the files students
+        (pictures and per-check seconds aside). grader.report.writers derives the files students
         see from this. Student text is made visible and notes capped (shown())."""
         self = self.shown()
         tests = [

@@ -1,0 +1,2 @@
+"""Assignment editions and families: reading and checking their files, telling a notebook's
+edition."""
