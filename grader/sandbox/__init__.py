@@ -4,10 +4,13 @@ that answers the grader's requests over a pipe.
     parent   the grader's handle on a child: start, requests with deadlines, close (Sandbox)
     child    the child's side: confine itself, load the submission, answer requests
     wire     the framing both sides speak (JSON and raw bytes; nothing is unpickled)
-    confine  the OS layers: Landlock, seccomp, uids, namespaces, cgroups, rlimits
+    confine  what the child applies to itself: Landlock, seccomp, its uid, namespaces, mounts
+    host     what the parent prepares and cleans up: the allow-list, cgroups, leftovers
+    server   the warm forkserver and what a started process is told of its parent
+    replies  what the parent accepts from a child, checked against each request
 
 The front below re-exports the parent's names lazily: `wire` (and so `parent`) imports torch,
-and the batch scheduler, which must not, imports `grader.sandbox.confine` through this package.
+and the batch scheduler, which must not, imports `grader.sandbox.server` through this package.
 """
 
 __all__ = ["Limits", "Sandbox", "format_error", "has_file_system_isolation", "warm_up"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from multiprocessing import connection
 from pathlib import Path
 
-from grader.sandbox import confine, replies, server, wire
+from grader.sandbox import confine, host, replies, server, wire
 from grader.errors import BudgetSpent, StudentCodeError, StudentCrash, StudentTimeout
 
 PRELOAD = ["torch", "torchvision", "grader.sandbox.child"]
@@ -81,7 +81,7 @@ def sweep_orphaned_workdirs() -> int:
             match = _WORKDIR_NAME.match(entry.name)
             if not match or int(match[1]) == os.getpid() or _process_exists(int(match[1])):
                 continue
-            confine.remove_tree(entry.path)
+            host.remove_tree(entry.path)
             removed += not os.path.lexists(entry.path)
     return removed
 
@@ -110,10 +110,10 @@ def has_file_system_isolation(isolation: list[str]) -> bool:
 def _readable_roots(hidden: tuple) -> tuple:
     """(what the child may read, whether it keeps the right to enter a 0700 home, the secret
     paths its uid must not reach, those a mount namespace covers)."""
-    roots = confine.readable_roots(list(hidden))
-    secrets = confine.secret_paths(list(hidden))
-    hide = confine.paths_to_hide(list(dict.fromkeys(secrets + confine.checkout_paths())), roots)
-    return tuple(roots), confine.needs_search_capability(roots), secrets, hide
+    roots = host.readable_roots(list(hidden))
+    secrets = host.secret_paths(list(hidden))
+    hide = host.paths_to_hide(list(dict.fromkeys(secrets + host.checkout_paths())), roots)
+    return tuple(roots), host.needs_search_capability(roots), secrets, hide
 
 
 @dataclass
@@ -171,7 +171,7 @@ class Sandbox:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         output_conn = connection.Connection(os.dup(self._output.fileno()), readable=False)
         if os.geteuid() == 0:
-            self._cgroup = confine.CgroupBox(
+            self._cgroup = host.CgroupBox(
                 f"grader-{os.getpid()}-{uuid.uuid4().hex[:12]}",
                 self.limits.memory_bytes,
                 self.limits.processes,
@@ -182,8 +182,8 @@ class Sandbox:
             "keep_search": keep_search,
             "secrets": list(secrets),
             "hide": list(hide),
-            "listable": confine.listable_folders(),
-            "devices": confine.device_files(self.device),
+            "listable": host.listable_folders(),
+            "devices": host.device_files(self.device),
             "cgroup": self._cgroup,
         }
         from grader.sandbox import child
@@ -226,12 +226,12 @@ class Sandbox:
 
         def watch():
             while self._process is process:
-                if confine.folder_bytes(folder) > limit:
+                if host.folder_bytes(folder) > limit:
                     self._over_quota = True
                     with contextlib.suppress(OSError):
                         os.kill(process.pid, signal.SIGKILL)
                     if uid is not None:
-                        confine.kill_all_of_uid(uid)
+                        host.kill_all_of_uid(uid)
                     return
                 time.sleep(WATCH_SECONDS)
 
@@ -301,7 +301,7 @@ class Sandbox:
             self._cgroup.kill_and_remove()
             self._cgroup = None
         if self._uid is not None:
-            confine.kill_all_of_uid(self._uid)
+            host.kill_all_of_uid(self._uid)
             self._uid = None
         if self._conn is not None:
             # Every process of the box holds the channel's other end: its closing says they
@@ -312,7 +312,7 @@ class Sandbox:
             self._conn.close()
             self._conn = self._fd = None
         if self._workdir:
-            confine.remove_tree(self._workdir)
+            host.remove_tree(self._workdir)
             self._workdir = None
         if self._output is not None:
             self._output.close()
