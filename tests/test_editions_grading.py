@@ -97,11 +97,11 @@ def test_each_editions_reference_gets_full_marks_and_template_nothing(graded, na
 
 @pytest.mark.parametrize("name", OTHERS)
 def test_each_editions_public_expectations_are_current_and_its_bundle_builds(name, tmp_path):
-    from grader.public import expectations as public
+    from grader.public import store
     from grader.authoring.release import release
 
     a = edition(name)
-    assert public.is_current(a), f"run `grade build-public {name}`"
+    assert store.is_current(a), f"run `grade build-public {name}`"
     notebook, wheel, readme = release(a, tmp_path)
     assert notebook.name == a.notebook and wheel.suffix == ".whl"
     assert a.title in readme.read_text()

@@ -387,9 +387,9 @@ def test_plugin_turns_checks_into_results_in_the_assignments_order(tmp_path):
 def test_stored_expectations_match_the_assignment_code():
     """Fast guard (the full comparison is tests/test_public.py): any edit of the reference or
     of the assignment's helper modules, even a reformatting, needs `grade build-public`."""
-    from grader.public import expectations as public
+    from grader.public import store
 
-    assert public.is_current(load_assignment("pa2-w2021")), "run `grade build-public pa2-w2021`"
+    assert store.is_current(load_assignment("pa2-w2021")), "run `grade build-public pa2-w2021`"
 
 
 # -- what the parent takes from a child (grader.sandbox.replies) ----------------------------------

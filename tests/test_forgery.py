@@ -63,7 +63,7 @@ FAKE_TRAINING_REPORT = (
 
 
 def _stored_cases() -> dict:
-    from grader.public.expectations import read
+    from grader.public.store import read
 
     return read(REPO / "assignments" / "pa2" / "public")["cases"]
 

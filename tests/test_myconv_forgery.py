@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def lookup_table_cnn() -> str:
-    from grader.public.expectations import read
+    from grader.public.store import read
 
     cases = read(REPO / "assignments" / "pa2-myconv" / "public")["cases"]["colour"]["CNN"]["equivalence"]
     table = {}

@@ -74,22 +74,22 @@ def test_build_is_byte_identical(fresh, tmp_path):
 
 def test_stored_expectations_are_those_of_the_current_reference(fresh):
     """The committed files match a fresh build: same fingerprint, same JSON and tensors, with
-    numbers equal within public.SAME_RTOL / SAME_ATOL (another machine's CPU kernels and BLAS
+    numbers equal within store.SAME_RTOL / SAME_ATOL (another machine's CPU kernels and BLAS
     round differently; the checks compare at 1e-4, so that noise changes no verdict)."""
-    from grader.public import expectations as public
+    from grader.public import store
 
     rebuilt_json = json.loads((fresh / "expected.json").read_text())
     assert stored()["fingerprint"] == rebuilt_json["fingerprint"], (
         "the reference or the assignment changed: run `grade build-public pa2-w2021`"
     )
-    assert public.differences(public.read(PUBLIC), public.read(fresh)) == []
+    assert store.differences(store.read(PUBLIC), store.read(fresh)) == []
     committed = torch.load(PUBLIC / "tensors.pt", weights_only=True)
     assert sorted(committed) == sorted(torch.load(fresh / "tensors.pt", weights_only=True))
 
 
 def test_float_noise_is_not_a_difference_but_a_real_change_is():
     """The tolerance of the comparison above and of `grade build-public --check`."""
-    from grader.public.expectations import differences
+    from grader.public.store import differences
 
     seen_elsewhere = {"sketch": [-0.102950888, 3], "t": torch.tensor([1.0, 2.0]), "ok": True}
     assert (
@@ -228,6 +228,7 @@ def test_stale_expectations_are_recomputed_for_grading_and_block_a_release(tmp_p
     import shutil
 
     from grader.public import expectations as public
+    from grader.public import store
     from grader.editions.assignment import load_assignment
     from grader.authoring.release import ReleaseError, release
 
@@ -237,7 +238,7 @@ def test_stale_expectations_are_recomputed_for_grading_and_block_a_release(tmp_p
     with open(folder / "public_cases.py", "a") as f:
         f.write("\n# edited after the last build\n")
     copy = dataclasses.replace(real, folder=folder)
-    assert public.is_current(real) and not public.is_current(copy)
+    assert store.is_current(real) and not store.is_current(copy)
     expectations = public.Expectations(copy, real.load_reference())
     cases = expectations.cases()
     assert expectations.notes and "out of date" in expectations.notes[0]

@@ -28,7 +28,7 @@ import zipfile
 from pathlib import Path
 
 from grader import __version__
-from grader.public import expectations as public
+from grader.public import store
 from grader.editions.assignment import EDITION_FILE, FAMILY_FILE, SHARED_FOLDER
 from grader.verbs import run_verb, verb_parser
 
@@ -61,11 +61,11 @@ class ReleaseError(Exception):
 
 
 def release(assignment, out: Path) -> list[Path]:
-    if not public.has_public_checks(assignment):
+    if not store.has_public_checks(assignment):
         raise ReleaseError(
             f"{assignment.name} has no public checks (assignments/{assignment.name}/public/test_*.py)"
         )
-    if not public.is_current(assignment):
+    if not store.is_current(assignment):
         raise ReleaseError(
             f"the public expectations of {assignment.name} are out of date or "
             f"missing: run `grade build-public {assignment.name}` first"
@@ -118,17 +118,17 @@ def stage(assignment, staging: Path, version: str) -> None:
     if assignment.family:
         shutil.copyfile(assignment.folder / FAMILY_FILE, checks / FAMILY_FILE)
     shutil.copytree(
-        public.public_folder(assignment),
-        checks / public.PUBLIC_DIR,
+        store.public_folder(assignment),
+        checks / store.PUBLIC_DIR,
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"),
     )
     # Public check helpers several families share (assignments/shared/public/): as public as
     # the checks that import them.
-    shared = assignment.folder.parent / SHARED_FOLDER / public.PUBLIC_DIR
+    shared = assignment.folder.parent / SHARED_FOLDER / store.PUBLIC_DIR
     if shared.is_dir():
         shutil.copytree(
             shared,
-            target / SHARED_FOLDER / public.PUBLIC_DIR,
+            target / SHARED_FOLDER / store.PUBLIC_DIR,
             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"),
         )
     (staging / "pyproject.toml").write_text(
@@ -240,7 +240,7 @@ def find_leaks(assignment, wheel: Path) -> list[str]:
                 or (
                     name.startswith("grader_assignments/")
                     and base in hidden
-                    and f"/{public.PUBLIC_DIR}/" not in name
+                    and f"/{store.PUBLIC_DIR}/" not in name
                 )
             ):
                 leaks.append(f"{name} is not a public file")

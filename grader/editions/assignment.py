@@ -202,7 +202,7 @@ class Assignment:
     def task_weights(self) -> dict[str, float]:
         """The checks' own points per task over a full grading (public and hidden checks, as
         `grade build-public` stored them): what an edition's part points are spread over."""
-        from grader.public.expectations import stored_task_weights
+        from grader.public.store import stored_task_weights
 
         return dict(stored_task_weights(self.folder))
 
@@ -380,7 +380,7 @@ def read_edition(edition_folder: Path) -> Assignment:
         files=files,
         file_regions=file_regions,
     )
-    from grader.public.expectations import stored_task_weights
+    from grader.public.store import stored_task_weights
 
     known_tasks = set(stored_task_weights(folder))
     if known_tasks:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from grader.public import expectations as public
+from grader.public import store
 from grader.editions.assignment import Assignment
 from grader.engine.options import Options
 from grader.report.results import GradingResult
@@ -165,9 +166,9 @@ def list_checks(assignment: Assignment, public_checks: bool) -> list[dict]:
 
     collector = Collector()
     plugin = GradingPlugin(None, None, assignment, "cpu", all_tasks=True)
-    folder = public.public_folder(assignment)
+    folder = store.public_folder(assignment)
     if public_checks:
-        if not public.has_public_checks(assignment):
+        if not store.has_public_checks(assignment):
             return []
         targets, extra = [folder], []
     else:

@@ -234,7 +234,7 @@ class GradingPlugin:
 
 def _is_public_check(item) -> bool:
     """Public checks live in the assignment's public/ folder (grader.public.expectations)."""
-    from grader.public.expectations import PUBLIC_DIR
+    from grader.public.store import PUBLIC_DIR
 
     return Path(str(item.path)).parent.name == PUBLIC_DIR
 
