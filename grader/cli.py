@@ -174,7 +174,7 @@ def main(argv=None) -> int:
     from grader.report.writers import terminal, write_json
 
     try:
-        assignment, detection = for_submission(args.path, args.assignment)
+        assignment, detection, loaded = for_submission(args.path, args.assignment)
     except UsageError as exc:
         print(f"grade: {visible(exc)}", file=sys.stderr)
         return 2
@@ -182,7 +182,7 @@ def main(argv=None) -> int:
         print(visible(detection.line()))
     failure = None
     try:
-        result = grade(args.path, assignment, Options.from_args(args).resolved())
+        result = grade(args.path, assignment, Options.from_args(args).resolved(), loaded=loaded)
     except UsageError as exc:
         print(f"grade: {visible(exc)}", file=sys.stderr)
         return 2

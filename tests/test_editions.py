@@ -233,7 +233,7 @@ def test_an_unreadable_notebook_is_reported_against_the_familys_default_edition(
 
     path = tmp_path / "broken.ipynb"
     path.write_text("{not json")
-    chosen, why = for_submission(path)
+    chosen, why, _ = for_submission(path)
     assert chosen.name == "pa2-w2021" and "cannot be read" in why.reason
     # Two editions' headers are a conflict, not an unreadable file: no default then.
     nb = read_notebook(reference_notebook("pa2-w2023"))

@@ -205,7 +205,7 @@ def test_a_notebook_nothing_tells_goes_to_the_default_edition_of_its_file_name(t
     ):
         path = tmp_path / name
         path.write_text("{not json")
-        chosen, why = for_submission(path)
+        chosen, why, _ = for_submission(path)
         assert chosen.name == edition and "cannot be read" in why.reason, (name, chosen.name)
 
 

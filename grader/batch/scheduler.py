@@ -3,7 +3,6 @@ pool, write each result as it arrives, then the class files (see grader.batch)."
 
 from __future__ import annotations
 
-import collections
 import os
 import signal
 import sys
@@ -118,36 +117,19 @@ def run_batch(args) -> int:
 
 
 def editions_of(by_name: dict, selected: list[str], forced) -> tuple[dict, dict[str, str]]:
-    """Each submission's edition: --assignment's, else detected from its notebook
-    (grader.editions.detect). One whose edition cannot be told (no header left, two editions'
-    headers, an unreadable file) is graded as the batch's most common edition, and its
-    results say so: one odd notebook neither stops the batch nor decides for the others."""
+    """Each submission's edition, by the one rule `grade NB` uses too
+    (grader.editions.assignment.for_submission), except that nobody is asked: a notebook that
+    fits two editions equally is graded as one of them, chosen without looking at the other
+    submissions, and its results say so."""
     if forced is not None:
         return {name: forced for name in selected}, {}
-    from grader.editions.assignment import available, load_assignment
-    from grader.editions.detect import EditionUnclear, NoEditionFound, detect
-    from grader.errors import SubmissionError
+    from grader.editions.assignment import for_submission
 
-    installed = [load_assignment(n) for n in available()]
-    found, unclear, unreadable = {}, {}, []
+    found, notes = {}, {}
     for name in selected:
-        try:
-            found[name] = load_assignment(detect(by_name[name], installed).name)
-        except (EditionUnclear, NoEditionFound) as exc:
-            unclear[name] = str(exc)
-        except SubmissionError:  # its grading says why it cannot be read
-            unreadable.append(name)
-    counts = collections.Counter(a.name for a in found.values())
-    fallback = load_assignment(min(counts, key=lambda n: (-counts[n], n)) if counts else installed[0].name)
-    notes = {}
-    for name in unreadable:
-        found[name] = fallback
-    for name, why in unclear.items():
-        found[name] = fallback
-        notes[name] = (
-            f"The edition is unclear ({why}); graded as {fallback.name}, "
-            "the edition of most submissions here."
-        )
+        found[name], detection, _ = for_submission(by_name[name], ask_when_unclear=False)
+        if detection.note:
+            notes[name] = detection.note
     return found, notes
 
 

@@ -278,28 +278,64 @@ def load_assignment(name: str | None = None) -> Assignment:
     return _load(name)
 
 
-def for_submission(path, name: str | None = None):
-    """The edition to grade `path` with, and the one line saying which and why: `name` when
-    given, else detected from the notebook (grader.editions.detect)."""
+def for_submission(path, name: str | None = None, loaded=None, ask_when_unclear: bool = True):
+    """The one rule for which edition grades a submission, used by `grade NB`, batches and
+    check(): returns (the edition, Detection: which and why, the loaded submission or None).
+    The notebook is read once here (`loaded`, or its SubmissionError when it cannot be used),
+    and the load stage grades that same reading.
+
+    `name` (--assignment) decides; else the notebook's own header and headings do
+    (grader.editions.detect). A notebook that cannot be read, or where nothing tells, is
+    graded as its family's default edition (so an unusable one still fails every check it
+    would have had). Two editions fitting equally: the person chooses (EditionUnclear), or,
+    where nobody can be asked (a batch), the family's default edition if it is one of them,
+    else the first by name, with a note: never a choice that depends on the other
+    submissions."""
     from grader.editions.detect import Detection, EditionUnclear, NoEditionFound, detect
 
+    if loaded is None:
+        loaded = _read(path)
     if name is not None:
-        return load_assignment(name), Detection(name, "chosen with --assignment")
+        return load_assignment(name), Detection(name, "chosen with --assignment"), _usable(loaded)
     editions = [load_assignment(n) for n in available()]
     try:
-        detection = detect(path, editions)
-    except EditionUnclear:
-        raise  # two editions fit: the person chooses
+        if isinstance(loaded, SubmissionError):
+            if len(editions) == 1:
+                detection = Detection(editions[0].name, "the only installed edition")
+            else:
+                raise loaded
+        else:
+            detection = detect(loaded, editions)
+    except EditionUnclear as exc:
+        if ask_when_unclear:
+            raise
+        default = _default_edition(Path(path), editions)
+        chosen = default if default in exc.candidates else sorted(exc.candidates)[0]
+        detection = Detection(
+            chosen, "the edition is unclear", f"The edition is unclear ({exc}); graded as {chosen}."
+        )
     except (NoEditionFound, SubmissionError) as exc:
-        # Unreadable, or nothing left that tells: the family's default edition grades it, so
-        # an unusable notebook still fails every check it would have had (0 out of the full
-        # points), and one with code is still graded.
         default = _default_edition(Path(path), editions)
         if default is None:
             raise
         why = "nothing in it tells the edition" if isinstance(exc, NoEditionFound) else "it cannot be read"
         detection = Detection(default, f"{why}: its family's default edition")
-    return load_assignment(detection.name), detection
+    return load_assignment(detection.name), detection, _usable(loaded)
+
+
+def _read(path):
+    """The submission's notebook, loaded, or the SubmissionError saying why it cannot be."""
+    from grader.engine.files import notebook_of
+    from grader.engine.load import load_submission
+
+    try:
+        return load_submission(notebook_of(Path(path)))
+    except SubmissionError as exc:
+        return exc
+
+
+def _usable(loaded):
+    return None if isinstance(loaded, SubmissionError) else loaded
 
 
 def _default_edition(path: Path, editions: list[Assignment]) -> str | None:

@@ -20,7 +20,6 @@ and as the batch's most common edition in a batch.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,10 @@ WHERE_KEYS = ("markdown", "code", "defines")
 
 class EditionUnclear(UsageError):
     """Two editions fit the notebook equally well (or it has two editions' headers)."""
+
+    def __init__(self, candidates: list[str], message: str):
+        super().__init__(message)
+        self.candidates = candidates
 
 
 class NoEditionFound(UsageError):
@@ -64,6 +67,7 @@ class EditionSigns:
 class Detection:
     name: str
     reason: str
+    note: str = ""  # for the result, when the edition had to be chosen for the notebook
 
     def line(self) -> str:
         return f"Edition: {self.name} ({self.reason}; --assignment chooses another)"
@@ -109,36 +113,23 @@ def _sign(path: Path, where: str, entry) -> Sign:
     return Sign(kind, compiled, float(weight), bool(entry.get("absent", False)), str(entry.get("means", "")))
 
 
-def notebook_text(path: Path) -> dict[str, str]:
-    """The markdown and the code of a submission, joined per kind. The grader's own loader
-    reads it first, so a broken file gets the same one-line error as in grading."""
-    from grader.engine.files import notebook_of
-    from grader.engine.load import load_submission
-
-    path = notebook_of(path)  # a folder submission tells its edition by its notebook
-    loaded = load_submission(path)
-    code = "\n".join(cell.source for cell in loaded.cells)
-    markdown = ""
-    if loaded.kind == "notebook":
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        markdown = "\n".join(
-            _source(cell)
-            for cell in data.get("cells", [])
-            if isinstance(cell, dict) and cell.get("cell_type") == "markdown"
-        )
-    return {"markdown": markdown, "code": code}
+def notebook_text(loaded) -> dict[str, str]:
+    """The markdown and the code of a loaded submission (grader.engine.load), joined per kind."""
+    return {"markdown": loaded.markdown, "code": "\n".join(cell.source for cell in loaded.cells)}
 
 
-def _source(cell: dict) -> str:
-    source = cell.get("source", "")
-    return "".join(s for s in source if isinstance(s, str)) if isinstance(source, list) else str(source)
-
-
-def detect(path: str | Path, editions: list) -> Detection:
-    """The edition (of `editions`, loaded Assignments) that `path` belongs to, and why."""
+def detect(loaded, editions: list) -> Detection:
+    """The edition (of `editions`, loaded Assignments) that a loaded submission belongs to,
+    and why."""
     if len(editions) == 1:
         return Detection(editions[0].name, "the only installed edition")
-    text = notebook_text(Path(path))
+    if isinstance(loaded, (str, Path)):  # a path: read it as grading does
+        from grader.engine.files import notebook_of
+        from grader.engine.load import load_submission
+
+        loaded = load_submission(notebook_of(Path(loaded)))
+    path = loaded.path
+    text = notebook_text(loaded)
     headed = {a.name: [s for s in a.detect.header if s.found(text)] for a in editions}
     headed = {name: found for name, found in headed.items() if found}
     if len(headed) == 1:
@@ -147,8 +138,9 @@ def detect(path: str | Path, editions: list) -> Detection:
     if len(headed) > 1:
         names = sorted(headed)
         raise EditionUnclear(
+            names,
             f"{path}: the notebook has the headers of {' and '.join(names)} "
-            f"({'; '.join(headed[n][0].describe() for n in names)}): choose one with --assignment"
+            f"({'; '.join(headed[n][0].describe() for n in names)}): choose one with --assignment",
         )
     scores = {}
     for a in editions:
@@ -166,7 +158,7 @@ def detect(path: str | Path, editions: list) -> Detection:
         )
     if len(top) > 1:
         raise EditionUnclear(
-            f"{path}: fits {' and '.join(top)} equally (no header): choose one with --assignment"
+            top, f"{path}: fits {' and '.join(top)} equally (no header): choose one with --assignment"
         )
     found = scores[top[0]][1]
     return Detection(top[0], "no header; " + "; ".join(s.describe() for s in found if s.weight > 0))

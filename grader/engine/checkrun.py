@@ -87,8 +87,8 @@ def run_checks(submission, assignment: Assignment, options: Options, result: Gra
     solution only the public checks run, and the result says so."""
     from grader.engine.plugin import GradingPlugin
 
-    reference = None if options.public_only else assignment.load_reference()
-    public_only = reference is None
+    public_only = public.public_only(assignment, options)  # the one rule for it
+    reference = None if public_only else assignment.load_reference()
     seed = None
     if not public_only:
         seed = options.seed if options.seed is not None else int.from_bytes(os.urandom(6), "big")

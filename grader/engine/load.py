@@ -52,6 +52,7 @@ class LoadedSubmission:
     path: Path
     cells: tuple[Cell, ...]
     kind: str  # "notebook" or "python"
+    markdown: str = ""  # the markdown cells' text, joined (what tells an edition apart)
 
 
 _PY_CELL_SPLIT = re.compile(r"^# (?:%%|In\[[ 0-9]*\]:).*$", re.MULTILINE)
@@ -80,10 +81,11 @@ def load_submission(path: str | Path) -> LoadedSubmission:
         parts = _PY_CELL_SPLIT.split(text)
         cells = tuple(Cell(i, part) for i, part in enumerate(parts))  # `# %%` cells are all code
         return LoadedSubmission(path, cells, "python")
-    return LoadedSubmission(path, _notebook_cells(path, text), "notebook")
+    cells, markdown = _notebook_cells(path, text)
+    return LoadedSubmission(path, cells, "notebook", markdown)
 
 
-def _notebook_cells(path: Path, text: str) -> tuple[Cell, ...]:
+def _notebook_cells(path: Path, text: str) -> tuple[tuple[Cell, ...], str]:
     import nbformat
     from nbconvert.filters.strings import ipython2python
 
@@ -158,7 +160,14 @@ def _notebook_cells(path: Path, text: str) -> tuple[Cell, ...]:
         except Exception:
             pass  # leave it as written: the harvest reports the cell as unparsable
         cells.append(Cell(number, source, execution_count=count))
-    return tuple(cells)
+    markdown = "\n".join(
+        "".join(cell.get("source", ""))
+        if isinstance(cell.get("source"), list)
+        else str(cell.get("source", ""))
+        for cell in nb.cells
+        if cell.get("cell_type") == "markdown"
+    )
+    return tuple(cells), markdown
 
 
 _TOO_DEEP = "{path}: the notebook cannot be read: its JSON is nested too deeply"

@@ -44,7 +44,9 @@ class GradingContext:
 
 def load_stage(ctx: GradingContext) -> None:
     # A folder submission is graded from its notebook; its other files come in file_stage.
-    ctx.loaded = load_submission(notebook_of(ctx.path, ctx.assignment.notebook))
+    notebook = notebook_of(ctx.path, ctx.assignment.notebook)
+    if ctx.loaded is None or Path(ctx.loaded.path) != Path(notebook):  # not read while choosing the edition
+        ctx.loaded = load_submission(notebook)
 
 
 def harvest_stage(ctx: GradingContext) -> None:
@@ -163,9 +165,16 @@ def checks_it_would_run(assignment: Assignment, options: Options) -> list[dict]:
 STAGES = [load_stage, harvest_stage, region_stage, file_stage, sandbox_stage, check_stage]
 
 
-def grade(path: str | Path, assignment: Assignment, options: Options | None = None) -> GradingResult:
+def grade(
+    path: str | Path,
+    assignment: Assignment,
+    options: Options | None = None,
+    loaded: LoadedSubmission | None = None,
+) -> GradingResult:
+    """Grade one submission with `assignment`. `loaded`: the notebook as already read while its
+    edition was chosen (grader.editions.assignment.for_submission), read only once."""
     started = time.perf_counter()
-    ctx = GradingContext(Path(path), assignment, options or Options())
+    ctx = GradingContext(Path(path), assignment, options or Options(), loaded=loaded)
     ctx.result = GradingResult(submission=str(path), assignment=assignment.name, device=ctx.options.device)
     try:
         for stage in STAGES:

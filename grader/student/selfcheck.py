@@ -121,7 +121,7 @@ def _edition(name: str | None, notebook: str | None):
     from grader.errors import UsageError
 
     if name is None and notebook is not None and len(available()) > 1:
-        return for_submission(notebook)[0]
+        return for_submission(notebook)[0]  # the one rule (grader.editions.assignment)
     if name is None and len(available()) > 1:
         raise UsageError(
             f"several editions are installed ({', '.join(available())}): "
