@@ -12,6 +12,8 @@ import os
 import sys
 import tempfile
 
+from grader.verbs import parse_or_status
+
 SUBCOMMANDS = {
     # verb: "module:function" taking the remaining argv and returning an exit status
     "merge": "grader.batch.merge:main",
@@ -145,11 +147,9 @@ def main(argv=None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         module_name, function = SUBCOMMANDS[argv[0]].split(":")
         return getattr(importlib.import_module(module_name), function)(argv[1:])
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return 2 if exc.code else 0
+    args = parse_or_status(build_parser(), argv)
+    if isinstance(args, int):
+        return args
     class_folder = _is_class_folder(args.paths[0], args.assignment)
     if args.out or len(args.paths) > 1 or args.shard or args.junit or class_folder:
         # Batch mode: a scheduler that never imports torch, and worker processes (grader.batch.pool).

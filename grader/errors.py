@@ -1,5 +1,5 @@
 """Exceptions that carry a one-line reason meant for a person, named by whose failure it is
-(DESIGN.md, trust model, rule 7):
+(docs/design.md, trust model, rule 7):
 
     the student's   SubmissionError (the submission cannot be used at all) and the
                     StudentCodeError family (one request failed): both become results

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The sandbox's guarantees in every mode DESIGN.md's trust model names (rule 5):
+# The sandbox's guarantees in every mode docs/design.md's trust model names (rule 5):
 #   root, root without CAP_SYS_ADMIN (Docker's default, so Gradescope), an ordinary user.
 # In each mode: the escape tests (tests/test_sandbox_escape.py), then one batch grading of
 # the reference, the template and mutants; their scores must be identical in all modes.

@@ -294,29 +294,3 @@ def hostile_batch(_batches) -> Batch:
 @pytest.fixture(scope="session")
 def graded_hostile(hostile_batch) -> dict[str, Graded]:
     return hostile_batch.results()
-
-
-# End-to-end files: they grade whole notebooks with real `grade` processes, batches, wheels
-# or a browser. `make test-fast` (-m "not slow") leaves them out; `make test` and CI run all.
-SLOW_FILES = {
-    "test_batch.py",
-    "test_cli.py",
-    "test_pa2_colourization.py",
-    "test_pa2_finetune.py",
-    "test_hostile.py",
-    "test_forgery.py",
-    "test_gradescope.py",
-    "test_release.py",
-    "test_install.py",
-    "test_html_report.py",
-    "test_public.py",
-    "test_sandbox_escape.py",
-    "test_feedback_catalogue.py",
-    "test_editions_grading.py",
-}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.path.name in SLOW_FILES:
-            item.add_marker(pytest.mark.slow)

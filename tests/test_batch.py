@@ -25,6 +25,8 @@ import pytest
 
 from classroom import REPO, TEMPLATE_NOTEBOOK, as_python_file, make_notebook
 
+pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
+
 ARGS = ("--part", "A.1", "--part", "D.2", "--no-train", "--timeout", "5")
 VICTIM = "victim_worker_dies"  # its worker is made to die (GRADER_BATCH_CRASH_ON)
 

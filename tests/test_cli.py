@@ -16,6 +16,8 @@ from nbformat.v4 import new_notebook
 from conftest import REPO, grader_command, grader_env
 from submissions import TEMPLATE_NOTEBOOK, as_python_file, read_notebook
 
+pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
+
 
 @dataclass
 class Run:

@@ -16,6 +16,8 @@ import pytest
 from test_editions import FILE_TASKS, OTHERS, PARTS, edition, reference_notebook, tasks_of, template_notebook
 from test_pa2_colourization import CORRECT_STYLES, MUTANTS
 
+pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
+
 
 def _rotation():
     """Each W2021 colourization mutant and correct variant re-headed as one other edition,

@@ -1,7 +1,7 @@
 """The catalogue of real PA2 mistakes and what the grader tells a student about each: the spec
 of our feedback.
 
-Each entry is a mistake real students make (../shared/PA2_FACTS.md, the editions' notebooks,
+Each entry is a mistake real students make (docs/family-pa2.md, the editions' notebooks,
 the seeds' code), built as a notebook in the session's main batch (the notebooks are defined
 with the mutants of test_pa2_colourization.py and test_pa2_finetune.py). For each:
 
@@ -24,6 +24,8 @@ from grader.engine.harvest import harvest
 from grader.engine.load import load_submission
 from grader.engine.reproduce import MARKER
 from grader.sandbox.child import _compile
+
+pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Forged answers (DESIGN.md, trust model, rule 2): a submission that knows the public cases
+"""Forged answers (docs/design.md, trust model, rule 2): a submission that knows the public cases
 (students get them with the grader) and answers them from a table, or patches the sandbox
 child's own request handlers, must earn no more in the instructor's grading than honest code
 of the same quality. Each forgery is also graded the way a student's installation grades
@@ -19,6 +19,8 @@ import torch
 from conftest import grader_command, grader_env
 from submissions import REPO, TEMPLATE_NOTEBOOK, make_notebook
 from test_pa2_colourization import A1_RELU_BEFORE_BN
+
+pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
 
 PARTS = ("--part", "A.1", "--part", "D.1", "--part", "D.2")
 

@@ -17,6 +17,8 @@ import pytest
 
 from classroom import REPO, make_notebook
 
+pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
+
 GRADESCOPE_TEST_KEYS = {"name", "score", "max_score", "status", "output", "visibility", "number", "tags"}
 VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
 

@@ -11,6 +11,8 @@ import pytest
 from conftest import HOSTILE_TIMEOUT
 from submissions import REFERENCE_SOLUTION, REPO, located_cell
 
+pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
+
 # Lines of the reference classes that edits hook onto (used with `within=`: the three
 # classes share the __init__ lines, and the first two their forward).
 PUN_HEAD = "class PoolUpsampleNet(nn.Module):\n"

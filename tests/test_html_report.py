@@ -14,6 +14,8 @@ from grader.checks.pictures import prediction_grid
 from grader.report.writers import to_html, write_html
 from grader.report.results import CheckResult, GradingResult
 
+pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
+
 ROOT = Path(__file__).resolve().parent.parent
 PASS_GREEN = (0x2A, 0x9D, 0x4B)
 FAIL_RED = (0xD1, 0x37, 0x2B)

@@ -1,10 +1,13 @@
 """`pip install .` (not editable) gives a `grade` command that finds its assignments,
 reference and template outside the source tree."""
 
+import pytest
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
 
 ROOT = Path(__file__).resolve().parent.parent
 

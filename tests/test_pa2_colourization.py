@@ -12,6 +12,8 @@ from submissions import TEMPLATE_NOTEBOOK, located_cell
 
 from grader.editions.assignment import available, load_assignment
 
+pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
+
 # Every installed edition's part ids (gradebook columns).
 ALL_PART_IDS = {p.id for name in available() for p in load_assignment(name).parts}
 

@@ -8,6 +8,8 @@ import pytest
 
 from submissions import D1_DRIVER, D1_SELECT, code
 
+pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
+
 # --------------------------------------------------------------------------------------
 # D.1
 # --------------------------------------------------------------------------------------

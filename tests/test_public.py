@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
+
 REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "pa2-w2021"
 FOLDER = REPO / "assignments" / "pa2"  # the family's checks, shared by its editions

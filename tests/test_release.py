@@ -24,6 +24,8 @@ import pytest
 
 from submissions import REFERENCE_NOTEBOOK, REFERENCE_SOLUTION, TEMPLATE_NOTEBOOK, make_notebook
 
+pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
+
 REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "pa2-w2021"
 FAMILY = "pa2"  # where the edition's checks and public files live

@@ -1,6 +1,6 @@
 """Student code trying to get out of its box: reading what it must not, hanging the parent,
 leaving processes or files behind, reaching other sandboxes. Each test drives a real sandbox
-child (grader.sandbox) with hostile code and asserts the rule of DESIGN.md's trust model it
+child (grader.sandbox) with hostile code and asserts the rule of docs/design.md's trust model it
 attacks: no secret reaches the parent, the parent returns within its deadline (bounds are
 stated per test), nothing of the sandbox is left afterwards.
 
@@ -25,6 +25,8 @@ import pytest
 from grader.sandbox import confine, server
 from grader.errors import StudentCodeError, StudentCrash, StudentTimeout
 from grader.sandbox import Limits, Sandbox
+
+pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = REPO / "reference" / "pa2" / "solution.py"

@@ -1,4 +1,4 @@
-"""Trust, end to end, through the real `grade` command (DESIGN.md, trust model, rules 2, 3 and
+"""Trust, end to end, through the real `grade` command (docs/design.md, trust model, rules 2, 3 and
 7): hidden inputs never reach a visible check's message; a slow child ends with the
 grading's budget; a machine that cannot isolate the file system records nothing for any
 student; a person's typo is one line and exit status 2."""

@@ -1,4 +1,4 @@
-"""The folder `grade` runs from never supplies code (DESIGN.md, trust model, rule 6).
+"""The folder `grade` runs from never supplies code (docs/design.md, trust model, rule 6).
 
 An instructor grades a student's folder from inside it (`cd submission_42 && grade .`), and
 `make example` grades from the checkout. Modules planted there (`typing_extensions.py`, which

@@ -106,14 +106,11 @@ def run_batch(args) -> int:
     out = Path(args.out or "results")
     out.mkdir(parents=True, exist_ok=True)
     try:
-        lock = OutputLock(out).__enter__()
-    except RuntimeError as exc:
+        with OutputLock(out):
+            return _run_locked(args, forced, by_name, selected, jobs, out)
+    except OutputLock.Busy as exc:
         print(f"grade: {visible(exc)}", file=sys.stderr)
         return 2
-    try:
-        return _run_locked(args, forced, by_name, selected, jobs, out)
-    finally:
-        lock.__exit__()
 
 
 def editions_of(by_name: dict, selected: list[str], forced) -> tuple[dict, dict[str, str]]:

@@ -90,6 +90,9 @@ class OutputLock:
     """One batch at a time per output folder (an flock, released by the kernel even when the
     batch is killed)."""
 
+    class Busy(RuntimeError):
+        """Another batch holds the folder."""
+
     def __init__(self, out_dir: Path):
         self.path = out_dir / ".lock"
         self.fd = None
@@ -102,7 +105,7 @@ class OutputLock:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(self.fd)
-            raise RuntimeError(f"another batch is writing to {self.path.parent}/")
+            raise OutputLock.Busy(f"another batch is writing to {self.path.parent}/")
         return self
 
     def __exit__(self, *exc):

@@ -173,9 +173,6 @@ class Assignment:
         return module
 
     # -- parts --------------------------------------------------------------------------
-    def part_title(self, part_id: str) -> str:
-        return next((p.title for p in self.parts if p.id == part_id), part_id)
-
     def part_of_task(self, task: str) -> Part | None:
         return next((p for p in self.parts if p.task == task), None)
 

@@ -1,4 +1,4 @@
-"""One time budget per grading (DESIGN.md, trust model, rule 6).
+"""One time budget per grading (docs/design.md, trust model, rule 6).
 
 Each request to the child has a wall-time limit, but a grading makes hundreds of requests: a
 child that answers each one just under its limit could hold a grading for hours. So a grading

@@ -7,15 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from grader.engine.checkrun import list_checks
-from grader.public.expectations import (
-    compute,
-    differences,
-    points_text,
-    public_folder,
-    read,
-    roundtrip,
-    write,
-)
+from grader.public.expectations import compute, points_text
+from grader.public.store import differences, public_folder, read, roundtrip, write
 from grader.verbs import run_verb, verb_parser
 
 

@@ -38,7 +38,7 @@ def terminal(result: GradingResult, console=None, verbose: bool = True) -> None:
         for c in result.checks:
             status = Text("pass", style="green") if c.passed else Text("FAIL", style="red")
             table.add_row(
-                Text(c.number), Text(c.name), Text(c.kind), f"{fmt(c.score)}/{fmt(c.max_score)}", status
+                Text(c.number), Text(c.name), Text(c.kind), f"{points(c.score)}/{points(c.max_score)}", status
             )
         console.print(table)
         failed = [c for c in result.checks if not c.passed]
@@ -48,7 +48,9 @@ def terminal(result: GradingResult, console=None, verbose: bool = True) -> None:
                 console.print(Text(f"{c.number}. {c.name}", style="red"), soft_wrap=True)
                 for line in c.output.splitlines():
                     console.print(Text(f"   {line}"), soft_wrap=True)
-        parts = "  ".join(f"{part} {fmt(got)}/{fmt(out)}" for part, (got, out) in result.parts().items())
+        parts = "  ".join(
+            f"{part} {points(got)}/{points(out)}" for part, (got, out) in result.parts().items()
+        )
         console.print(Text(f"Parts: {parts}"))
     if result.isolation:  # no sandbox started: no student code ran
         console.print(Text(result.isolation_line, style="dim"), soft_wrap=True)
@@ -60,11 +62,9 @@ def terminal(result: GradingResult, console=None, verbose: bool = True) -> None:
             ),
             soft_wrap=True,
         )
-    console.print(Text(f"Score: {fmt(result.score)} / {fmt(result.max_score)}"))
+    console.print(Text(f"Score: {points(result.score)} / {points(result.max_score)}"))
 
 
-# Gradescope's visibilities: when a student sees a test.
-VISIBILITIES = ("visible", "after_due_date", "after_published", "hidden")
 WITHHELD = "Details of this hidden check are shown after the due date."
 
 
@@ -119,10 +119,6 @@ def atomic_write(path: str | Path, text: str) -> None:
         raise
 
 
-def fmt(x: float) -> str:
-    return points(x)
-
-
 def to_html(result: GradingResult) -> str:
     """A self-contained page (pictures inlined as data URIs) a student can open offline."""
     import base64
@@ -144,9 +140,11 @@ def to_html(result: GradingResult) -> str:
         rows.append(
             f'<section class="check {c.status}"><h3><span class="badge">{c.status}</span> '
             f"{esc(c.number)}. {esc(c.name)} <small>{esc(c.kind)} &middot; "
-            f"{fmt(c.score)}/{fmt(c.max_score)}</small></h3>{message}{pictures}</section>"
+            f"{points(c.score)}/{points(c.max_score)}</small></h3>{message}{pictures}</section>"
         )
-    parts = "".join(f"<li>{esc(p)}: {fmt(got)} / {fmt(out)}</li>" for p, (got, out) in result.parts().items())
+    parts = "".join(
+        f"<li>{esc(p)}: {points(got)} / {points(out)}</li>" for p, (got, out) in result.parts().items()
+    )
     notes = "".join(f"<li>{esc(n)}</li>" for n in result.notes)
     error = f'<p class="error">Cannot grade: {esc(result.error)}</p>' if result.error else ""
     return f"""<!doctype html>
@@ -163,7 +161,7 @@ figure {{ margin: .5rem 0; }} img {{ max-width: 100%; border: 1px solid #ddd; }}
 </style></head><body>
 <h1>Feedback for {esc(result.submission)}</h1>
 <p>{esc(result.assignment)} &middot; device {esc(result.device)} &middot; graded in {result.execution_time:.1f} s</p>
-<p class="score">Score: {fmt(result.score)} / {fmt(result.max_score)}</p>{error}
+<p class="score">Score: {points(result.score)} / {points(result.max_score)}</p>{error}
 <ul>{parts}</ul>{f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""}
 <h2>Checks</h2>
 {"".join(rows)}

@@ -1,5 +1,5 @@
 """What the parent accepts from a child: every answer is checked against what its request can
-legitimately return, before anything uses it (DESIGN.md, trust model, rule 6).
+legitimately return, before anything uses it (docs/design.md, trust model, rule 6).
 
 A child can patch its own request handlers and send anything the wire format can carry. A
 reply that does not fit (another type, dtype, shape or count than the request allows, or more
