@@ -13,14 +13,16 @@ from grader.errors import MachineError, SubmissionError, UsageError
 
 def verb_parser(prog: str, description: str, assignment: str | None = None) -> argparse.ArgumentParser:
     """A parser for `prog`. `assignment`: "positional" (grade release NAME) or "option"
-    (--assignment NAME, default the only one installed) adds the assignment's name."""
+    (--assignment NAME; needed where several editions are installed) adds the assignment's name."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     if assignment == "positional":
         parser.add_argument(
             "assignment", help="assignment edition (a folder of assignments/ with an assignment.toml)"
         )
     elif assignment == "option":
-        parser.add_argument("--assignment", help="assignment edition (default: the only one installed)")
+        parser.add_argument(
+            "--assignment", help="assignment edition (may be left out where only one is installed)"
+        )
     return parser
 
 

@@ -203,7 +203,7 @@ def pinned_version(name: str, root: Path | None = None) -> str:
 
 
 def engine_wheel(root: Path, target: Path) -> Path:
-    """The grader's wheel, built (grader.release.build_wheel) from a clean copy of the source
+    """The grader's wheel, built (grader.authoring.release.build_wheel) from a clean copy of the source
     tree, so the build's scratch files never land in the checkout."""
     from grader.authoring.release import ReleaseError, build_wheel
 

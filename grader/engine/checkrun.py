@@ -1,4 +1,4 @@
-"""Stage 5, checks: run the assignment's checks (pytest) on a submission, or list them
+"""The checks stage: run the assignment's checks (pytest) on a submission, or list them
 without grading. The pytest command line for both lives here, so a listing selects exactly
 the checks a grading runs."""
 
@@ -83,7 +83,7 @@ def _forget_other_families_checks(assignment: Assignment) -> None:
 
 def run_checks(submission, assignment: Assignment, options: Options, result: GradingResult) -> None:
     """Run the assignment's checks on `submission` (a proxy: grader.engine.proxy, or the in-process
-    one of grader.selfcheck) and put their results into `result`. Without the reference
+    one of grader.student.selfcheck) and put their results into `result`. Without the reference
     solution only the public checks run, and the result says so."""
     from grader.engine.plugin import GradingPlugin
 

@@ -1,4 +1,4 @@
-"""Stage 2, harvest: keep what defines things, drop what does work.
+"""The harvest stage: keep what defines things, drop what does work.
 
 A notebook is never run top to bottom: training loops, downloads, magics and shell lines
 would take minutes or reach the network. From each cell we keep, in notebook order:

@@ -1,4 +1,4 @@
-"""Stage 1, load: read a submission file into a list of code cells.
+"""The load stage: read a submission file into a list of code cells.
 
 Notebooks are read and validated with nbformat; `.py` files are accepted too (split into
 cells at `# %%` / `# In[ ]:` markers, the forms Jupytext and nbconvert write). Every problem

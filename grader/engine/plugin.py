@@ -1,4 +1,4 @@
-"""Stage 4, check: run an assignment's checks, which are plain pytest tests.
+"""The checks stage, inside pytest: run an assignment's checks, which are plain pytest tests.
 
 An instructor writes a check as a test function with a marker and fixtures:
 

@@ -88,7 +88,7 @@ class GradingResult:
     notes: list[str] = field(default_factory=list)  # about the whole submission (skipped cells)
     error: str | None = None  # set when the submission could not be graded at all
     device: str = "cpu"
-    # The protections the sandbox put in place (grader.confine), for the instructor.
+    # The protections the sandbox put in place (grader.sandbox.confine), for the instructor.
     isolation: list[str] = field(default_factory=list)
     # The secret seed of this grading's challenges (instructor side only; never shown to the
     # student: not in results.json's output).

@@ -3,7 +3,7 @@
 It runs in a process forked from a warm server that has already imported torch. Before any
 student code runs it closes stdin, captures output, drops privileges and sets its limits
 (see `confine`). It only answers requests; it never decides a grade. Every reply is built with
-`grader.wire` (JSON and raw bytes), which the parent reads without unpickling.
+`grader.sandbox.wire` (JSON and raw bytes), which the parent reads without unpickling.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from grader.sandbox import wire
 
 try:
     import resource
-except ImportError:  # Windows: the in-process self-check (grader.selfcheck) needs no limits
+except ImportError:  # Windows: the in-process self-check (grader.student.selfcheck) needs no limits
     resource = None
 
 
@@ -55,7 +55,7 @@ class _CappedWriter(io.TextIOBase):
 
 
 def confine(config: dict, channel_fd: int, output_fd: int) -> list[str]:
-    """Box this process in before student code runs (grader.confine has the layers); returns
+    """Box this process in before student code runs (grader.sandbox.confine has the layers); returns
     what held, each missing layer as "no ...: why"."""
     done: list[str] = []
 
@@ -225,7 +225,7 @@ class AttrDict(dict):
 class Child:
     def __init__(self, conn, statements: list[dict]):
         self.conn = conn
-        self.fd = conn.fileno() if conn is not None else None  # None: grader.selfcheck
+        self.fd = conn.fileno() if conn is not None else None  # None: grader.student.selfcheck
         self.ns: dict = {"__name__": "__student__", "__builtins__": __builtins__}
         self.versions: dict[str, list] = {}  # every definition of each top-level function
         self.objects: dict[str, object] = {}

@@ -1,4 +1,4 @@
-"""Stage 3, sandbox: the parent's handle on the untrusted child process.
+"""The sandbox stage: the parent's handle on the untrusted child process.
 
 Children are forked from a multiprocessing forkserver that has preloaded torch, so a fresh
 child costs tens of milliseconds instead of seconds. Each request has a wall-time limit; a

@@ -9,7 +9,7 @@ that have been run), with the same public checks, on the same stored data, and p
 table and feedback as `grade NOTEBOOK`. Nothing is sent to another process: an in-process
 proxy calls the sandbox child's request handlers (grader.sandbox.child.Child, its `op_*` methods)
 directly on the kernel's namespace, so the checks' code is shared with the real grading.
-Requests and answers still go through grader.wire, so a check sees copies, as in the sandbox.
+Requests and answers still go through grader.sandbox.wire, so a check sees copies, as in the sandbox.
 
 Module-level regions (e.g. a driver cell) are read from the kernel's input history (`In`),
 the latest run of a matching cell first, or from the notebook file with
