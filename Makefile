@@ -7,7 +7,7 @@ DEPS_STAMP := $(VENV)/.deps-installed
 PKG_STAMP := $(VENV)/.package-installed
 PACKAGE_FILES := setup.cfg pyproject.toml $(shell find grader assignments reference student_template -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
-.PHONY: example test test-fast benchmark clean
+.PHONY: example test test-fast benchmark docs clean
 
 # Heavy, rarely changing: the venv, pinned torch, and the package's dependencies.
 $(DEPS_STAMP): setup.cfg requirements/pinned.txt requirements/dev.txt
@@ -49,6 +49,11 @@ test: $(PKG_STAMP)
 	    >/dev/null 2>&1 || echo "could not install chromium: the HTML rendering test will skip"; \
 	fi
 	$(BIN)/python -m pytest tests
+
+# The generated parts of docs/ (the CLI reference, the map of grader/'s rooms): tests/test_docs.py
+# fails when they are stale.
+docs: $(DEPS_STAMP)
+	$(BIN)/python scripts/make_docs.py
 
 benchmark: $(PKG_STAMP)
 	$(BIN)/python benchmarks/bench_grade.py
