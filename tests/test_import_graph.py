@@ -162,3 +162,37 @@ def test_the_engine_knows_nothing_about_pa2():
             if hits:
                 found.append(f"{path.relative_to(REPO)}: {word[:80]!r} ({hits[0]})")
     assert not found, "\n".join(found)
+
+
+# Which rooms of grader/ each room may import (docs/architecture.md shows the same, generated).
+# A new edge fails here on purpose: add it if it is meant, then `make docs`.
+ALLOWED_ROOMS = {
+    "grader": {"student"},
+    "cli": {"batch", "editions", "engine", "errors", "report", "sandbox", "verbs"},
+    "verbs": {"errors"},
+    "errors": set(),
+    "report": set(),
+    "editions": {"engine", "errors", "public"},
+    "engine": {"editions", "errors", "public", "report", "sandbox"},
+    "sandbox": {"engine", "errors", "grader"},
+    "public": {"editions", "engine", "errors", "report", "verbs"},
+    "checks": {"editions", "engine", "errors"},
+    "student": {"editions", "engine", "errors", "report", "sandbox"},
+    "authoring": {"editions", "engine", "errors", "grader", "public", "verbs"},
+    "batch": {"classreport", "cli", "editions", "engine", "errors", "grader", "report", "sandbox", "verbs"},
+    "classreport": {"batch", "editions", "engine", "errors", "report", "verbs"},
+}
+
+
+def test_rooms_import_only_what_they_may():
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import make_docs
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    found = make_docs.rooms()
+    assert set(found) == set(ALLOWED_ROOMS), f"rooms changed: {sorted(set(found) ^ set(ALLOWED_ROOMS))}"
+    extra = {
+        room: sorted(found[room] - ALLOWED_ROOMS[room]) for room in found if found[room] - ALLOWED_ROOMS[room]
+    }
+    assert not extra, f"new imports between rooms: {extra}"
