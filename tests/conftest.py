@@ -64,9 +64,15 @@ def batches(request, tmp_path_factory) -> dict[str, Batch]:
             batch.process.wait()
 
 
+def finished(batches: dict[str, Batch], kind: str, declared_in: str) -> Batch:
+    if kind not in batches:
+        pytest.fail(f"no collected test module declares {declared_in}: there is no {kind} batch")
+    return batches[kind].wait()
+
+
 @pytest.fixture(scope="session")
 def main_batch(batches) -> Batch:
-    return batches["main"].wait()
+    return finished(batches, "main", "NOTEBOOKS")
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +82,7 @@ def graded(main_batch) -> dict[str, Graded]:
 
 @pytest.fixture(scope="session")
 def hostile_batch(batches) -> Batch:
-    return batches["hostile"].wait()
+    return finished(batches, "hostile", "HOSTILE_NOTEBOOKS")
 
 
 @pytest.fixture(scope="session")
