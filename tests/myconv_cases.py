@@ -1,6 +1,7 @@
 """What the MyConv2d editions' grading tests share: notebooks made from an edition's
-reference notebook, and what a result must show (tests/test_myconv_w2020.py,
-tests/test_myconv_w2019.py)."""
+reference notebook, what a result must show (tests/test_myconv_w2020.py,
+tests/test_myconv_w2019.py), and W2020 networks written with one block helper (also the base
+of tests/test_myconv_forgery.py's forgery)."""
 
 from __future__ import annotations
 
@@ -82,3 +83,70 @@ def feedback(result, part: str, check: str) -> str:
     found = [t["output"] for t in result.tests if t["tags"][0] == part and key(t) == check]
     assert len(found) == 1, (part, check, summary(result))
     return found[0]
+
+
+# -- W2020 networks written with one block helper: the orders and widths real notebooks chose ------
+_BLOCKS = """
+class {name}(nn.Module):
+    def __init__(self, kernel, num_filters, num_colours, num_in_channels):
+        super({name}, self).__init__()
+        nf, nc = num_filters, num_colours
+
+        def block(cin, cout, resample=None):
+            layers = [MyConv2d(cin, cout, kernel)]
+            if resample is not None and {bn_first}:
+                layers += [nn.BatchNorm2d(cout), nn.ReLU(), resample]
+            elif resample is not None:
+                layers += [resample, nn.BatchNorm2d(cout), nn.ReLU()]
+            else:
+                layers += [nn.BatchNorm2d(cout), nn.ReLU()]
+            return nn.Sequential(*layers)
+
+        self.down1 = block(num_in_channels, nf, nn.MaxPool2d(2))
+        self.down2 = block(nf, 2 * nf, nn.MaxPool2d(2))
+        self.mid = block(2 * nf, 2 * nf)
+        self.up1 = block({up1_in}, nf, nn.Upsample(scale_factor=2))
+        self.up2 = block({up2_in}, nc, nn.Upsample(scale_factor=2))
+        self.final = MyConv2d({final_in}, nc, kernel)
+
+    def forward(self, x):
+        d1 = self.down1(x)
+        d2 = self.down2(d1)
+        m = self.mid(d2)
+{forward}
+"""
+CNN_FORWARD = "        return self.final(self.up2(self.up1(m)))"
+UNET_FORWARD = """\
+        u1 = self.up1(torch.cat([m, d2], 1))
+        u2 = self.up2(torch.cat([u1, d1], 1))
+        return self.final(torch.cat([u2, x], 1))"""
+
+
+def blocks(name, bn_first=False, up1_in="2 * nf", up2_in="nf", final_in="nc", forward=CNN_FORWARD):
+    return _BLOCKS.format(
+        name=name, bn_first=bn_first, up1_in=up1_in, up2_in=up2_in, final_in=final_in, forward=forward
+    )
+
+
+UNET = {"up1_in": "4 * nf", "up2_in": "2 * nf", "final_in": "nc + num_in_channels", "forward": UNET_FORWARD}
+BN_FIRST_CNN = blocks("CNN", bn_first=True)
+BN_FIRST_UNET = blocks("UNet", bn_first=True, **UNET)
+TWO_SKIPS_UNET = blocks(
+    "UNet",
+    up1_in="2 * nf",
+    up2_in="2 * nf",
+    final_in="nc + num_in_channels",
+    forward="""\
+        u1 = self.up1(m)
+        u2 = self.up2(torch.cat([d1, u1], 1))
+        return self.final(torch.cat([x, u2], 1))""",
+)
+GREY_PLUS_ONE_UNET = blocks("UNet", **dict(UNET, final_in="num_colours + 1"))
+RELU_BEFORE_BN_CNN = blocks("CNN").replace(
+    "layers += [resample, nn.BatchNorm2d(cout), nn.ReLU()]",
+    "layers += [resample, nn.ReLU(), nn.BatchNorm2d(cout)]",
+)
+NN_CONV2D_CNN = blocks("CNN").replace(
+    "MyConv2d(cin, cout, kernel)", "nn.Conv2d(cin, cout, kernel, padding=kernel // 2)"
+)
+GREYSCALE_ONLY_CNN = blocks("CNN").replace("block(num_in_channels, nf,", "block(1, nf,")

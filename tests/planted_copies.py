@@ -1,7 +1,7 @@
 """Copies planted among the test suite's notebooks, for the class report's similarity flags.
 
-Each copy takes a correct solution already in the suite (a style of test_pa2_colourization, an
-IoU loss of test_pa2_finetune) and disguises it the way students do: renamed variables,
+Each copy takes a correct solution already in the suite (a style of pa2_colourization_cases, an
+IoU loss of pa2_finetune_cases) and disguises it the way students do: renamed variables,
 independent statements reordered, comments and docstrings added, dead code added, or all at
 once. The originals stay where they are, so every planted pair is (original, copy) or two
 copies of one original. Every other pair of the suite's notebooks is independent work as far
@@ -11,7 +11,7 @@ same code re-headed as another edition (compared only within an edition).
 
 from __future__ import annotations
 
-from test_pa2_colourization import BIG_SEQUENTIAL, FUNCTIONAL
+from pa2_colourization_cases import BIG_SEQUENTIAL, FUNCTIONAL
 
 # -- renamed: every name the student chose is another ---------------------------------------
 RENAMED = {
@@ -300,7 +300,7 @@ def planted_pairs() -> set[tuple[str, str, str]]:
     }
 
 
-# The suite's mutants built from one shared text (test_pa2_colourization's `_UNET`, `_B1` and
+# The suite's mutants built from one shared text (pa2_colourization_cases' `_UNET`, `_B1` and
 # `_A1_BLOCKS`/`_A1_IGNORING` templates): each is that text with a one-line mistake, which is
 # just what a copy with a small edit looks like. A flag between two of one family (or their
 # re-headed versions in another edition) is therefore not a false flag; every other pair of

@@ -18,6 +18,8 @@ Edits, applied in this order:
 * `kernel="python2"`: a Python 2 kernelspec, as old Colab exports have.
 
 Cells get fixed ids, so the same call writes the same bytes every time.
+
+`REPO` (the checkout) and the reference's paths are defined here once, for every test.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell
+
+from grader.engine.load import load_submission
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_NOTEBOOK = REPO / "reference" / "pa2-w2021" / "a2-cnn.ipynb"
@@ -131,8 +135,6 @@ def edit_notebook(
 def located_cell(path, needle: str):
     """The (only) code cell containing `needle`, as the grader loads it: its `where` is how
     feedback locates it ("code cell 7 (starting `class UNet(nn.Module):`)")."""
-    from grader.engine.load import load_submission
-
     found = [c for c in load_submission(path).cells if needle in c.source]
     if len(found) != 1:
         raise ValueError(f"{needle!r} is in {len(found)} code cells of {path}")

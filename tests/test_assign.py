@@ -18,9 +18,10 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from grader.authoring import masters as assign
 from grader import cli
+from submissions import REPO
+
 from grader.editions.assignment import available, load_assignment
 
-REPO = Path(__file__).resolve().parent.parent
 MASTERS = sorted((REPO / "reference").glob("*/master.ipynb"))
 MASTER_IDS = [p.parent.name for p in MASTERS]
 SOLUTION_LINE = re.compile(r"^\s*#+\s*(BEGIN|END)\s+SOLUTION\s*$")

@@ -13,19 +13,30 @@ from __future__ import annotations
 import csv
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import pytest
 
-from classroom import REPO, TEMPLATE_NOTEBOOK, as_python_file, make_notebook
+from grading import grader_command, grader_env, run_grader
+from submissions import REPO, TEMPLATE_NOTEBOOK, as_python_file, make_notebook, read_notebook
 
-pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
+from grader.batch import pool
+from grader.batch.discover import parse_shard, shard
+from grader.batch.outputs import csv_text, gradebook_csv, summary_csv
+from grader.batch.store import OutputLock
+from grader.engine.options import Options
+from grader.report.results import GradingResult
+
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
 ARGS = ("--part", "A.1", "--part", "D.2", "--no-train", "--timeout", "5")
 VICTIM = "victim_worker_dies"  # its worker is made to die (GRADER_BATCH_CRASH_ON)
@@ -71,14 +82,9 @@ HOSTILE = {
 }
 
 
-def grade_command(*args) -> list[str]:
-    return [sys.executable, "-m", "grader.cli", *map(str, args)]
-
-
-def env() -> dict:
-    e = dict(os.environ, PYTHONPATH=str(REPO), GRADER_BATCH_CRASH_ON=VICTIM)
-    e.pop("PYTEST_ADDOPTS", None)
-    return e
+def crash_env() -> dict:
+    """grader_env(), and the victim's worker made to die."""
+    return grader_env(GRADER_BATCH_CRASH_ON=VICTIM)
 
 
 def make_class(folder: Path) -> list[str]:
@@ -86,7 +92,7 @@ def make_class(folder: Path) -> list[str]:
     make_notebook(folder, "reference")
     make_notebook(folder, VICTIM)
     (folder / "template.ipynb").write_bytes(TEMPLATE_NOTEBOOK.read_bytes())
-    as_python_file(folder / "reference_as_script.py")
+    as_python_file(read_notebook(), folder / "reference_as_script.py")
     for name, (_, spec) in MUTANTS.items():
         make_notebook(folder, name, **spec)
     for name, spec in HOSTILE.items():
@@ -102,10 +108,9 @@ def make_class(folder: Path) -> list[str]:
     return sorted(names)
 
 
-def run(*args, timeout=600, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        grade_command(*args), cwd=REPO, env=env(), capture_output=True, text=True, timeout=timeout, **kw
-    )
+def run(*args, timeout=600) -> subprocess.CompletedProcess:
+    """`grade ARGS` as given (ARGS says --no-train where it grades)."""
+    return run_grader(*args, train=None, env=crash_env(), timeout=timeout)
 
 
 def results(out: Path) -> dict[str, dict]:
@@ -270,11 +275,11 @@ def killed(full, folder, tmp_path_factory):
     then run again with the same command."""
     path, names = folder
     out = tmp_path_factory.mktemp("shard1")
-    command = grade_command(path, "--out", out, "--jobs", 2, "--shard", "1/2", "--quiet", *ARGS)
+    command = grader_command(path, "--out", out, "--jobs", 2, "--shard", "1/2", "--quiet", *ARGS, train=None)
     proc = subprocess.Popen(
         command,
         cwd=REPO,
-        env=env(),
+        env=crash_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -287,7 +292,7 @@ def killed(full, folder, tmp_path_factory):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.glob("*.json")}
-    resumed = subprocess.run(command, cwd=REPO, env=env(), capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(command, cwd=REPO, env=crash_env(), capture_output=True, text=True, timeout=600)
     return {"out": out, "before": before, "resumed": resumed, "shard": sorted(names)[0::2]}
 
 
@@ -335,8 +340,6 @@ def test_shards_merge_into_the_full_gradebook(full, folder, killed, tmp_path):
 
 
 def test_shard_slices_are_disjoint_and_cover_everything():
-    from grader.batch.discover import parse_shard, shard
-
     names = [f"s{i:02d}" for i in range(23)][::-1]
     slices = [shard(names, f"{i}/4") for i in range(1, 5)]
     assert sorted(n for s in slices for n in s) == sorted(names)
@@ -357,15 +360,12 @@ def test_scheduler_does_not_import_torch():
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "False"
-    from grader.batch import pool
-    from grader.sandbox import parent
+    from grader.sandbox import parent  # imports torch, so only here
 
     assert set(parent.PRELOAD) <= set(pool.SERVER_PRELOAD)
 
 
 def test_second_batch_on_the_same_folder_is_refused(tmp_path):
-    from grader.batch.store import OutputLock
-
     with OutputLock(tmp_path):
         proc = run(TEMPLATE_NOTEBOOK, "--out", tmp_path, timeout=60)
     assert proc.returncode == 2 and "another batch" in proc.stderr
@@ -399,9 +399,6 @@ def test_links_folders_and_formula_names_in_a_class_folder(tmp_path):
 
 
 def test_every_csv_quotes_text_that_a_spreadsheet_would_run():
-    from grader.batch.outputs import csv_text, gradebook_csv, summary_csv
-    from grader.report.results import GradingResult
-
     assert [csv_text(t) for t in ("=1+1", "+1", "-1", "@A1", "\tx", "\rx", "a=1", "", 3)] == [
         "'=1+1",
         "'+1",
@@ -427,11 +424,6 @@ def test_every_csv_quotes_text_that_a_spreadsheet_would_run():
 
 
 def test_options_are_plain_data_and_stamp_what_changes_a_grading():
-    import pickle
-    from types import SimpleNamespace
-
-    from grader.engine.options import Options
-
     args = SimpleNamespace(
         device="cpu",
         timeout=5,

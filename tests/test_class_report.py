@@ -8,8 +8,6 @@ mutants and one hostile notebook that hangs."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,16 +15,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import grader_env
+from browser import require_chromium, screenshot
+from grading import run_grader
+from hostile_cases import HOSTILE_CASES
+from pa2_colourization_cases import CORRECT_STYLES, MUTANTS
+from pa2_finetune_cases import D2_PER_IMAGE_MODULE, D2_SQUEEZE
 from planted_copies import NOTEBOOKS as PLANTED
 from planted_copies import planted_pairs, siblings
-from submissions import REPO, TEMPLATE_NOTEBOOK, make_notebook
-from test_hostile import HOSTILE_NOTEBOOKS as ALL_HOSTILE
-from test_html_report import require_chromium
-from test_pa2_colourization import CORRECT_STYLES, MUTANTS
-from test_pa2_finetune import D2_PER_IMAGE_MODULE, D2_SQUEEZE
+from submissions import TEMPLATE_NOTEBOOK, make_notebook
 
-pytestmark = pytest.mark.slow
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
 _MUTANTS = {m.name: m.spec() for m in MUTANTS}
 NOTEBOOKS = {
@@ -39,7 +38,7 @@ NOTEBOOKS = {
     "template": {"base": TEMPLATE_NOTEBOOK},
     **{name: _MUTANTS[name] for name in ("a1_relu_before_bn", "a1_wrong_width", "c1_missing_skip")},
 }
-HOSTILE_NOTEBOOKS = {"h_infinite_loop_in_init": ALL_HOSTILE["h_infinite_loop_in_init"]}
+HOSTILE_NOTEBOOKS = {"h_infinite_loop_in_init": HOSTILE_CASES["h_infinite_loop_in_init"]}
 
 # Chromium's rendering of the page's fills (grader.classreport.page and .plots).
 HISTOGRAM_GREY = (0xD9, 0xD9, 0xD9)
@@ -51,15 +50,7 @@ def report(main_batch, hostile_batch, tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("class-report")
     html, data = folder / "class.html", folder / "class.json"
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "grader.cli", "report", str(main_batch.out), str(hostile_batch.out)]
-        + ["--html", str(html), "--json", str(data)],
-        cwd=REPO,
-        env=grader_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_grader("report", main_batch.out, hostile_batch.out, "--html", html, "--json", data, train=None)
     seconds = time.perf_counter() - started
     assert done.returncode == 0, done.stderr
     print(f"grade report of {len(main_batch.names) + len(hostile_batch.names)} submissions: {seconds:.1f} s")
@@ -117,12 +108,7 @@ def test_time_memory_errors_and_feedback_pages(report):
 def test_the_page_renders_in_headless_chromium(report, tmp_path):
     require_chromium()
     png = tmp_path / "class.png"
-    subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "screenshot_html.py"), str(report["html"]), str(png)]
-        + ["--width", "1400", "--height", "5000"],
-        check=True,
-        timeout=180,
-    )
+    screenshot(report["html"], png, "--width", "1400", "--height", "5000")
     pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3).astype(int)
 
     def count(colour, tol=4):
@@ -138,15 +124,7 @@ def test_a_batch_writes_the_report_when_asked(tmp_path):
     make_notebook(folder, "alice", replace=CORRECT_STYLES["style_module_lists"])
     make_notebook(folder, "bob", replace=PLANTED["copy_renamed"]["replace"])
     out = tmp_path / "out"
-    done = subprocess.run(
-        [sys.executable, "-m", "grader.cli", str(folder), "--out", str(out), "--part", "A.1", "--no-train"]
-        + ["--quiet", "--report"],
-        cwd=REPO,
-        env=grader_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_grader(folder, "--out", out, "--part", "A.1", "--no-train", "--quiet", "--report")
     assert done.returncode == 0, done.stderr
     data = json.loads((out / "class-report.json").read_text())
     assert {(p["a"], p["b"]) for p in data["similarity"]["pairs"]} >= {("alice", "bob")}

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from submissions import REPO
+
 from grader.classreport import causes, page
+from grader.classreport.build import ClassResults, report_data
 from grader.classreport.similarity import (
     Given,
     SimilarityOptions,
@@ -24,7 +27,6 @@ from grader.classreport.similarity import (
 from grader.cli import main as grade
 from grader.report.results import CheckResult, GradingResult
 
-REPO = Path(__file__).resolve().parents[1]
 
 # -- causes ---------------------------------------------------------------------------------
 
@@ -165,8 +167,6 @@ def test_code_nested_too_deeply_to_walk_is_left_out_not_fatal():
 
 
 def tiny_class() -> dict:
-    from grader.classreport.build import ClassResults, report_data
-
     hostile = '<script>alert("x")</script>'
     results = {
         hostile: GradingResult(
@@ -253,7 +253,7 @@ def grow(mib):
 
 
 def peak_after_growing(mib: int) -> int:
-    from grader.sandbox import Limits, Sandbox
+    from grader.sandbox import Limits, Sandbox  # imports torch, so only here
 
     statements = [{"cell": 0, "lineno": 2, "source": GROW.strip() + "\n"}]
     with Sandbox(statements, Limits(request_seconds=30, boot_seconds=30)) as box:

@@ -13,10 +13,11 @@ import nbformat
 import pytest
 from nbformat.v4 import new_notebook
 
-from conftest import REPO, grader_command, grader_env
+from grading import run_grader
 from submissions import TEMPLATE_NOTEBOOK, as_python_file, read_notebook
 
-pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
 
 @dataclass
@@ -108,15 +109,7 @@ def runs(tmp_path_factory) -> dict[str, Run]:
     plan = prepare(folder)
 
     def run(args):
-        proc = subprocess.run(
-            grader_command(*args),
-            cwd=REPO,
-            env=grader_env(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        proc = run_grader(*args, stdin=subprocess.DEVNULL)
         json_path = Path(args[args.index("--json") + 1]) if "--json" in args else None
         return Run(proc.returncode, proc.stdout, proc.stderr, json_path)
 

@@ -1,6 +1,6 @@
 """Editions of one assignment family (grader.editions.assignment, grader.editions.detect): the PA2 editions
 W2021, W2022, W2023, F2024 and W2025 share W2021's checks and differ in part ids, titles,
-points and which parts exist.
+points and which parts exist (tests/pa2_editions.py).
 
 tests/test_editions_grading.py grades the editions' notebooks.
 """
@@ -10,50 +10,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from conftest import grader_command, grader_env
+from grading import run_grader
+from pa2_editions import EDITIONS, PARTS, edition, reference_notebook, template_notebook
 from submissions import REPO, read_notebook
-from grader.editions.assignment import AssignmentError, available, load_assignment, read_edition
+from grader.editions.assignment import (
+    AssignmentError,
+    available,
+    for_submission,
+    load_assignment,
+    read_edition,
+)
 from grader.editions.detect import EditionUnclear, detect
-
-EDITIONS = ["pa2-w2021", "pa2-w2022", "pa2-w2023", "pa2-f2024", "pa2-w2025"]
-OTHERS = EDITIONS[1:]
-# What each edition's handout gives: part id -> (family task, points; None = the checks' own).
-LETTERED = {"A.1": ("A.1", None), "B.1": ("B.1", None), "C.1": ("C.1", None)}
-PARTS = {
-    "pa2-w2021": {**LETTERED, "D.1": ("D.1", None), "D.2": ("D.2", None)},
-    "pa2-w2022": {**LETTERED, "D.1": ("W2022.D.1", 2), "D.2": ("W2022.D.2", 2)},
-    "pa2-w2023": {"4.1": ("A.1", 0.5), "5.1": ("B.1", 0.5), "6.1": ("C.1", 0.5)},
-    "pa2-f2024": {"4.1": ("A.1", 0.5), "5.1": ("B.1", 0.5)},
-    "pa2-w2025": {"4.1": ("A.1", 8), "5.1": ("B.1", 4)},
-}  # fmt: skip
-
-
-def edition(name):
-    return load_assignment(name)
-
-
-def reference_notebook(name) -> Path:
-    a = edition(name)
-    return a.reference_folder / a.notebook
-
-
-def template_notebook(name) -> Path:
-    return edition(name).template_notebook
-
-
-# Tasks graded from files handed in besides the notebook (W2022's YOLOv3 train.py and
-# utils/loss.py): a notebook alone fails them, saying so (tests/test_w2022_*.py grade folders).
-FILE_TASKS = {"W2022.D.1", "W2022.D.2"}
-
-
-def tasks_of(name) -> set[str]:
-    return {task for task, _ in PARTS[name].values()}
 
 
 # -- the editions as data -------------------------------------------------------------------
@@ -184,9 +156,7 @@ def test_two_editions_headers_in_one_notebook_are_not_guessed(tmp_path):
     with pytest.raises(EditionUnclear, match="pa2-w2021 and pa2-w2023"):
         detect(path, installed())
     # The command says so in one line and exits 2, grading nothing.
-    run = subprocess.run(
-        grader_command(path), cwd=REPO, env=grader_env(), capture_output=True, text=True, timeout=120
-    )
+    run = run_grader(path, timeout=120)
     assert run.returncode == 2, run.stdout + run.stderr
     assert "pa2-w2021 and pa2-w2023" in run.stdout + run.stderr
     # --assignment decides.
@@ -229,8 +199,6 @@ def test_dataclass_copies_keep_the_edition(tmp_path):
 def test_an_unreadable_notebook_is_reported_against_the_familys_default_edition(tmp_path):
     """Nothing tells its edition; the family's default (W2021) reports it, so the grading
     still fails every check it would have run (0 out of the full points, tests/test_cli.py)."""
-    from grader.editions.assignment import for_submission
-
     path = tmp_path / "broken.ipynb"
     path.write_text("{not json")
     chosen, why, _ = for_submission(path)

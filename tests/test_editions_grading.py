@@ -13,10 +13,14 @@ import itertools
 
 import pytest
 
-from test_editions import FILE_TASKS, OTHERS, PARTS, edition, reference_notebook, tasks_of, template_notebook
-from test_pa2_colourization import CORRECT_STYLES, MUTANTS
+from pa2_colourization_cases import CORRECT_STYLES, MUTANTS
+from pa2_editions import FILE_TASKS, OTHERS, PARTS, edition, reference_notebook, tasks_of, template_notebook
 
-pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
+from grader.authoring.release import release
+from grader.public import store
+
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
 
 def _rotation():
@@ -99,9 +103,6 @@ def test_each_editions_reference_gets_full_marks_and_template_nothing(graded, na
 
 @pytest.mark.parametrize("name", OTHERS)
 def test_each_editions_public_expectations_are_current_and_its_bundle_builds(name, tmp_path):
-    from grader.public import store
-    from grader.authoring.release import release
-
     a = edition(name)
     assert store.is_current(a), f"run `grade build-public {name}`"
     notebook, wheel, readme = release(a, tmp_path)

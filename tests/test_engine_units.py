@@ -12,6 +12,7 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
+from hypothesis import settings
 
 from grader.editions.assignment import load_assignment
 from grader.batch.discover import expand_paths, result_names
@@ -19,9 +20,12 @@ from grader.batch.outputs import gradebook_csv, isolation_summary, junit_xml, pa
 from grader.batch.store import fingerprint, read_results, stamp_of, sweep_temporary_files, write_results
 from grader.checks.compare import first_layer_difference
 from grader.errors import SubmissionError
+from grader.engine.checkrun import _pytest_quietly
 from grader.engine.load import Cell
+from grader.engine.plugin import GradingPlugin
 from grader.engine.regions import RegionNotFound, RegionSpec, extract_region
-from grader.report.writers import WITHHELD, to_gradescope_dict
+from grader.public import store
+from grader.report.writers import WITHHELD, to_gradescope_dict, to_html
 from grader.report.results import NOT_GRADED, CheckResult, GradingResult
 from grader.verbs import run_verb, verb_parser
 
@@ -323,11 +327,6 @@ def test_missing_definition_has_nothing_to_reproduce(submission):
 
 
 def test_plugin_turns_checks_into_results_in_the_assignments_order(tmp_path):
-    from hypothesis import settings
-
-    from grader.engine.checkrun import _pytest_quietly
-    from grader.engine.plugin import GradingPlugin
-
     (tmp_path / "test_checks.py").write_text(CHECKS_FILE)
     settings.register_profile("students-own", max_examples=3)
     settings.load_profile("students-own")
@@ -387,8 +386,6 @@ def test_plugin_turns_checks_into_results_in_the_assignments_order(tmp_path):
 def test_stored_expectations_match_the_assignment_code():
     """Fast guard (the full comparison is tests/test_public.py): any edit of the reference or
     of the assignment's helper modules, even a reformatting, needs `grade build-public`."""
-    from grader.public import store
-
     assert store.is_current(load_assignment("pa2-w2021")), "run `grade build-public pa2-w2021`"
 
 
@@ -433,8 +430,6 @@ def test_a_training_report_may_hold_only_the_predictions_its_request_can_give():
 
 
 def test_student_text_reaches_every_writer_with_its_control_characters_visible():
-    from grader.report.writers import to_html
-
     nasty = "\x1b]0;owned\x07\x1b[2J\rScore: 30 / 30\u202e\x9b"
     result = GradingResult(
         submission=f"{nasty}.ipynb",

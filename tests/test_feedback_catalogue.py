@@ -3,7 +3,7 @@ of our feedback.
 
 Each entry is a mistake real students make (docs/family-pa2.md, the editions' notebooks,
 the seeds' code), built as a notebook in the session's main batch (the notebooks are defined
-with the mutants of test_pa2_colourization.py and test_pa2_finetune.py). For each:
+with the mutants of tests/pa2_colourization_cases.py and tests/pa2_finetune_cases.py). For each:
 
 * `cause`: the phrase that names the cause, as a TA would (a layer of the wrong type, a
   missing BatchNorm, a hyper-parameter ignored), not only the symptom;
@@ -18,14 +18,15 @@ from dataclasses import dataclass
 
 import pytest
 
-import test_pa2_colourization
-import test_pa2_finetune
+from pa2_colourization_cases import COLOURIZATION_NOTEBOOKS
+from pa2_finetune_cases import FINETUNE_NOTEBOOKS
 from grader.engine.harvest import harvest
 from grader.engine.load import load_submission
 from grader.engine.reproduce import MARKER
 from grader.sandbox.child import _compile
 
-pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Mistake:
     notebook: str  # its name in the main batch
     what: str  # the mistake, in a TA's words
     part: str
-    check: str  # the check key (conftest.check_key)
+    check: str  # the check key (grading.check_key)
     cause: str  # the phrase its feedback must contain
     reproduction: bool = True  # a counterexample: the message ends with code to paste
 
@@ -238,7 +239,7 @@ CATALOGUE = [
 
 
 # The notebooks, declared again so that this file also runs alone (conftest grades each once).
-_DECLARED = test_pa2_colourization.NOTEBOOKS | test_pa2_finetune.NOTEBOOKS
+_DECLARED = COLOURIZATION_NOTEBOOKS | FINETUNE_NOTEBOOKS
 NOTEBOOKS = {m.notebook: _DECLARED[m.notebook] for m in CATALOGUE}
 
 

@@ -13,6 +13,7 @@ import pytest
 import yolo_files as y
 from grader.editions.assignment import load_assignment
 from grader.batch.discover import expand_paths, result_names
+from grader.cli import _is_class_folder
 from grader.errors import AssignmentError, SubmissionError
 from grader.engine.fileregions import FileRegionSpec, RegionNotFound, edits_outside, extract
 from grader.engine.files import (
@@ -24,7 +25,7 @@ from grader.engine.files import (
     submission_digest,
     wanted_files,
 )
-from grader.engine.transplant import compile_regions
+from grader.engine.transplant import compile_regions, run_in_child
 
 
 CLONE = "2022/assets/assignments/pa2-q4-files"  # where a Colab clone keeps the tree
@@ -172,8 +173,6 @@ def test_transplanted_statements_run_in_a_scope_and_errors_name_the_file_line(w2
     compiled = compile_regions({k: v.to_wire() for k, v in regions.items()})
     scope = compiled["cls_criterion"]({"h": {"cls_pw": 2.5}, "device": "cpu"})
     assert scope["BCEcls"].pos_weight.tolist() == [2.5]  # torch and nn came from the file's imports
-    from grader.engine.transplant import run_in_child
-
     harness = Path(__file__).resolve().parent.parent / "assignments/pa2/public/yolo_harness.py"
     import torch
 
@@ -257,8 +256,6 @@ def test_a_folder_submissions_digest_follows_its_files(tmp_path):
 
 
 def test_grade_folder_is_one_student_unless_it_holds_several_notebooks(tmp_path):
-    from grader.cli import _is_class_folder
-
     student = y.w2022_folder(tmp_path / "s", train=y.correct_train_py())
     assert not _is_class_folder(str(student), None)
     (student / "old.ipynb").write_text("{}")

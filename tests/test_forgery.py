@@ -11,16 +11,19 @@ import base64
 import hashlib
 import io
 import json
-import subprocess
 
 import pytest
 import torch
 
-from conftest import grader_command, grader_env
+from grading import run_grader
+from pa2_colourization_cases import A1_RELU_BEFORE_BN, CANNOT_LEARN
+from pa2_finetune_cases import NO_FREEZING
 from submissions import REPO, TEMPLATE_NOTEBOOK, make_notebook
-from test_pa2_colourization import A1_RELU_BEFORE_BN
 
-pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
+from grader.public.store import read
+
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
 PARTS = ("--part", "A.1", "--part", "D.1", "--part", "D.2")
 
@@ -28,7 +31,6 @@ FREEZE_AND_REPLACE = (
     "for param in model.parameters():\n    param.requires_grad = False\n"
     "model.classifier[4] = nn.Conv2d(256, 2, kernel_size=1)\n"
 )
-NO_FREEZING = "model.classifier[4] = nn.Conv2d(256, 2, kernel_size=1)\n"
 # No freezing, and the model lies about it: named_parameters() shows frozen snapshots of
 # everything but the new layer (so requires_grad reads False and the weights never seem to
 # change), while parameters() hands every real parameter to whatever trains it.
@@ -41,14 +43,8 @@ LYING_PARAMETERS = NO_FREEZING + (
 )
 
 
-# A PoolUpsampleNet that cannot learn (its output is multiplied by zero), and the same with a
-# made-up training report: the child's training function replaced by one that returns a
-# falling curve and every parameter "changed".
-CANNOT_LEARN = A1_RELU_BEFORE_BN.replace(
-    "    def forward(self, x):\n",
-    "    def forward(self, x):\n        return self._f(x) * 0\n\n    def _f(self, x):\n",
-    1,
-)
+# A PoolUpsampleNet that cannot learn (CANNOT_LEARN) with a made-up training report: the child's
+# training function replaced by one that returns a falling curve and every parameter "changed".
 FAKE_TRAINING_REPORT = (
     "class _FakeTraining:\n"
     "    import grader.engine.training as _training\n"
@@ -65,8 +61,6 @@ FAKE_TRAINING_REPORT = (
 
 
 def _stored_cases() -> dict:
-    from grader.public.store import read
-
     return read(REPO / "assignments" / "pa2" / "public")["cases"]
 
 
@@ -136,9 +130,11 @@ def patched_handlers_cell() -> str:
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory, hostile_batch):
-    # Waits for the hostile batch (conftest.py) first: these gradings train, and running them
-    # beside it would stretch the time that test_hostile bounds.
+def graded(tmp_path_factory, batches):
+    # Waits for the hostile batch (conftest.py), when the session has one, first: these
+    # gradings train, and running them beside it would stretch the time that test_hostile bounds.
+    if "hostile" in batches:
+        batches["hostile"].wait()
     folder = tmp_path_factory.mktemp("forgeries")
     make_notebook(folder, "honest_a1_relu_before_bn", replace={"PoolUpsampleNet": A1_RELU_BEFORE_BN})
     make_notebook(folder, "forged_a1_lookup_table", replace={"PoolUpsampleNet": lookup_table_model()})
@@ -162,13 +158,7 @@ def graded(tmp_path_factory, hostile_batch):
     for side, extra in (("instructor", ["--seed", "11"]), ("student", ["--public-only"])):
         out = tmp_path_factory.mktemp(f"out-{side}")
         # Training checks included: the D.1 one is where the grader verifies fine-tuning.
-        proc = subprocess.run(
-            grader_command(folder, "--out", out, "--quiet", *PARTS, *extra, train=True),
-            env=grader_env(),
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        proc = run_grader(folder, "--out", out, "--quiet", *PARTS, *extra, train=True, timeout=900)
         assert proc.returncode in (0, 1), proc.stdout + proc.stderr
         for path in out.glob("*.json"):
             data = json.loads(path.read_text())

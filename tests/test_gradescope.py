@@ -7,17 +7,23 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import stat
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from classroom import REPO, make_notebook
+from bundles import run_autograder
+from grading import grader_env, run_grader
+from submissions import TEMPLATE_NOTEBOOK, make_notebook
 
-pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
 GRADESCOPE_TEST_KEYS = {"name", "score", "max_score", "status", "output", "visibility", "number", "tags"}
 VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
@@ -29,24 +35,8 @@ def autograder(tmp_path_factory) -> Path:
     ROOT/site for this venv's python."""
     root = tmp_path_factory.mktemp("autograder")
     archive = root / "autograder.zip"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "grader.cli",
-            "gradescope-zip",
-            "--assignment",
-            "pa2-w2021",
-            "--out",
-            str(archive),
-            "--grade-arg=--no-train",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-    )
+    options = ("--assignment", "pa2-w2021", "--out", archive, "--grade-arg=--no-train")
+    proc = run_grader("gradescope-zip", *options, train=None, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     with zipfile.ZipFile(archive) as z:
         names = z.namelist()
@@ -89,27 +79,6 @@ def autograder(tmp_path_factory) -> Path:
     return root
 
 
-def run_autograder(root: Path, extra: str = "") -> dict:
-    env = dict(
-        os.environ,
-        AUTOGRADER_ROOT=str(root),
-        GRADER_PYTHON=sys.executable,
-        PYTHONPATH=str(root / "site"),
-        GRADER_EXTRA_ARGS=extra,
-    )
-    env.pop("PYTEST_ADDOPTS", None)
-    proc = subprocess.run(
-        ["bash", str(root / "source" / "run_autograder")],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return json.loads((root / "results" / "results.json").read_text())
-
-
 def test_run_autograder_grades_the_submission(autograder):
     submission = make_notebook(autograder / "submission", "my_work")
     (autograder / "submission" / "notes.py").write_text("x = 1\n")  # the notebook wins
@@ -130,7 +99,7 @@ def test_run_autograder_grades_the_submission(autograder):
     located = subprocess.run(
         [sys.executable, "-c", "import grader; print(grader.__file__)"],
         cwd=autograder,
-        env=dict(os.environ, PYTHONPATH=str(autograder / "site")),
+        env=grader_env(autograder / "site"),
         capture_output=True,
         text=True,
         check=True,
@@ -159,10 +128,6 @@ def test_hidden_checks_show_no_input_before_the_due_date(autograder):
     """A hidden check's inputs are never published: on Gradescope a student sees its name,
     points and pass/fail, and its message (inputs, counterexamples) only in a separate
     0-point entry from the due date on (the zip's default)."""
-    import shutil
-
-    from classroom import TEMPLATE_NOTEBOOK
-
     submission = autograder / "submission" / "a2-cnn.ipynb"
     shutil.copy(TEMPLATE_NOTEBOOK, submission)
     try:
@@ -206,10 +171,6 @@ def test_without_landlock_root_only_secrets_still_grade(autograder):
     from it. Simulated here: a seccomp filter refusing Landlock, no CAP_SYS_ADMIN (capsh, as
     Docker), a system interpreter (a venv's under root's 0700 home needs a capability that
     would let the sandbox read everything) on this venv's packages."""
-    import shutil
-    import tempfile
-    import sysconfig
-
     root = Path(tempfile.mkdtemp(prefix="grader-gradescope-"))
     opened = []
     try:
@@ -237,14 +198,12 @@ def test_without_landlock_root_only_secrets_still_grade(autograder):
         for secret in [*Path(venv_site).glob("grader_*"), *Path(venv_site).glob("pytorch_notebook_grader-*")]:
             opened.append((secret, secret.stat().st_mode & 0o777))
             secret.chmod(0o700)
-        env = dict(
-            os.environ,
+        env = grader_env(
+            f"{site}:{venv_site}",
             AUTOGRADER_ROOT=str(root),
             GRADER_PYTHON=str(SYSTEM_PYTHON),
-            PYTHONPATH=f"{site}:{venv_site}",
             GRADER_EXTRA_ARGS="--part A.1",
         )
-        env.pop("PYTEST_ADDOPTS", None)
         command = [
             sys.executable,
             str(Path(__file__).parent / "no_landlock.py"),

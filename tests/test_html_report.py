@@ -1,22 +1,17 @@
 """The HTML feedback page is self-contained and renders its pictures in a real browser."""
 
-import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
 
+from browser import require_chromium, screenshot
 from grader.checks.pictures import prediction_grid
 from grader.report.writers import to_html, write_html
 from grader.report.results import CheckResult, GradingResult
 
-pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
-ROOT = Path(__file__).resolve().parent.parent
 PASS_GREEN = (0x2A, 0x9D, 0x4B)
 FAIL_RED = (0xD1, 0x37, 0x2B)
 
@@ -62,35 +57,11 @@ def test_html_is_self_contained_and_escaped():
     assert "Score: 1 / 2" in page
 
 
-def require_chromium() -> None:
-    """Skip, saying why, when no Chromium is installed (the screenshot script's own lookup);
-    fail instead when GRADER_REQUIRE_CHROMIUM=1 (CI, where `make test` installs it)."""
-    spec = importlib.util.spec_from_file_location("screenshot_html", ROOT / "scripts" / "screenshot_html.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    if script.chromium() is None:
-        reason = "Chromium is not installed: apt-get install chromium (`make test` does it when run as root)"
-        if os.environ.get("GRADER_REQUIRE_CHROMIUM") == "1":
-            pytest.fail(f"{reason}; GRADER_REQUIRE_CHROMIUM=1 requires it")
-        pytest.skip(reason)
-
-
 def test_page_renders_pictures_in_headless_chromium(tmp_path):
     require_chromium()
     html, png = tmp_path / "feedback.html", tmp_path / "feedback.png"
     write_html(sample_result(), html)
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "screenshot_html.py"),
-            str(html),
-            str(png),
-            "--height",
-            "1200",
-        ],
-        check=True,
-        timeout=180,
-    )
+    screenshot(html, png, "--height", "1200")
     pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
 
     def count(colour, tol=12):

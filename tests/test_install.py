@@ -1,22 +1,24 @@
 """`pip install .` (not editable) gives a `grade` command that finds its assignments,
 reference and template outside the source tree."""
 
-import pytest
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
+import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from submissions import REFERENCE_NOTEBOOK
+
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
 
 def test_installed_grade_runs_outside_the_checkout(tmp_path):
     grade = Path(sys.executable).parent / "grade"
     assert grade.exists(), "the package is not installed in this environment: run `make test`"
     notebook = tmp_path / "submission.ipynb"
-    notebook.write_bytes((ROOT / "reference" / "pa2-w2021" / "a2-cnn.ipynb").read_bytes())
+    notebook.write_bytes(REFERENCE_NOTEBOOK.read_bytes())
     out = tmp_path / "results.json"
     proc = subprocess.run(
         [str(grade), str(notebook), "--part", "D.2", "--no-train", "--json", str(out)],

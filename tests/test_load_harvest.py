@@ -2,6 +2,7 @@
 grader.engine.regions (in-process, fast)."""
 
 import json
+import os
 
 import nbformat
 import pytest
@@ -226,8 +227,6 @@ def test_deeply_nested_json_cannot_be_read(tmp_path, depth):
 
 
 def test_a_fifo_or_unreadable_file_is_not_read(tmp_path):
-    import os
-
     fifo = tmp_path / "fifo.ipynb"
     os.mkfifo(fifo)  # reading it would block for ever
     with pytest.raises(SubmissionError, match="cannot be read: not a regular file"):

@@ -6,22 +6,19 @@ grades the reference with every public check passed and the template with none. 
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 import sys
-import sysconfig
 import zipfile
-from pathlib import Path
 
 import pytest
 
+from bundles import install_student_env, run_autograder
+from grading import grader_env, run_grader
 from myconv_cases import W2019_REFERENCE, W2019_TEMPLATE, W2020_REFERENCE, W2020_TEMPLATE
 from submissions import REPO
-from test_gradescope import run_autograder
-from test_release import StudentEnv, clean_env
 
-pytestmark = pytest.mark.slow
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
 FAMILY = REPO / "assignments" / "pa2-myconv"
 EDITIONS = {
@@ -53,37 +50,11 @@ def bundle(request, tmp_path_factory):
     """The edition's release, unpacked, and installed into a venv without this source tree."""
     edition = request.param
     root = tmp_path_factory.mktemp(edition)
-    proc = subprocess.run(
-        [sys.executable, "-m", "grader.cli", "release", edition, "--out", root / "dist"],
-        cwd=REPO,
-        env=dict(clean_env(), PYTHONPATH=str(REPO)),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    env = grader_env(PYTHONDONTWRITEBYTECODE="1")
+    proc = run_grader("release", edition, "--out", root / "dist", train=None, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (wheel,) = (root / "dist").glob("*.whl")
-    base = root / "base-site"
-    base.mkdir()
-    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
-        if re.match(r"(grader|pytorch_notebook_grader|__editable__)", entry.name) or (
-            entry.suffix == ".pth" and str(REPO) in entry.read_text(errors="replace")
-        ):
-            continue
-        (base / entry.name).symlink_to(entry)
-    venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=120)
-    python = venv / "bin" / "python"
-    site = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    Path(site, "_base_packages.pth").write_text(f"import site; site.addsitedir({str(base)!r})\n")
-    install = [sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "-q"]
-    subprocess.run([*install, wheel], check=True, capture_output=True, timeout=300)
-    return edition, root, wheel, StudentEnv(root, venv)
+    return edition, root, wheel, install_student_env(root, wheel)
 
 
 def test_the_wheel_holds_only_public_files(bundle):
@@ -141,15 +112,8 @@ def test_gradescope_zip_grades_the_edition(bundle, tmp_path):
     edition, *_ = bundle
     reference, _, public_points, hidden = EDITIONS[edition]
     archive = tmp_path / "autograder.zip"
-    subprocess.run(
-        [sys.executable, "-m", "grader.cli", "gradescope-zip", "--assignment", edition, "--out", archive,
-         "--grade-arg=--no-train"],
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )  # fmt: skip
+    options = ("--assignment", edition, "--out", archive, "--grade-arg=--no-train")
+    run_grader("gradescope-zip", *options, train=None, check=True, timeout=300)
     with zipfile.ZipFile(archive) as z:
         z.extractall(tmp_path / "source")
         (wheel,) = [n for n in z.namelist() if n.endswith(".whl")]

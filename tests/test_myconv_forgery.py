@@ -8,21 +8,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import subprocess
 
 import pytest
 
-from conftest import grader_command, grader_env
-from myconv_cases import W2020_REFERENCE
+from grading import run_grader
+from myconv_cases import RELU_BEFORE_BN_CNN, W2020_REFERENCE
 from submissions import REPO, make_notebook
-from test_myconv_w2020 import RELU_BEFORE_BN_CNN
 
-pytestmark = pytest.mark.slow
+from grader.public.store import read
+
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
 
 def lookup_table_cnn() -> str:
-    from grader.public.store import read
-
     cases = read(REPO / "assignments" / "pa2-myconv" / "public")["cases"]["colour"]["CNN"]["equivalence"]
     table = {}
     for case in cases:
@@ -61,13 +60,7 @@ def test_a_lookup_table_of_public_outputs_earns_nothing_on_the_instructor_side(t
     verdicts = {}
     for side, extra in (("instructor", []), ("student", ["--public-only"])):
         out = tmp_path / f"{side}.json"
-        subprocess.run(
-            grader_command(path, "--part", "A.1", "--json", out, *extra),
-            cwd=REPO,
-            env=grader_env(),
-            capture_output=True,
-            timeout=600,
-        )
+        run_grader(path, "--part", "A.1", "--json", out, *extra)
         tests = json.loads(out.read_text())["tests"]
         verdicts[side] = {t["name"]: t["status"] for t in tests if "Same outputs" in t["name"]}
     assert list(verdicts["student"].values()) == ["passed"], verdicts  # the forgery works on stored cases

@@ -6,11 +6,14 @@ the course's 2018 solution, hard-coded channel numbers, Python 2 kernels. Graded
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 
 from myconv_cases import W2019_REFERENCE, W2019_TEMPLATE, Case, expect, feedback, summary
 
-pytestmark = pytest.mark.slow
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
 EDITION = "pa2-w2019"
 PARTS = {"B.1", "C.1", "E"}
@@ -206,8 +209,6 @@ def test_feedback_names_the_readings_real_notebooks_chose(graded):
 
 
 def test_the_batch_gradebook_has_the_w2019_edition_column(graded, main_batch):
-    import csv
-
     rows = {
         r["submission"]: r
         for r in csv.DictReader((main_batch.out / "gradebook.csv").read_text().splitlines())

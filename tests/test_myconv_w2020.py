@@ -9,17 +9,35 @@ training run of the reference is graded on its own)."""
 
 from __future__ import annotations
 
+import csv
 import json
-import subprocess
+import tempfile
 from pathlib import Path
 
+import nbformat
 import pytest
 
-from conftest import grader_command, grader_env
-from myconv_cases import W2020_REFERENCE, W2020_TEMPLATE, Case, expect, failed, feedback, summary
-from submissions import REPO, REFERENCE_NOTEBOOK, located_cell, read_notebook
+from grading import run_grader
+from myconv_cases import (
+    BN_FIRST_CNN,
+    BN_FIRST_UNET,
+    GREY_PLUS_ONE_UNET,
+    GREYSCALE_ONLY_CNN,
+    NN_CONV2D_CNN,
+    RELU_BEFORE_BN_CNN,
+    TWO_SKIPS_UNET,
+    W2020_REFERENCE,
+    W2020_TEMPLATE,
+    Case,
+    expect,
+    failed,
+    feedback,
+    summary,
+)
+from submissions import REFERENCE_NOTEBOOK, located_cell, read_notebook
 
-pytestmark = pytest.mark.slow
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
 EDITION = "pa2-w2020"
 PARTS = {"A.1", "B.1", "C.1", "C.2"}
@@ -181,72 +199,6 @@ SEED002_C2 = (
     "model.requires_grad_(False)\n"
     "model.classifier[4] = nn.Conv2d(256, 21, kernel_size=(1, 1), stride=(1, 1))\n"
 )
-
-# -- one network with a block helper: the orders and widths real notebooks chose -------------------
-_BLOCKS = """
-class {name}(nn.Module):
-    def __init__(self, kernel, num_filters, num_colours, num_in_channels):
-        super({name}, self).__init__()
-        nf, nc = num_filters, num_colours
-
-        def block(cin, cout, resample=None):
-            layers = [MyConv2d(cin, cout, kernel)]
-            if resample is not None and {bn_first}:
-                layers += [nn.BatchNorm2d(cout), nn.ReLU(), resample]
-            elif resample is not None:
-                layers += [resample, nn.BatchNorm2d(cout), nn.ReLU()]
-            else:
-                layers += [nn.BatchNorm2d(cout), nn.ReLU()]
-            return nn.Sequential(*layers)
-
-        self.down1 = block(num_in_channels, nf, nn.MaxPool2d(2))
-        self.down2 = block(nf, 2 * nf, nn.MaxPool2d(2))
-        self.mid = block(2 * nf, 2 * nf)
-        self.up1 = block({up1_in}, nf, nn.Upsample(scale_factor=2))
-        self.up2 = block({up2_in}, nc, nn.Upsample(scale_factor=2))
-        self.final = MyConv2d({final_in}, nc, kernel)
-
-    def forward(self, x):
-        d1 = self.down1(x)
-        d2 = self.down2(d1)
-        m = self.mid(d2)
-{forward}
-"""
-CNN_FORWARD = "        return self.final(self.up2(self.up1(m)))"
-UNET_FORWARD = """\
-        u1 = self.up1(torch.cat([m, d2], 1))
-        u2 = self.up2(torch.cat([u1, d1], 1))
-        return self.final(torch.cat([u2, x], 1))"""
-
-
-def blocks(name, bn_first=False, up1_in="2 * nf", up2_in="nf", final_in="nc", forward=CNN_FORWARD):
-    return _BLOCKS.format(
-        name=name, bn_first=bn_first, up1_in=up1_in, up2_in=up2_in, final_in=final_in, forward=forward
-    )
-
-
-UNET = {"up1_in": "4 * nf", "up2_in": "2 * nf", "final_in": "nc + num_in_channels", "forward": UNET_FORWARD}
-BN_FIRST_CNN = blocks("CNN", bn_first=True)
-BN_FIRST_UNET = blocks("UNet", bn_first=True, **UNET)
-TWO_SKIPS_UNET = blocks(
-    "UNet",
-    up1_in="2 * nf",
-    up2_in="2 * nf",
-    final_in="nc + num_in_channels",
-    forward="""\
-        u1 = self.up1(m)
-        u2 = self.up2(torch.cat([d1, u1], 1))
-        return self.final(torch.cat([x, u2], 1))""",
-)
-GREY_PLUS_ONE_UNET = blocks("UNet", **dict(UNET, final_in="num_colours + 1"))
-RELU_BEFORE_BN_CNN = blocks("CNN").replace(
-    "layers += [resample, nn.BatchNorm2d(cout), nn.ReLU()]",
-    "layers += [resample, nn.ReLU(), nn.BatchNorm2d(cout)]",
-)
-NN_CONV2D_CNN = blocks("CNN").replace(
-    "MyConv2d(cin, cout, kernel)", "nn.Conv2d(cin, cout, kernel, padding=kernel // 2)"
-)
-GREYSCALE_ONLY_CNN = blocks("CNN").replace("block(num_in_channels, nf,", "block(1, nf,")
 
 # -- every layer called as self.layer.forward(x), F.relu, nn.ReLU(True), positional padding -------
 DIRECT_FORWARD_CNN = """
@@ -485,10 +437,6 @@ CASES = [
 def _headless_reference():
     """The W2020 reference notebook without its title cell (students delete it), written once
     per session next to the other inputs (make_notebook edits cells, it cannot delete one)."""
-    import tempfile
-
-    import nbformat
-
     nb = read_notebook(W2020_REFERENCE)
     del nb.cells[next(i for i, c in enumerate(nb.cells) if c.cell_type == "markdown")]
     path = Path(tempfile.mkdtemp(prefix="myconv-headless-")) / "a2-cnn.ipynb"
@@ -558,8 +506,6 @@ def test_edition_is_told_from_the_cells_in_a_batch_with_w2021s_notebook(graded, 
     # W2021's checks in full, though the batch's workers graded W2020 notebooks before it
     assert w2021.score == 25 and len(w2021.tests) == 19, summary(w2021)
     assert graded["w2020_headless"].data["grader"]["assignment"] == EDITION
-    import csv
-
     rows = {
         r["submission"]: r
         for r in csv.DictReader((main_batch.out / "gradebook.csv").read_text().splitlines())
@@ -573,14 +519,7 @@ def test_one_training_run_of_the_reference(tmp_path):
     """The hidden training checks (two colourization runs, one fine-tuning run verified by
     the parent's own reproduction) pass on the reference."""
     out = tmp_path / "result.json"
-    run = subprocess.run(
-        grader_command(W2020_REFERENCE, "--json", out, train=True),
-        cwd=REPO,
-        env=grader_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run = run_grader(W2020_REFERENCE, "--json", out, train=True)
     data = json.loads(out.read_text())
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     training = [t for t in data["tests"] if t["tags"][1] == "training"]

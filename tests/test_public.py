@@ -11,18 +11,26 @@ check() inside a kernel is tested with the student bundle (tests/test_release.py
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
-import os
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
+from grading import grader_env, run_grader
+from submissions import REPO
 
-REPO = Path(__file__).resolve().parents[1]
+from grader.authoring.release import ReleaseError, release
+from grader.editions.assignment import load_assignment
+from grader.public import expectations as public
+from grader.public import store
+from grader.public.store import differences
+
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
+
 ASSIGNMENT = "pa2-w2021"
 FOLDER = REPO / "assignments" / "pa2"  # the family's checks, shared by its editions
 PUBLIC = FOLDER / "public"
@@ -31,11 +39,8 @@ STDLIB = {"contextlib", "functools", "math", "pathlib"}  # what a public check m
 W2022_TOTALS = {"W2022.D.1": 2, "W2022.D.2": 4}  # the YOLOv3 files (scaled to 2 + 2 by W2022)
 
 
-def env() -> dict:
-    out = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
-    out["PYTHONPATH"] = str(REPO)
-    out["PYTHONDONTWRITEBYTECODE"] = "1"
-    return out
+def build_env() -> dict:
+    return grader_env(PYTHONDONTWRITEBYTECODE="1")
 
 
 def stored() -> dict:
@@ -43,14 +48,7 @@ def stored() -> dict:
 
 
 def build(out: Path) -> Path:
-    proc = subprocess.run(
-        [sys.executable, "-m", "grader.cli", "build-public", ASSIGNMENT, "--out", out],
-        cwd=REPO,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_grader("build-public", ASSIGNMENT, "--out", out, train=None, env=build_env(), timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out
 
@@ -78,8 +76,6 @@ def test_stored_expectations_are_those_of_the_current_reference(fresh):
     """The committed files match a fresh build: same fingerprint, same JSON and tensors, with
     numbers equal within store.SAME_RTOL / SAME_ATOL (another machine's CPU kernels and BLAS
     round differently; the checks compare at 1e-4, so that noise changes no verdict)."""
-    from grader.public import store
-
     rebuilt_json = json.loads((fresh / "expected.json").read_text())
     assert stored()["fingerprint"] == rebuilt_json["fingerprint"], (
         "the reference or the assignment changed: run `grade build-public pa2-w2021`"
@@ -91,8 +87,6 @@ def test_stored_expectations_are_those_of_the_current_reference(fresh):
 
 def test_float_noise_is_not_a_difference_but_a_real_change_is():
     """The tolerance of the comparison above and of `grade build-public --check`."""
-    from grader.public.store import differences
-
     seen_elsewhere = {"sketch": [-0.102950888, 3], "t": torch.tensor([1.0, 2.0]), "ok": True}
     assert (
         differences(
@@ -111,8 +105,6 @@ def test_float_noise_is_not_a_difference_but_a_real_change_is():
 def test_check_command_accepts_float_noise(tmp_path):
     """`grade build-public --check` on stored files whose numbers moved in their last digits,
     as a build on another CPU gives: still up to date."""
-    import shutil
-
     copy = tmp_path / "public"
     shutil.copytree(PUBLIC, copy, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
 
@@ -125,13 +117,8 @@ def test_check_command_accepts_float_noise(tmp_path):
 
     tree = json.loads((copy / "expected.json").read_text())
     (copy / "expected.json").write_text(json.dumps(nudge(tree), sort_keys=True, indent=1) + "\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "grader.cli", "build-public", ASSIGNMENT, "--check", "--out", copy],
-        cwd=REPO,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_grader(
+        "build-public", ASSIGNMENT, "--check", "--out", copy, train=None, env=build_env(), timeout=300
     )
     assert proc.returncode == 0 and "up to date" in proc.stdout, proc.stdout + proc.stderr
 
@@ -226,14 +213,6 @@ def test_public_and_hidden_points_keep_every_part_total():
 def test_stale_expectations_are_recomputed_for_grading_and_block_a_release(tmp_path):
     """An assignment whose cases changed after the last build: the instructor's grading uses
     fresh expectations from the reference (and says so); `grade release` refuses."""
-    import dataclasses
-    import shutil
-
-    from grader.public import expectations as public
-    from grader.public import store
-    from grader.editions.assignment import load_assignment
-    from grader.authoring.release import ReleaseError, release
-
     real = load_assignment(ASSIGNMENT)
     folder = tmp_path / ASSIGNMENT
     shutil.copytree(FOLDER, folder, ignore=shutil.ignore_patterns("__pycache__"))

@@ -2,31 +2,27 @@
 environment it checks notebooks with the public checks alone, giving each public check the
 verdict the instructor's grading gives it.
 
-The fresh environment is a venv made with --without-pip that sees this environment's
-packages (torch, ...) through a .pth file, minus this grader itself, so nothing of the source
-tree (reference/, hidden checks) can be imported there; the wheel is installed with --no-deps.
-The instructor's side is the session batch of conftest.py (NOTEBOOKS below).
+The fresh environment is a venv that sees this environment's packages but not this grader
+(tests/bundles.py). The instructor's side is the session batch of conftest.py (NOTEBOOKS
+below).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-import sysconfig
-import tempfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from submissions import REFERENCE_NOTEBOOK, REFERENCE_SOLUTION, TEMPLATE_NOTEBOOK, make_notebook
+from bundles import Run, StudentEnv, install_student_env
+from grading import grader_env, run_grader
+from submissions import REFERENCE_NOTEBOOK, REFERENCE_SOLUTION, REPO, TEMPLATE_NOTEBOOK, make_notebook
 
-pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
-REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "pa2-w2021"
 FAMILY = "pa2"  # where the edition's checks and public files live
 PUBLIC = REPO / "assignments" / FAMILY / "public"
@@ -115,23 +111,11 @@ NOTEBOOKS = {
 # --------------------------------------------------------------------------------------
 # Fixtures
 # --------------------------------------------------------------------------------------
-def clean_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_ADDOPTS")}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
-
-
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run(
-        [sys.executable, "-m", "grader.cli", "release", ASSIGNMENT, "--out", out],
-        cwd=REPO,
-        env=dict(clean_env(), PYTHONPATH=str(REPO)),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    env = grader_env(PYTHONDONTWRITEBYTECODE="1")
+    proc = run_grader("release", ASSIGNMENT, "--out", out, train=None, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out
 
@@ -152,78 +136,8 @@ def unpacked(wheel, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def student(wheel, tmp_path_factory) -> "StudentEnv":
-    root = tmp_path_factory.mktemp("student")
-    base = root / "base-site"  # this environment's packages, without this grader
-    base.mkdir()
-    ours = Path(sysconfig.get_paths()["purelib"])
-    for entry in ours.iterdir():
-        if re.match(r"(grader|pytorch_notebook_grader|__editable__)", entry.name) or (
-            entry.suffix == ".pth" and str(REPO) in entry.read_text(errors="replace")
-        ):
-            continue
-        (base / entry.name).symlink_to(entry)
-    venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=120)
-    python = venv / "bin" / "python"
-    site = Path(
-        subprocess.run(
-            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    )
-    (site / "_base_packages.pth").write_text(f"import site; site.addsitedir({str(base)!r})\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "-q", wheel],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return StudentEnv(root, venv)
-
-
-class StudentEnv:
-    def __init__(self, root: Path, venv: Path):
-        self.root, self.venv = root, venv
-        self.work = root / "work"
-        self.work.mkdir()
-
-    def run(self, *args, timeout=600) -> subprocess.CompletedProcess:
-        """A command of the venv (bin/grade, bin/python), run outside the source tree."""
-        return self.start(*args).wait(timeout)
-
-    def start(self, *args) -> "Run":
-        return Run(self, *args)
-
-
-class Run:
-    """A command of the student's venv started in the background; wait() gives its
-    CompletedProcess (stdout and stderr together)."""
-
-    def __init__(self, student: StudentEnv, program: str, *args):
-        self.args = (program, *map(str, args))
-        self.log = tempfile.TemporaryFile("w+")
-        self.process = subprocess.Popen(
-            [student.venv / "bin" / program, *self.args[1:]],
-            cwd=student.work,
-            env=clean_env(),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-
-    def wait(self, timeout=900) -> subprocess.CompletedProcess:
-        try:
-            code = self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise
-        self.log.seek(0)
-        return subprocess.CompletedProcess(self.args, code, self.log.read(), "")
+def student(wheel, tmp_path_factory) -> StudentEnv:
+    return install_student_env(tmp_path_factory.mktemp("student"), wheel)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ CAP_SYS_ADMIN (capsh) and as an ordinary user (scripts/test_modes.sh).
 from __future__ import annotations
 
 import ast
+import multiprocessing
 import os
 import secrets
 import signal
@@ -22,39 +23,18 @@ from pathlib import Path
 
 import pytest
 
+from sandboxes import box, call
+from submissions import REPO
+
+from grader.engine.budget import Budget
+from grader.errors import BudgetSpent, StudentCodeError, StudentCrash, StudentTimeout
 from grader.sandbox import confine, server
-from grader.errors import StudentCodeError, StudentCrash, StudentTimeout
-from grader.sandbox import Limits, Sandbox
 
-pytestmark = pytest.mark.slow  # whole gradings in subprocesses: `make test-fast` leaves it out
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
-REPO = Path(__file__).resolve().parent.parent
 REFERENCE = REPO / "reference" / "pa2" / "solution.py"
 IS_ROOT = os.geteuid() == 0
-
-
-def statements(source: str) -> list[dict]:
-    tree = ast.parse(source)
-    lines = source.splitlines(keepends=True)
-    return [
-        {"cell": 0, "lineno": node.lineno, "source": "".join(lines[node.lineno - 1 : node.end_lineno])}
-        for node in tree.body
-    ]
-
-
-def box(source: str, **limits) -> Sandbox:
-    hidden = [str(REPO / "reference"), str(REPO / "assignments")]
-    return Sandbox(
-        statements(source),
-        Limits(**({"request_seconds": 5, "boot_seconds": 20} | limits)),
-        hidden_paths=hidden,
-    )
-
-
-def call(sandbox: Sandbox, name: str, *args, timeout=None):
-    return sandbox.request(
-        "call", timeout, name=name, args=list(args), kwargs={}, grad_wrt=[], source_pattern=None
-    )["output"]
 
 
 def leftover_named(tag: str) -> list[int]:
@@ -200,8 +180,6 @@ def test_the_child_learns_nothing_of_the_grading_process():
     """Not the instructor's command line (which holds the secret seed on a --seed replay), not
     multiprocessing's authentication key, not an editable install's finder naming the
     checkout; not even the size of the reference (stat) where a mount namespace can hide it."""
-    import multiprocessing
-
     source = (
         "import os, sys, multiprocessing\n"
         "def learn(path):\n"
@@ -472,7 +450,7 @@ def test_working_folder_of_a_killed_grader_is_removed_by_the_next():
     script = (
         "import os, signal, sys\n"
         "sys.path.insert(0, sys.argv[1])\n"
-        "from test_sandbox_escape import box, call\n"
+        "from sandboxes import box, call\n"
         'sandbox = box(\'import os\\ndef fill():\\n    os.makedirs("a/b/c")\\n'
         '    open("a/b/c/f", "w").write("x")\\n    return "ok"\\n\').__enter__()\n'
         "call(sandbox, 'fill')\n"
@@ -536,9 +514,6 @@ def test_the_working_folder_has_a_total():
 
 def test_a_slow_child_ends_within_the_gradings_budget():
     """Every request answered just under its limit: the grading's one budget ends it."""
-    from grader.engine.budget import Budget
-    from grader.errors import BudgetSpent
-
     source = "import time\ndef slow():\n    time.sleep(1.5)\n    return 'late'\n"
     sandbox = box(source, request_seconds=2)
     sandbox.budget = Budget(seconds=6, started=time.monotonic())

@@ -17,17 +17,13 @@ from __future__ import annotations
 import csv
 import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import grader_env
-from slurm_cluster import SlurmCluster, missing_reason
-from submissions import TEMPLATE_NOTEBOOK, make_notebook
-from test_pa2_colourization import (
+from grading import grader_env, run_grader
+from pa2_colourization_cases import (
     A1_MISSING_FINAL_CONV,
     A1_POOL_KERNEL_1,
     A1_RELU_BEFORE_BN,
@@ -35,8 +31,11 @@ from test_pa2_colourization import (
     BIG_SEQUENTIAL,
     MODULE_LISTS,
 )
+from slurm_cluster import SlurmCluster, missing_reason
+from submissions import TEMPLATE_NOTEBOOK, make_notebook
 
-pytestmark = pytest.mark.slow
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
 DISTINCT = {
     "reference": {},
@@ -100,10 +99,10 @@ def until(condition, what: str, cluster: SlurmCluster, timeout: float = WAIT):
 
 
 def submit(cluster: SlurmCluster, submissions: Path, out: Path, *extra: str) -> tuple[str, str]:
-    command = [sys.executable, "-m", "grader.cli", "slurm", str(submissions), "--out", str(out)]
-    command += ["--tasks", str(TASKS), "--submit", *extra, *(f"--grade-arg={a}" for a in GRADE_ARGS)]
-    env = grader_env() | {"SLURM_CONF": cluster.env["SLURM_CONF"]}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    args = ["slurm", submissions, "--out", out, "--tasks", TASKS, "--submit", *extra]
+    args += [f"--grade-arg={a}" for a in GRADE_ARGS]
+    env = grader_env(SLURM_CONF=cluster.env["SLURM_CONF"])
+    done = run_grader(*args, train=None, env=env, timeout=120)
     assert done.returncode == 0, done.stderr + done.stdout
     array = re.search(r"grading array job: (\d+)", done.stdout)[1]
     finish = re.search(r"finishing job: (\d+)", done.stdout)[1]
@@ -116,24 +115,7 @@ def test_an_array_job_grades_like_one_batch_and_a_killed_task_resumes(cluster, t
     started = time.monotonic()
 
     one = tmp_path / "one-batch"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "grader.cli",
-            str(submissions),
-            "--out",
-            str(one),
-            "--jobs",
-            "2",
-            "--quiet",
-            *GRADE_ARGS,
-        ],
-        env=grader_env(),
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-    )
+    done = run_grader(submissions, "--out", one, "--jobs", 2, "--quiet", *GRADE_ARGS, timeout=WAIT)
     assert done.returncode == 0, done.stderr[-3000:]
     expected = gradebook(one)
     assert len(expected) == 40 and len({row["score"] for row in expected}) >= 4, expected

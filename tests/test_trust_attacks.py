@@ -43,12 +43,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Graded, grader_command, grader_env
+from grading import Graded, grader_command, grader_env, run_grader
+from hostile_cases import CHAIN, INIT
+from pa2_colourization_cases import CANNOT_LEARN
+from pa2_finetune_cases import NO_FREEZING
 from submissions import D1_DRIVER, located_cell, make_notebook
-from test_forgery import CANNOT_LEARN, NO_FREEZING
-from test_hostile import CHAIN, INIT
 
-pytestmark = pytest.mark.slow
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
 SEED = ("--seed", "11")  # instructor side, the same secret challenges on every run
 
@@ -444,11 +446,11 @@ def measure(folder: Path, name: str, *args, train: bool, limit: float = 600) -> 
 
 
 @pytest.fixture(scope="module")
-def floods(request, tmp_path_factory) -> dict[str, Measured]:
+def floods(batches, tmp_path_factory) -> dict[str, Measured]:
     """The honest reference graded as each flood is (A.1, with and without training), then
     the floods, one at a time, while nothing else of this session grades (conftest's batches,
     when other files declared notebooks, are waited for first)."""
-    for batch in request.getfixturevalue("_batches").values():
+    for batch in batches.values():
         batch.wait()
     folder = tmp_path_factory.mktemp("trust-floods")
     make_notebook(folder, "honest_reference")
@@ -563,22 +565,13 @@ def injected(tmp_path_factory) -> dict:
     evil = make_notebook(folder, EVIL_NAME, **EVIL_EXCEPTION)
     out, junit = root / "out", root / "junit.xml"
     parts = ("--part", "A.1")
-    batch = subprocess.run(
-        grader_command(folder, "--out", out, "--junit", junit, "--jobs", "2", *SEED, *parts),
-        cwd=root,
-        env=grader_env(),
-        capture_output=True,
-        timeout=600,
+    # (text=False: the terminal output is read as it is, control characters and all)
+    batch = run_grader(
+        folder, "--out", out, "--junit", junit, "--jobs", 2, *SEED, *parts, cwd=root, text=False
     )
     assert batch.returncode == 0, batch.stdout[-3000:] + batch.stderr[-3000:]
     page, results = root / "page.html", root / "results.json"
-    single = subprocess.run(
-        grader_command(evil, "--json", results, "--html", page, *SEED, *parts),
-        cwd=root,
-        env=grader_env(),
-        capture_output=True,
-        timeout=600,
-    )
+    single = run_grader(evil, "--json", results, "--html", page, *SEED, *parts, cwd=root, text=False)
     assert single.returncode in (0, 1), single.stdout[-3000:] + single.stderr[-3000:]
     return {
         "batch terminal": (batch.stdout + batch.stderr).decode("utf-8", "replace"),

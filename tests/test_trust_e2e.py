@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import grader_command, grader_env
+from grading import grader_command, grader_env
 from submissions import REPO, make_notebook
 
-pytestmark = pytest.mark.slow
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
 NO_LANDLOCK = [sys.executable, str(Path(__file__).parent / "no_landlock.py")]
 HAVE_CAPSH = shutil.which("capsh") is not None

@@ -19,7 +19,8 @@ import pytest
 import yolo_files as y
 from grader.student.selfcheck import run
 
-pytestmark = pytest.mark.slow
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
 STARTSWITH = "v.requires_grad = not any(k.startswith(x) for x in freeze)"
 INDEX = "v.requires_grad = int(k.split('.')[1]) >= len(freeze)"  # index arithmetic

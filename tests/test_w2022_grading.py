@@ -20,9 +20,12 @@ import sys
 import pytest
 
 import yolo_files as y
-from conftest import grader_command, grader_env
+from grading import grader_env, run_grader
 
-pytestmark = pytest.mark.slow
+from grader.authoring.gradescope import README, RUN_AUTOGRADER, script_values
+
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
 # A loop that freezes nothing and then, in the sandbox, rewrites the requires_grad flags the
 # grader's child reports so that they look right. The grader decides by what a gradient step
@@ -77,9 +80,9 @@ def classroom(tmp_path_factory):
     shutil.copyfile(y.W2021_TEMPLATE_NOTEBOOK, folder / "w2021.ipynb")
     starter = y.w2022_folder(root / "handout", train=y.starter_train_py(), loss=y.starter_loss_py())
     out = root / "out"
-    env = dict(grader_env(), PA2_YOLO_DIR=str(starter))
-    command = grader_command(folder, "--out", out, "--jobs", "2", "--quiet", "--part", "D.1", "--part", "D.2")
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    env = grader_env(PA2_YOLO_DIR=str(starter))
+    parts = ("--part", "D.1", "--part", "D.2")
+    proc = run_grader(folder, "--out", out, "--jobs", 2, "--quiet", *parts, env=env, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Traceback" not in proc.stdout + proc.stderr
     with open(out / "gradebook.csv", newline="") as f:
@@ -189,13 +192,7 @@ def test_the_html_page_shows_the_files_parts(tmp_path):
         tmp_path / "s", train=y.train_py("v.requires_grad = False"), loss=y.correct_loss_py()
     )
     page, report = tmp_path / "page.html", tmp_path / "results.json"
-    proc = subprocess.run(
-        grader_command(folder, "--part", "D.1", "--html", page, "--json", report),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=grader_env(),
-    )
+    proc = run_grader(folder, "--part", "D.1", "--html", page, "--json", report, timeout=300)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Edition: pa2-w2022" in proc.stdout and "Parts: D.1 0/2" in proc.stdout
     html = page.read_text()
@@ -207,8 +204,6 @@ def test_gradescope_grades_an_upload_of_several_files(tmp_path):
     """run_autograder, as `grade gradescope-zip --assignment pa2-w2022` writes it, on a flat
     upload (the notebook, train.py, loss.py) with a stray notebook; the grader is this
     checkout (instead of the wheel setup.sh installs)."""
-    from grader.authoring.gradescope import README, RUN_AUTOGRADER, script_values
-
     values = script_values("pa2-w2022", ["--no-train", "--part=D.1", "--part=D.2"], "after_due_date", "g.whl")
     script = tmp_path / "source" / "run_autograder"
     script.parent.mkdir()
@@ -221,7 +216,7 @@ def test_gradescope_grades_an_upload_of_several_files(tmp_path):
         tmp_path / "submission", train=y.correct_train_py(), loss=y.correct_loss_py(), layout="flat"
     )
     shutil.copyfile(y.W2022_TEMPLATE_NOTEBOOK, submission / "a2-code-old.ipynb")
-    env = dict(grader_env(), AUTOGRADER_ROOT=str(tmp_path), GRADER_PYTHON=sys.executable)
+    env = grader_env(AUTOGRADER_ROOT=str(tmp_path), GRADER_PYTHON=sys.executable)
     proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"Grading {tmp_path / 'submission'}" in proc.stdout

@@ -5,16 +5,26 @@ import ast
 import json
 import math
 import os
+import shutil
+import signal
 import struct
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from grader.sandbox import wire
+from sandboxes import call, statements
+from submissions import REPO
+
+from grader.engine.harvest import Harvest, Statement
 from grader.errors import StudentCodeError, StudentCrash, StudentTimeout
-from grader.sandbox import Limits, Sandbox
+from grader.sandbox import Limits, Sandbox, wire
+from grader.sandbox.confine import UID_BASE
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="isolation that needs root")
 
@@ -212,26 +222,9 @@ def stdin():
 REQUEST_SECONDS = 2.0
 
 
-def statements(source=CHILD_CODE):
-    import ast as _ast
-
-    tree = _ast.parse(source)
-    lines = source.splitlines(keepends=True)
-    return [
-        {"cell": 0, "lineno": node.lineno, "source": "".join(lines[node.lineno - 1 : node.end_lineno])}
-        for node in tree.body
-    ]
-
-
-def call(sandbox, name, *args, timeout=None):
-    return sandbox.request(
-        "call", timeout, name=name, args=list(args), kwargs={}, grad_wrt=[], source_pattern=None
-    )["output"]
-
-
 @pytest.fixture
 def sandbox():
-    box = Sandbox(statements(), Limits(request_seconds=REQUEST_SECONDS, boot_seconds=30))
+    box = Sandbox(statements(CHILD_CODE), Limits(request_seconds=REQUEST_SECONDS, boot_seconds=30))
     yield box
     box.close()
 
@@ -275,8 +268,6 @@ def test_stdin_is_closed(sandbox):
 
 @ROOT_ONLY
 def test_child_runs_as_its_own_uid_when_the_grader_is_root(sandbox):
-    from grader.sandbox.confine import UID_BASE
-
     uid, euid, gid, groups = ast.literal_eval(call(sandbox, "identity"))
     assert uid == euid == gid == UID_BASE + sandbox._process.pid and groups == []
     assert "own uid" in sandbox.boot.isolation
@@ -292,9 +283,6 @@ def test_child_has_no_network(sandbox):
 def test_files_outside_the_allow_list_cannot_be_read():
     """World-readable files are out of reach whether or not they are named as hidden: the
     child sees an allow-list, not the file system minus some folders."""
-    import shutil
-    import tempfile
-
     top = Path(tempfile.mkdtemp(prefix="grader-test-"))
     try:
         secret_dir = top / "reference"
@@ -305,7 +293,7 @@ def test_files_outside_the_allow_list_cannot_be_read():
         (secret_dir / "solution.py").chmod(0o644)
         for hidden in ([str(secret_dir)], []):
             with Sandbox(
-                statements(), Limits(request_seconds=5, boot_seconds=30), hidden_paths=hidden
+                statements(CHILD_CODE), Limits(request_seconds=5, boot_seconds=30), hidden_paths=hidden
             ) as box:
                 # Landlock refuses it (PermissionError), or a mount namespace hides it.
                 with pytest.raises(StudentCodeError, match="PermissionError|FileNotFoundError"):
@@ -335,7 +323,7 @@ def test_a_definition_that_hangs_while_loading_is_skipped(tmp_path):
 def test_timeout_message_names_the_limit():
     # The message is built from the time left at the last poll, rounded to whole seconds:
     # a 1.5 s limit is reported as "1 s".
-    with Sandbox(statements(), Limits(request_seconds=1.5, boot_seconds=30)) as box:
+    with Sandbox(statements(CHILD_CODE), Limits(request_seconds=1.5, boot_seconds=30)) as box:
         with pytest.raises(StudentTimeout) as info:
             call(box, "hang")
     assert "did not finish within 1.5 s" in str(info.value), str(info.value)
@@ -345,10 +333,9 @@ def test_trusted_model_building_is_not_charged_to_the_student():
     # D.1's checks have the child build DeepLabV3-ResNet101 (trusted library code, about 0.6 s
     # on an idle core, over 5 s on a busy machine) within the student's per-request limit.
     # A correct notebook then loses D.1 when the machine is busy or --timeout is short.
-    from grader.engine.harvest import Harvest
     from grader.engine.proxy import Submission
 
-    with Sandbox(statements(), Limits(request_seconds=0.1, boot_seconds=30)) as box:
+    with Sandbox(statements(CHILD_CODE), Limits(request_seconds=0.1, boot_seconds=30)) as box:
         submission = Submission(Harvest(), box, {}, {})
         model = submission.build_trusted(
             "torchvision.models.segmentation:deeplabv3_resnet101",
@@ -373,16 +360,11 @@ box.request("call", name="spin", args=[], kwargs={})
 def test_a_child_stuck_in_student_code_exits_when_its_grader_is_killed(tmp_path):
     """A batch worker killed outright (OOM killer, SIGKILL) must not leave its sandbox child
     spinning until the CPU-time limit."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
     proc = subprocess.Popen(
         [sys.executable, "-c", ORPHAN_SCRIPT],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=REPO,
     )
     child = int(proc.stdout.readline())
     time.sleep(1.0)  # the child is now inside spin()
@@ -400,11 +382,6 @@ def test_a_child_stuck_in_student_code_exits_when_its_grader_is_killed(tmp_path)
 def test_a_child_killed_from_outside_is_retried_once_on_a_fresh_child():
     """An outside SIGKILL (the OOM killer on a busy machine) must not cost points; code that
     SIGKILLs itself every time still fails."""
-    import os
-    import signal
-    import threading
-
-    from grader.engine.harvest import Harvest, Statement
     from grader.engine.proxy import Submission
 
     source = (

@@ -21,9 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from grading import grader_env
 from submissions import REFERENCE_NOTEBOOK, REPO
 
-pytestmark = pytest.mark.slow
+# End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
 SHADOWS = {
     "typing_extensions.py": "",
@@ -59,12 +61,10 @@ def installed(tmp_path_factory) -> Path:
 
 
 def run_grade(installed: Path, cwd: Path, *args) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTHONPATH")}
-    env["PYTHONPATH"] = str(installed / "engine")
     return subprocess.run(
         [sys.executable, str(installed / "bin" / "grade"), *map(str, args)],
         cwd=cwd,
-        env=env,
+        env=grader_env(installed / "engine"),
         capture_output=True,
         text=True,
         timeout=600,

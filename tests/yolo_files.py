@@ -15,7 +15,8 @@ import shutil
 import textwrap
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from submissions import REPO
+
 W2022_REFERENCE_NOTEBOOK = REPO / "reference" / "pa2-w2022" / "a2-code.ipynb"
 W2022_TEMPLATE_NOTEBOOK = REPO / "student_template" / "pa2-w2022" / "a2-code.ipynb"
 W2021_REFERENCE_NOTEBOOK = REPO / "reference" / "pa2-w2021" / "a2-cnn.ipynb"
