@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .checkrun import list_checks
-from .public import compute, differences, points_text, public_folder, read, roundtrip, write
+from .public import compute, differences, keep_stored, points_text, public_folder, read, roundtrip, write
 from .verbs import run_verb, verb_parser
 
 
@@ -60,6 +60,10 @@ def build_public(args) -> int:
         else:
             print(f"{folder}: up to date")
         return 1 if changed else 0
+    try:
+        data = keep_stored(read(folder), roundtrip(data))
+    except (OSError, ValueError, RuntimeError):  # nothing stored yet, or unreadable: all fresh
+        pass
     paths = write(data, folder)
     checks = data["checks"]
     print(

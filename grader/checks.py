@@ -21,6 +21,7 @@ from .errors import MissingDefinition, StudentCodeError, StudentCrash, StudentTi
 from .layers import layer_config, layer_state, load_layer_states, ordered_layers, trace
 from .pictures import prediction_grid
 from .proxy import attrdict
+from .recipes import build as build_recipe, key as recipe_key
 from .reproduce import reproducible, with_reproduction
 from .training import run_training
 
@@ -46,6 +47,8 @@ __all__ = [
     "trace",
     "prediction_grid",
     "attrdict",
+    "build_recipe",
+    "recipe_key",
     "run_training",
     "reproducible",
     "with_reproduction",

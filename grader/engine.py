@@ -1,6 +1,6 @@
 """The grading pipeline: an ordered list of small stages, each with one job.
 
-    load -> harvest -> regions -> sandbox -> checks (grader.checkrun)
+    load -> harvest -> regions -> files -> prepare -> sandbox -> checks (grader.checkrun)
 
 Each stage reads and fills one GradingContext. A stage that finds the submission unusable
 raises SubmissionError; everything else a student gets wrong ends up as failed checks.
@@ -8,6 +8,7 @@ raises SubmissionError; everything else a student gets wrong ends up as failed c
 
 from __future__ import annotations
 
+import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from . import harvest as harvest_mod
 from .assignment import Assignment
 from .budget import Budget, machine_speed, reference_seconds
 from .files import file_stage, notebook_of
-from .checkrun import collect_checks, run_checks
+from .checkrun import Prepared, collect_checks, prepare_checks, run_checks
 from .errors import MachineError, StudentCodeError, SubmissionError, UnsafeSandbox
 from .load import LoadedSubmission, load_submission
 from .options import Options
@@ -25,6 +26,7 @@ from .proxy import Submission
 from .regions import RegionNotFound, extract_region
 from .results import GradingResult
 from .sandbox import Limits, Sandbox, has_file_system_isolation
+from .timings import timed
 
 
 @dataclass
@@ -39,6 +41,7 @@ class GradingContext:
     sandbox: Sandbox | None = None
     result: GradingResult | None = None
     budget: Budget | None = None
+    prepared: Prepared | None = None
     started: float = field(default_factory=time.monotonic)
 
 
@@ -64,6 +67,20 @@ def region_stage(ctx: GradingContext) -> None:
             ctx.regions[name] = extract_region(ctx.loaded.cells, spec)
         except RegionNotFound as exc:
             ctx.region_errors[name] = str(exc)
+
+
+def prepare_stage(ctx: GradingContext) -> None:
+    """What the checks need from the trusted side, done before the first child starts: the
+    warm server (grader.cli starts it first) is then usually still importing torch in its own
+    process, and no child can start before it is ready. The libraries the assignment's checks
+    use in the grader ([checks] preload, e.g. torchvision for a library model they rebuild),
+    the reference, the secret seed, the stored expectations and the secret challenges."""
+    for name in ctx.assignment.data.get("checks", {}).get("preload", []):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # the check that needs it says so
+            pass
+    ctx.prepared = prepare_checks(ctx.assignment, ctx.options, eager=True)
 
 
 def sandbox_stage(ctx: GradingContext) -> None:
@@ -128,7 +145,7 @@ def sandbox_stage(ctx: GradingContext) -> None:
 
 def check_stage(ctx: GradingContext) -> None:
     submission = Submission(ctx.harvest, ctx.sandbox, ctx.regions, ctx.region_errors)
-    run_checks(submission, ctx.assignment, ctx.options, ctx.result)
+    run_checks(submission, ctx.assignment, ctx.options, ctx.result, ctx.prepared)
     boot = ctx.sandbox.boot
     if boot is not None:
         for index, reason in sorted(boot.fatal.items()):
@@ -159,7 +176,7 @@ def checks_it_would_run(assignment: Assignment, options: Options) -> list[dict]:
         return []
 
 
-STAGES = [load_stage, harvest_stage, region_stage, file_stage, sandbox_stage, check_stage]
+STAGES = [load_stage, harvest_stage, region_stage, file_stage, prepare_stage, sandbox_stage, check_stage]
 
 
 def grade(path: str | Path, assignment: Assignment, options: Options | None = None) -> GradingResult:
@@ -168,7 +185,8 @@ def grade(path: str | Path, assignment: Assignment, options: Options | None = No
     ctx.result = GradingResult(submission=str(path), assignment=assignment.name, device=ctx.options.device)
     try:
         for stage in STAGES:
-            stage(ctx)
+            with timed(ctx.result.timings, stage.__name__.removesuffix("_stage")):
+                stage(ctx)
     except SubmissionError as exc:
         ctx.result.mark_unusable(str(exc), checks_it_would_run(assignment, ctx.options))
     finally:

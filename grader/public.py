@@ -258,6 +258,19 @@ def differences(stored, fresh, path: str = "") -> list[str]:
     return [] if stored == fresh else [path or "/"]
 
 
+def keep_stored(stored, fresh):
+    """`fresh` with every value that `stored` already holds within floating-point noise (see
+    differences) taken from `stored`: a rebuild on another machine then rewrites only what
+    really changed, and the stored files' history shows it."""
+    if not differences(stored, fresh):
+        return stored
+    if isinstance(stored, dict) and isinstance(fresh, dict) and sorted(stored) == sorted(fresh):
+        return {k: keep_stored(stored[k], fresh[k]) for k in fresh}
+    if isinstance(stored, list) and isinstance(fresh, list) and len(stored) == len(fresh):
+        return [keep_stored(a, b) for a, b in zip(stored, fresh)]
+    return fresh
+
+
 def is_current(assignment) -> bool:
     folder = public_folder(assignment)
     try:
@@ -286,6 +299,7 @@ class Expectations:
         self.reference = reference
         self.challenge_seed = challenge_seed
         self.notes: list[str] = []
+        self.seconds = 0.0  # spent computing them ahead of the checks (grader.checkrun)
         self._data: dict | None = None
         self._cases: dict | None = None
 

@@ -10,7 +10,9 @@ from pathlib import Path
 from .results import GradingResult, points
 
 
-def terminal(result: GradingResult, console=None, verbose: bool = True) -> None:
+def terminal(result: GradingResult, console=None, verbose: bool = True, timings: bool = False) -> None:
+    """The table of checks, feedback for each failure (`verbose`), and with `timings` each
+    check's seconds and where the grading's time went (grade --verbose)."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -35,11 +37,12 @@ def terminal(result: GradingResult, console=None, verbose: bool = True) -> None:
         table.add_column("Kind")
         table.add_column("Points", justify="right")
         table.add_column("Result")
+        if timings:
+            table.add_column("s", justify="right")
         for c in result.checks:
             status = Text("pass", style="green") if c.passed else Text("FAIL", style="red")
-            table.add_row(
-                Text(c.number), Text(c.name), Text(c.kind), f"{fmt(c.score)}/{fmt(c.max_score)}", status
-            )
+            row = [Text(c.number), Text(c.name), Text(c.kind), f"{fmt(c.score)}/{fmt(c.max_score)}", status]
+            table.add_row(*row, *([f"{c.seconds:.2f}"] if timings else []))
         console.print(table)
         failed = [c for c in result.checks if not c.passed]
         if failed and verbose:
@@ -60,6 +63,11 @@ def terminal(result: GradingResult, console=None, verbose: bool = True) -> None:
             ),
             soft_wrap=True,
         )
+    if timings:
+        from .timings import lines
+
+        for line in lines(result):
+            console.print(Text(line, style="dim"), soft_wrap=True)
     console.print(Text(f"Score: {fmt(result.score)} / {fmt(result.max_score)}"))
 
 

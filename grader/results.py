@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
+from .timings import rounded
+
 # Student text (messages, notes, file names, exception names) goes to terminals, CSV, JUnit,
 # JSON and HTML. Control characters there can move a terminal's cursor, print a fake score,
 # set its title or write the clipboard (ESC, OSC, CSI, BEL, C1 codes), hide text (carriage
@@ -96,6 +98,9 @@ class GradingResult:
     # The largest resident memory of the sandbox process that ran the submission's code, in
     # bytes (None: no sandbox started, or not measurable here).
     peak_memory_bytes: int | None = None
+    # Seconds per stage of the pipeline ({"stages": {"load": ..., ...}}, grader.timings); each
+    # check's own time is in its `seconds`.
+    timings: dict = field(default_factory=dict)
 
     def shown(self) -> GradingResult:
         """This result as every writer shows it: student text with its control characters
@@ -178,7 +183,7 @@ class GradingResult:
     def to_dict(self) -> dict:
         """Gradescope's results.json schema (one entry per check, everything shown) plus a
         `grader` block holding the rest, so that from_dict gives the same result back
-        (pictures and per-check seconds aside). grader.report derives the files students
+        (pictures aside; times rounded to milliseconds). grader.report derives the files students
         see from this. Student text is made visible and notes capped (shown())."""
         self = self.shown()
         tests = [
@@ -209,6 +214,9 @@ class GradingResult:
                 "challenge_seed": self.challenge_seed,
                 "peak_memory_bytes": self.peak_memory_bytes,
                 "hidden": [c.number for c in self.checks if c.hidden],
+                "timings": rounded(
+                    dict(self.timings, checks={c.number: c.seconds for c in self.checks if c.seconds})
+                ),
             },
         }
 
@@ -217,6 +225,8 @@ class GradingResult:
         """The result to_dict wrote (a batch's results file; keys it does not know are left)."""
         meta = data.get("grader") or {}
         hidden = set(meta.get("hidden") or [])
+        timings = dict(meta.get("timings") or {})
+        seconds = timings.pop("checks", None) or {}
         checks = []
         for t in data.get("tests") or []:
             tags = list(t.get("tags") or []) + ["", ""]
@@ -233,6 +243,7 @@ class GradingResult:
                     visibility=str(t.get("visibility", "visible")),
                     hidden=number in hidden,
                     number=number,
+                    seconds=float(seconds.get(number, 0.0)),
                 )
             )
         loaded = cls(
@@ -246,6 +257,7 @@ class GradingResult:
             isolation=list(meta.get("isolation") or []),
             challenge_seed=meta.get("challenge_seed"),
             peak_memory_bytes=meta.get("peak_memory_bytes"),
+            timings=timings,
         )
         return loaded.shown()
 

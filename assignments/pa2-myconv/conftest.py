@@ -22,7 +22,7 @@ def finetune_verdict(submission, reference, assignment, device, secret):
     else why not (PA2's machinery, this family's reference and [finetune] table)."""
     spec = assignment.data["finetune"]
     mine = pa2.in_background(
-        pa2.reproduce_finetune, reference, spec["model_factory"], device, secret, pa2.spec_items(spec)
+        pa2.reproduce_finetune, reference, pa2.model_key(spec), device, secret, pa2.spec_items(spec)
     )
     try:
         run = pa2.finetune_run(submission, spec, device, secret)

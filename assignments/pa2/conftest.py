@@ -18,7 +18,7 @@ def finetune_verdict(submission, reference, assignment, device, secret):
     spec = assignment.data["finetune"]
     # The usual 1x1 head's reproduction runs here while the child fine-tunes.
     mine = pa2.in_background(
-        pa2.reproduce_finetune, reference, spec["model_factory"], device, secret, pa2.spec_items(spec)
+        pa2.reproduce_finetune, reference, pa2.model_key(spec), device, secret, pa2.spec_items(spec)
     )
     try:
         run = pa2.finetune_run(submission, spec, device, secret)

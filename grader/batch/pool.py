@@ -51,6 +51,7 @@ from ..sandbox import server
 SERVER_PRELOAD = [
     "torch",
     "torchvision",
+    "matplotlib.pyplot",
     "grader.sandbox.child",
     "grader.engine",
     "grader.plugin",

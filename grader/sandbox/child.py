@@ -25,7 +25,7 @@ from torch import nn
 
 from . import confine as os_layers
 from . import server
-from .. import layers
+from .. import layers, recipes
 from . import wire
 
 try:
@@ -307,13 +307,16 @@ class Child:
         return {"type": type(obj).__name__, "is_module": isinstance(obj, nn.Module)}
 
     def op_build_trusted(self, factory, kwargs, handle, seed=0):
-        """Build an object from a library factory named by the parent (e.g. a torchvision
-        model); the pristine copy is cached so each later request gets a fresh deep copy."""
-        if factory not in self.pristine:
-            module_name, attr = factory.split(":")
+        """Build an object from library code named by the parent: "module:attribute" called
+        with `kwargs` (e.g. a torchvision model), or a recipe (grader.recipes: nested calls of
+        torch and torchvision callables). The pristine copy is cached so each later request
+        gets a fresh deep copy."""
+        recipe = recipes.as_recipe(factory, kwargs)
+        key = (recipes.key(recipe), seed)
+        if key not in self.pristine:
             torch.manual_seed(seed)
-            self.pristine[factory] = getattr(importlib.import_module(module_name), attr)(**kwargs)
-        self.objects[handle] = copy.deepcopy(self.pristine[factory])
+            self.pristine[key] = recipes.build(recipe)
+        self.objects[handle] = copy.deepcopy(self.pristine[key])
         return {"type": type(self.objects[handle]).__name__}
 
     def op_forward(
@@ -396,6 +399,13 @@ class Child:
                         f"values {list(value.shape)}"
                     )
                 params[name].copy_(value)
+        return {}
+
+    def op_forget(self, handles):
+        """Drop objects the parent no longer needs (a check's models): a grading builds many,
+        and a child would otherwise hold them all until it ends."""
+        for handle in handles:
+            self.objects.pop(handle, None)
         return {}
 
     def op_get_parameters(self, handle, names):

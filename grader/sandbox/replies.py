@@ -352,6 +352,7 @@ CHECKS = {
     "call_until_optimizer": _call_until_optimizer,
     "layer_states": _layer_states,
     "transplant": _transplant,
+    "forget": _empty,
 }
 
 
