@@ -34,6 +34,10 @@ def pytest_args(assignment: Assignment, options: Options, targets: list | None =
         "no:cacheprovider",
         "-p",
         "no:randomly",
+        # Its collection after the checks (a full gc.collect, for warnings about exceptions
+        # in finalizers) is nothing a grading reports.
+        "-p",
+        "no:unraisableexception",
         "--import-mode=importlib",
         "--rootdir",
         folder,

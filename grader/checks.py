@@ -20,6 +20,7 @@ from .compare import (
 from .errors import MissingDefinition, StudentCodeError, StudentCrash, StudentTimeout
 from .layers import layer_config, layer_state, load_layer_states, ordered_layers, trace
 from .pictures import prediction_grid
+from .offload import submit as offload
 from .proxy import attrdict
 from .recipes import build as build_recipe, key as recipe_key
 from .reproduce import reproducible, with_reproduction
@@ -47,6 +48,7 @@ __all__ = [
     "trace",
     "prediction_grid",
     "attrdict",
+    "offload",
     "build_recipe",
     "recipe_key",
     "run_training",

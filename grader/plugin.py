@@ -55,7 +55,9 @@ class Feedback:
     def __call__(self, text: str) -> None:
         self._notes.append(text)
 
-    def image(self, title: str, png: bytes) -> None:
+    def image(self, title: str, png) -> None:
+        """`png`: PNG bytes, or a function that makes them, called only when a page shows the
+        picture (grade --html): a matplotlib figure takes most of a second to render."""
         self._images.append((title, png))
 
 
@@ -132,7 +134,8 @@ class GradingPlugin:
     @pytest.fixture
     def feedback(self, request):
         """feedback("...") tells the student something even when the check passes;
-        feedback.image(title, png_bytes) adds a picture to the HTML page."""
+        feedback.image(title, png) adds a picture to the HTML page (PNG bytes, or a function
+        that makes them)."""
         return Feedback(request.node.stash.setdefault(NOTES, []), request.node.stash.setdefault(IMAGES, []))
 
     # -- hooks ------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from . import recipes, training
+from .memory import release_free_memory
 from .errors import MissingDefinition, StudentCodeError, StudentCrash, StudentTimeout
 from .harvest import Harvest, Statement
 from .sandbox import Sandbox
@@ -165,6 +166,7 @@ class Submission:
         hold every check's until the grading ends. Never starts a child for it; a child that
         does not answer is not asked again (it only costs memory)."""
         handles, self._handles = self._handles, []
+        release_free_memory()  # what the check itself held in the grader
         if not (handles and self._forgetting and self.sandbox.running):
             return
         try:

@@ -146,7 +146,7 @@ def to_html(result: GradingResult) -> str:
         pictures = "".join(
             f'<figure><img alt="{esc(title)}" src="data:image/png;base64,'
             f'{base64.b64encode(png).decode()}"><figcaption>{esc(title)}</figcaption></figure>'
-            for title, png in c.images
+            for title, png in ((t, p() if callable(p) else p) for t, p in c.images)
         )
         message = f"<pre>{esc(c.output)}</pre>" if c.output else ""
         rows.append(

@@ -60,7 +60,8 @@ class CheckResult:
     hidden: bool = False  # a hidden check (not public: its inputs are never published)
     number: str = ""
     seconds: float = 0.0
-    images: list = field(default_factory=list)  # (title, PNG bytes): for the HTML page only
+    # (title, PNG bytes or a function that makes them): for the HTML page only
+    images: list = field(default_factory=list)
     nodeid: str = ""  # the pytest item that ran it (not serialised)
 
     @property

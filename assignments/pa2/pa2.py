@@ -3,8 +3,6 @@ domains the handout allows, and the reference networks to compare against.
 
 Check modules import it with `grader.assignment.import_sibling(__file__, "pa2")`."""
 
-import concurrent.futures
-import copy
 import functools
 import itertools
 import json
@@ -13,7 +11,7 @@ import pytest
 import torch
 from hypothesis import strategies as st
 
-from grader.checks import build_recipe, recipe_key
+from grader.checks import build_recipe, offload, recipe_key
 
 COLOUR_MODELS = {
     # name: (part, kernels the handout's fixed padding allows)
@@ -221,10 +219,10 @@ def model_key(spec) -> str:
     return recipe_key(spec["model"])
 
 
-@functools.lru_cache(maxsize=2)
 def _library_model(recipe):
     """The [finetune] model (`recipe`: model_key) as the child's build_trusted makes it (seed
-    0), built once per process; every run starts from a copy."""
+    0). Built for each run (a tenth of a second), not kept: the runs are few, cached per seed,
+    and the model is a hundred MB."""
     torch.manual_seed(0)
     return build_recipe(json.loads(recipe))
 
@@ -233,7 +231,7 @@ def reference_model_with_starting_head(reference, recipe, spec, secret, head=ONE
     """In the parent: the library model (`recipe`: model_key) as the child's build_trusted
     makes it (seed 0), with the reference's freezing, the student's kind of new layer
     (`head`, by default the reference's 1x1) and the grader's starting head."""
-    model = reference.replace_head_and_freeze(copy.deepcopy(_library_model(recipe)))
+    model = reference.replace_head_and_freeze(_library_model(recipe))
     if head != ONE_BY_ONE:
         model.set_submodule(spec["head"], build_head(spec, head))
     params = dict(model.named_parameters())
@@ -273,12 +271,43 @@ def train_in_parent(reference, recipe, device, secret, spec, loss_fn, head=ONE_B
     return model, report
 
 
-def reproduce_finetune(reference, recipe, device, secret, spec_items, head=ONE_BY_ONE):
+# -- the grader's own runs, in its helper process ------------------------------------------
+# They build the library model: they run in the grader's helper process (grader.offload),
+# forked from the sandbox's warm server, which has torchvision imported. The grading process
+# never imports it, and the runs, which depend on the secret seed only, start with the first
+# check (start_grader_runs) and are done by the time Part D's checks need them. Each function
+# here returns a future; the helper caches every run per seed (a batch shares one seed).
+def start_grader_runs(reference, spec, device, secret, freezing=True, iou=True) -> None:
+    """Start what D.1's freezing check (`freezing`) and D.2's fine-tuning check (`iou`) will
+    need; called once per grading before any check runs (the family's conftest.py)."""
+    if freezing:
+        reproduce_finetune(reference, spec, device, secret)
+    if iou:
+        held_out_head_input(reference, spec, device, secret)
+        reference_iou_finetune(reference, spec, device, secret)
+
+
+# The checks that need them, by function name.
+FREEZING_CHECKS = {"test_only_head_trainable", "test_finetune_trains_only_head"}
+IOU_FINETUNE_CHECK = "test_finetune_with_iou_loss"
+
+
+def start_grader_runs_for(items, reference, assignment, device, secret) -> None:
+    """start_grader_runs for what a grading's checks (`items`, pytest's) will ask for: on the
+    instructor's side only (a secret seed), and only for the fine-tuning checks it runs."""
+    if secret is None or reference is None or "finetune" not in assignment.data:
+        return
+    names = {getattr(item, "originalname", item.name) for item in items}
+    freezing, iou = bool(names & FREEZING_CHECKS), IOU_FINETUNE_CHECK in names
+    if freezing or iou:
+        start_grader_runs(reference, assignment.data["finetune"], device, secret, freezing, iou)
+
+
+def reproduce_finetune(reference, spec, device, secret, head=ONE_BY_ONE):
     """The head's final values after the grader's own cross-entropy run with only the new
-    layer trainable (what D.1's freezing leads to). Depends on the submission only through
-    the kind of new layer: cached per seed and layer (every argument passed positionally, so
-    that a call that leaves `head` out finds the run of one that gives it)."""
-    return _reproduce_finetune(reference, recipe, device, secret, spec_items, head)
+    layer trainable (what D.1's freezing leads to), a future. Depends on the submission only
+    through the kind of new layer: cached per seed and layer."""
+    return offload(_reproduce_finetune, reference, model_key(spec), device, secret, spec_items(spec), head)
 
 
 @functools.lru_cache(maxsize=4)
@@ -289,24 +318,13 @@ def _reproduce_finetune(reference, recipe, device, secret, spec_items, head):
     return {name: params[name].detach().cpu().clone() for name in head_names(spec, head)}
 
 
-_BACKGROUND = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pa2-reference")
-
-
-def in_background(function, *args):
-    """Start one of the grader's own (cached) runs above in a thread, so the parent trains
-    while the child does: torch releases the GIL, and both runs use one thread each. Nothing
-    else in the parent draws from torch's global random state meanwhile (the data are numpy,
-    the starting head has its own generator), so the run is the same as in the foreground."""
-    return _BACKGROUND.submit(function, *args)
-
-
 def finetune_mismatch(reference, spec, device, secret, run) -> str | None:
     """None when the new layer ended where the grader's own run (only classifier.4
     trainable) leaves it; else why not. If anything else trained, the features feeding the
     layer moved, and so did its weights: requires_grad flags and "changed" lists the child
     reports cannot hide that."""
     head = run.get("head", ONE_BY_ONE)
-    want = reproduce_finetune(reference, model_key(spec), device, secret, spec_items(spec), head)
+    want = reproduce_finetune(reference, spec, device, secret, head).result()
     steps = FINETUNE[device]["steps"]
     for name, value in want.items():
         mine = run["final"].get(name)
@@ -331,11 +349,15 @@ def held_out_set(device, secret):
     return images, masks
 
 
+def held_out_head_input(reference, spec, device, secret):
+    """What reaches the new layer on the held-out set (a future): the frozen model up to
+    classifier[3], in train mode (batch statistics, as in training). Nothing before the new
+    layer trains, so it is the same for every submission: computed once per seed."""
+    return offload(_held_out_head_input, reference, model_key(spec), device, secret, spec_items(spec))
+
+
 @functools.lru_cache(maxsize=4)
-def held_out_head_input(reference, recipe, device, secret, spec_items):
-    """What reaches the new layer on the held-out set: the frozen model up to classifier[3],
-    in train mode (batch statistics, as in training). Nothing before the new layer trains, so
-    it is the same for every submission: computed once per seed."""
+def _held_out_head_input(reference, recipe, device, secret, spec_items):
     spec = dict(spec_items)
     model = reference_model_with_starting_head(reference, recipe, spec, secret)
     images, _ = held_out_set(device, secret)
@@ -346,12 +368,12 @@ def held_out_head_input(reference, recipe, device, secret, spec_items):
         return before_head(model.backbone(images)["out"])
 
 
-def held_out_outputs(reference, recipe, device, secret, spec, head_values, head=ONE_BY_ONE):
+def held_out_outputs(reference, device, secret, spec, head_values, head=ONE_BY_ONE):
     """The model's 'out' on the held-out set with the new layer holding `head_values`,
     computed here (as DeepLabV3's forward does: the new layer, then bilinear upsampling to
     the image size). The child's own answer on these images is never used: a lookup table
     could give it without any training."""
-    features = held_out_head_input(reference, recipe, device, secret, spec_items(spec))
+    features = held_out_head_input(reference, spec, device, secret).result()
     layer = build_head(spec, head)
     own = dict(layer.named_parameters())
     prefix = spec["head"] + "."
@@ -364,23 +386,24 @@ def held_out_outputs(reference, recipe, device, secret, spec, head_values, head=
         )
 
 
-@functools.lru_cache(maxsize=4)
-def held_out_iou_before_training(reference, recipe, device, secret, spec_items):
+def held_out_iou_before_training(reference, spec, device, secret):
     """The reference's IoU loss on the held-out set for the frozen model with the grader's
     starting head, before any training."""
-    spec = dict(spec_items)
     _, masks = held_out_set(device, secret)
-    out = held_out_outputs(reference, recipe, device, secret, spec, starting_head(spec, secret))
+    out = held_out_outputs(reference, device, secret, spec, starting_head(spec, secret))
     return float(reference.compute_iou_loss(out, masks))
 
 
-def reference_iou_finetune(reference, recipe, device, secret, spec_items, reading="whole batch"):
+def reference_iou_finetune(reference, spec, device, secret, reading="whole batch"):
     """The grader's own run with the reference's IoU loss (of the given reading, IOU_READINGS)
-    from the same secret starting head: its loss curve and its IoU loss (whole batch) on the
-    held-out set afterwards, i.e. what a correct loss of that reading reaches. On a
-    random-weight (offline) backbone both vary with the starting head: on some seeds the curve
-    falls by under 2% and the 4 held-out images do not improve. Cached per seed and reading."""
-    return _reference_iou_finetune(reference, recipe, device, secret, spec_items, reading)
+    from the same secret starting head (a future): its loss curve and its IoU loss (whole
+    batch) on the held-out set afterwards, i.e. what a correct loss of that reading reaches.
+    On a random-weight (offline) backbone both vary with the starting head: on some seeds the
+    curve falls by under 2% and the 4 held-out images do not improve. Cached per seed and
+    reading."""
+    return offload(
+        _reference_iou_finetune, reference, model_key(spec), device, secret, spec_items(spec), reading
+    )
 
 
 @functools.lru_cache(maxsize=4)

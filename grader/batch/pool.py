@@ -59,6 +59,7 @@ SERVER_PRELOAD = [
     "grader.batch.pool",
     "pytest",
     "hypothesis",
+    "grader.sandbox.warm",  # last: see grader/sandbox/warm.py
 ]
 
 MAX_ATTEMPTS = 2  # a submission whose worker died is graded once more, then recorded as an error

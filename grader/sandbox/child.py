@@ -26,6 +26,7 @@ from torch import nn
 from . import confine as os_layers
 from . import server
 from .. import layers, recipes
+from ..memory import release_free_memory
 from . import wire
 
 try:
@@ -406,6 +407,7 @@ class Child:
         and a child would otherwise hold them all until it ends."""
         for handle in handles:
             self.objects.pop(handle, None)
+        release_free_memory()
         return {}
 
     def op_get_parameters(self, handle, names):

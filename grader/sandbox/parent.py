@@ -27,8 +27,9 @@ from ..errors import BudgetSpent, StudentCodeError, StudentCrash, StudentTimeout
 
 # What the warm server imports before forking children: the engine's side, and what nearly
 # every notebook imports (matplotlib.pyplot takes half a second, which each child, public and
-# hidden, would otherwise pay again). A module that is not installed is left out.
-PRELOAD = ["torch", "torchvision", "matplotlib.pyplot", "grader.sandbox.child"]
+# hidden, would otherwise pay again). A module that is not installed is left out. Last,
+# grader.sandbox.warm hides what is imported by then from the garbage collector.
+PRELOAD = ["torch", "torchvision", "matplotlib.pyplot", "grader.sandbox.child", "grader.sandbox.warm"]
 
 
 @dataclass
