@@ -325,7 +325,8 @@ D2_VARIANTS = [
 
 MUTANTS = D1_MUTANTS + D2_MUTANTS
 VARIANTS = D1_VARIANTS + D2_VARIANTS
-NOTEBOOKS = {case.name: case.spec for case in MUTANTS + VARIANTS}
+# The reference notebook too (test_pa2_colourization declares it as well), so this file runs alone.
+NOTEBOOKS = {"reference": {}, **{case.name: case.spec for case in MUTANTS + VARIANTS}}
 
 
 @pytest.mark.parametrize("case", MUTANTS, ids=lambda c: c.name)
