@@ -155,11 +155,30 @@ class Submission:
         self.current_check: str | None = None  # set by the plugin before each check
         self._handles: list[str] = []  # objects made in the child since the check began
         self._forgetting = True
+        self._shared: dict = {}  # key -> (the child it lives in, the value): see shared()
 
     def _new_handle(self) -> str:
         handle = f"h{next(self._ids)}"
         self._handles.append(handle)
         return handle
+
+    def shared(self, key, make):
+        """What `make()` returns (child objects), made once for all the checks that ask with
+        `key` and kept past the check that made it: several checks that only look at the same
+        object (a model after the student's driver cell) need not each build it again. Made
+        again when the child was replaced since; not kept when `make()` fails (each check
+        then meets the failure itself)."""
+        kept = self._shared.get(key)
+        if kept is not None and kept[0] == self._child_number():
+            return kept[1]
+        first = len(self._handles)
+        value = make()
+        del self._handles[first:]  # not the check's to forget
+        self._shared[key] = (self._child_number(), value)
+        return value
+
+    def _child_number(self) -> int:
+        return getattr(self.sandbox, "children_started", 0)
 
     def check_finished(self) -> None:
         """Let the child drop the objects the check made (a fine-tuning model each): it would

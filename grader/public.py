@@ -193,6 +193,25 @@ def read(folder: Path) -> dict:
     return resolve(tree, tensors)
 
 
+_READ: dict = {}
+
+
+def read_once(folder: Path) -> dict:
+    """read(folder), kept while the files stay the same (check() in a student's kernel reads
+    them at every call; a batch worker at every submission). The checks only read it."""
+    stamp = tuple(
+        (s.st_mtime_ns, s.st_size) if s else None
+        for s in (
+            (folder / name).stat() if (folder / name).exists() else None
+            for name in (EXPECTED_FILE, TENSOR_FILE)
+        )
+    )
+    key = str(folder.resolve())
+    if _READ.get(key, (None,))[0] != stamp:
+        _READ[key] = (stamp, read(folder))
+    return _READ[key][1]
+
+
 def resolve(tree, tensors: dict):
     def walk(value):
         if isinstance(value, dict):
@@ -306,7 +325,7 @@ class Expectations:
     def data(self) -> dict:
         if self._data is None:
             folder = public_folder(self.assignment)
-            stored = read(folder) if (folder / EXPECTED_FILE).is_file() else None
+            stored = read_once(folder) if (folder / EXPECTED_FILE).is_file() else None
             if self.reference is not None and (
                 stored is None or stored.get("fingerprint") != fingerprint(self.assignment)
             ):

@@ -99,8 +99,6 @@ def run(
                 "-p",
                 "no:faulthandler",
                 "-p",
-                "no:unraisableexception",
-                "-p",
                 "no:threadexception",
                 "--capture=sys",
             ),

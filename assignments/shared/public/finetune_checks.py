@@ -17,6 +17,8 @@ The family's conftest.py provides `finetune_verdict` (the instructor side's repr
 fine-tuning run). An edition may restrict the new layer's kernel with
 `[finetune] head_kernels = [1]` (any kernel when absent)."""
 
+import json
+
 import pytest
 import torch
 
@@ -46,8 +48,14 @@ def fresh_model(submission, spec):
 
 
 def model_after_driver(submission, spec):
-    model = fresh_model(submission, spec)
-    return submission.run_region("driver", bindings={"model": model}, keep=["model"])["model"]
+    """The model as the student's driver cell leaves it, made once for the checks that only
+    look at it (head, flags, output shape)."""
+
+    def make():
+        model = fresh_model(submission, spec)
+        return submission.run_region("driver", bindings={"model": model}, keep=["model"])["model"]
+
+    return submission.shared(("model after the driver cell", json.dumps(spec["model"], sort_keys=True)), make)
 
 
 def describe_names(names, limit=3):
