@@ -133,9 +133,15 @@ class Sampler:
         self._thread.join()
 
 
-def run(cmd: list[str], cwd: Path = ROOT) -> dict:
+# The checkout whose engine is measured (--checkout: another one, e.g. the commit before a
+# change, measured with this script).
+CHECKOUT = ROOT
+
+
+def run(cmd: list[str]) -> dict:
     """Wall seconds, peak PSS (MiB) summed over the tree, exit status, stdout of one command."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cwd = CHECKOUT
+    env = dict(os.environ, PYTHONPATH=str(CHECKOUT))
     env.pop("PYTEST_ADDOPTS", None)
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -173,8 +179,8 @@ def gradings(tmp: Path, editions: bool) -> dict[str, list[str]]:
     """label -> command line; the floor first."""
     grade = [sys.executable, "-m", "grader.cli"]
     out = str(tmp / "results.json")
-    report = ["--json", out, "--verbose"]
-    w2021 = str(ROOT / "reference" / "pa2-w2021" / "a2-cnn.ipynb")
+    report = ["--json", out] + (["--verbose"] if knows_verbose() else [])
+    w2021 = str(CHECKOUT / "reference" / "pa2-w2021" / "a2-cnn.ipynb")
     rows = {
         FLOOR: [sys.executable, "-c", "import torch, torchvision"],
         "W2021 `grade --json --no-train`, all parts": grade
@@ -184,13 +190,22 @@ def gradings(tmp: Path, editions: bool) -> dict[str, list[str]]:
     }
     if editions:
         for edition, path in (
-            ("W2020 (MyConv2d)", ROOT / "reference" / "pa2-w2020" / "a2-cnn.ipynb"),
-            ("W2019 (MyConv2d)", ROOT / "reference" / "pa2-w2019" / "colourization.ipynb"),
+            ("W2020 (MyConv2d)", CHECKOUT / "reference" / "pa2-w2020" / "a2-cnn.ipynb"),
+            ("W2019 (MyConv2d)", CHECKOUT / "reference" / "pa2-w2019" / "colourization.ipynb"),
             ("W2022 (YOLOv3 files)", w2022_folder(tmp / "w2022")),
         ):
             rows[f"{edition} `--no-train`"] = grade + [str(path), *report, "--no-train"]
             rows[f"{edition} with training (CPU)"] = grade + [str(path), *report, "--device", "cpu"]
     return rows
+
+
+def knows_verbose() -> bool:
+    """Whether the measured checkout's `grade` has --verbose (where the time went)."""
+    env = dict(os.environ, PYTHONPATH=str(CHECKOUT))
+    usage = subprocess.run(
+        [sys.executable, "-m", "grader.cli", "--help"], cwd=CHECKOUT, env=env, capture_output=True, text=True
+    )
+    return "--verbose" in usage.stdout
 
 
 def measure_gradings(runs: int, editions: bool) -> tuple[dict, list[str]]:
@@ -235,6 +250,9 @@ def measure_batch(count: int) -> dict:
     sys.path.insert(0, str(BENCH))
     import bench_batch
 
+    bench_batch.ROOT = CHECKOUT  # grade with that checkout's engine and notebooks
+    bench_batch.REFERENCE = CHECKOUT / "reference" / "pa2-w2021" / "a2-cnn.ipynb"
+    bench_batch.TEMPLATE = CHECKOUT / "student_template" / "pa2-w2021" / "a2-cnn.ipynb"
     grade = [sys.executable, "-m", "grader.cli"]
     with tempfile.TemporaryDirectory(prefix="bench-grade-batch-") as tmp:
         tmp = Path(tmp)
@@ -258,9 +276,9 @@ def measure_batch(count: int) -> dict:
 def measure_selfcheck() -> list[float]:
     """Seconds of check()'s calls in a simulated warm kernel (the first, then later ones)."""
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "bench_selfcheck.py"), "--calls", "4"],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        [sys.executable, str(CHECKOUT / "benchmarks" / "bench_selfcheck.py"), "--calls", "4"],
+        cwd=CHECKOUT,
+        env=dict(os.environ, PYTHONPATH=str(CHECKOUT)),
         capture_output=True,
         text=True,
         check=True,
@@ -355,7 +373,13 @@ def main() -> None:
     parser.add_argument("--selfcheck", action="store_true", help="also check() in a warm kernel")
     parser.add_argument("--all", action="store_true", help="--editions --batch --selfcheck")
     parser.add_argument("--write-readme", action="store_true", help="put the tables into README.md")
+    parser.add_argument(
+        "--checkout", metavar="DIR", help="measure the engine of another checkout (e.g. an earlier commit)"
+    )
     args = parser.parse_args()
+    if args.checkout:
+        global CHECKOUT
+        CHECKOUT = Path(args.checkout).resolve()
     if args.all:
         args.editions = args.batch = args.selfcheck = True
     rows, notes = measure_gradings(args.runs, args.editions)
