@@ -1,19 +1,31 @@
-"""Benchmark one standalone `grade --json` run against the floor of importing torch.
+"""Benchmark standalone gradings against the floor of importing torch (issue 22's table).
 
-    python benchmarks/bench_grade.py [--runs 3] [--notebook PATH]
+    python benchmarks/bench_grade.py [--runs 3] [--editions] [--batch] [--selfcheck] [--all]
+                                     [--write-readme]
 
-Reports, as medians over the runs: the floor (`python -c "import torch, torchvision"`), a
-grading of the reference notebook without the training checks (the issue's 3x-the-floor
-target), the same for parts A-C only (the difference is what Part D adds), the full grading
-with the training checks, and peak memory (the sum over the process tree of each process's
-peak resident set: grader, warm server, sandbox child).
+Each run measures, back to back, the floor (`python -c "import torch, torchvision"`) and each
+grading of a reference submission (`grade --json`, without and with the training checks, on
+the CPU), so every ratio is taken against a floor measured under the same load; the tables
+give medians over the runs. Memory is the peak over the grading of the proportional set size
+(PSS, /proc/PID/smaps_rollup) summed over the process tree (grader, warm server, resource
+tracker, sandbox children): a page shared between processes counts once in all, split among
+them. The load average before and after is printed: on a shared machine the ratios still hold
+(the floor is as slow as the rest), the seconds do not.
+
+--editions adds the MyConv2d editions (W2020 with its fine-tuning, W2019) and W2022 (the
+notebook and its YOLOv3 files); --batch the marginal cost of a submission in a `--jobs 2`
+batch against a standalone run (benchmarks/bench_batch.py's class, --no-train); --selfcheck
+`check()` in a warm kernel (benchmarks/bench_selfcheck.py); --all all three. --write-readme
+puts the tables into README.md's performance section (between its bench_grade markers).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -23,95 +35,374 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+README_BEGIN = "<!-- bench_grade: begin (python benchmarks/bench_grade.py --all --write-readme) -->"
+README_END = "<!-- bench_grade: end -->"
+SAMPLE_SECONDS = 0.1
 
 
-def tree_pids(root: int) -> set[int]:
-    children: dict[int, list[int]] = {}
+# -- the process tree ---------------------------------------------------------------------------
+def _parents() -> dict[int, int]:
+    found = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry))
+                    found[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
             except (OSError, IndexError, ValueError):
                 pass
-    found, todo = set(), [root]
+    return found
+
+
+def tree_pids(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for pid, ppid in _parents().items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = [], [root]
     while todo:
         pid = todo.pop()
-        found.add(pid)
+        found.append(pid)
         todo.extend(children.get(pid, []))
     return found
 
 
-def peak_rss_kib(pid: int) -> int:
+def pss_kib(pid: int) -> int:
+    """Proportional set size: private pages, plus each shared page divided by the number of
+    processes that map it."""
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith("Pss:"):
                     return int(line.split()[1])
     except OSError:
         pass
     return 0
 
 
-def run(cmd: list[str]) -> tuple[float, float, int]:
-    """(wall seconds, peak MiB summed over the process tree, exit status)."""
-    peaks: dict[int, int] = {}
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    done = threading.Event()
+def role(pid: int, root: int, parents: dict[int, int]) -> str:
+    """What a process of a grading is: the grader, the warm server (multiprocessing's
+    forkserver), its resource tracker, a sandbox child (forked from the server), other."""
+    if pid == root:
+        return "grader"
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        cmdline = ""
+    if "resource_tracker" in cmdline:
+        return "resource tracker"
+    if "forkserver" in cmdline:
+        parent_line = ""
+        try:
+            with open(f"/proc/{parents.get(pid, 0)}/cmdline", "rb") as f:
+                parent_line = f.read().decode(errors="replace")
+        except OSError:
+            pass
+        return "sandbox child" if "forkserver" in parent_line else "warm server"
+    return "other"
 
-    def sample():
-        while not done.is_set():
-            for pid in tree_pids(proc.pid):
-                peaks[pid] = max(peaks.get(pid, 0), peak_rss_kib(pid))
-            time.sleep(0.05)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    code = proc.wait()
-    wall = time.perf_counter() - start
-    done.set()
-    sampler.join()
-    return wall, sum(peaks.values()) / 1024, code
+class Sampler:
+    """Samples the PSS of a process tree every SAMPLE_SECONDS: the peak of the sum, and each
+    role's largest share at that peak."""
+
+    def __init__(self, root: int):
+        self.root = root
+        self.peak_kib = 0
+        self.at_peak: dict[str, int] = {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._done.is_set():
+            parents = _parents()
+            sizes = {pid: pss_kib(pid) for pid in tree_pids(self.root)}
+            total = sum(sizes.values())
+            if total > self.peak_kib:
+                self.peak_kib = total
+                roles: dict[str, int] = {}
+                for pid, kib in sizes.items():
+                    name = role(pid, self.root, parents)
+                    roles[name] = roles.get(name, 0) + kib
+                self.at_peak = roles
+            time.sleep(SAMPLE_SECONDS)
+
+    def stop(self):
+        self._done.set()
+        self._thread.join()
+
+
+# The checkout whose engine is measured (--checkout: another one, e.g. the commit before a
+# change, measured with this script).
+CHECKOUT = ROOT
+
+
+def run(cmd: list[str]) -> dict:
+    """Wall seconds, peak PSS (MiB) summed over the tree, exit status, stdout of one command."""
+    cwd = CHECKOUT
+    env = dict(os.environ, PYTHONPATH=str(CHECKOUT))
+    env.pop("PYTEST_ADDOPTS", None)
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sampler = Sampler(proc.pid)
+    stdout, stderr = proc.communicate()
+    wall = time.perf_counter() - started
+    sampler.stop()
+    return {
+        "wall": wall,
+        "pss_mib": sampler.peak_kib / 1024,
+        "roles": {k: v / 1024 for k, v in sampler.at_peak.items()},
+        "code": proc.returncode,
+        "stdout": stdout,
+        "stderr": stderr,
+    }
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# -- what is measured -----------------------------------------------------------------------------
+FLOOR = 'floor: `python -c "import torch, torchvision"`'
+
+
+def w2022_folder(folder: Path) -> Path:
+    """The W2022 reference: its notebook with the reference's train.py and utils/loss.py."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from yolo_files import correct_loss_py, correct_train_py, w2022_folder as make
+
+    return make(folder, train=correct_train_py(), loss=correct_loss_py())
+
+
+def gradings(tmp: Path, editions: bool) -> dict[str, list[str]]:
+    """label -> command line; the floor first."""
+    grade = [sys.executable, "-m", "grader.cli"]
+    out = str(tmp / "results.json")
+    report = ["--json", out] + (["--verbose"] if knows_verbose() else [])
+    w2021 = str(CHECKOUT / "reference" / "pa2-w2021" / "a2-cnn.ipynb")
+    rows = {
+        FLOOR: [sys.executable, "-c", "import torch, torchvision"],
+        "W2021 `grade --json --no-train`, all parts": grade
+        + [w2021, "--json", out, "--no-train", "--verbose"],
+        "W2021 `grade --json` with training (CPU)": grade
+        + [w2021, "--json", out, "--device", "cpu", "--verbose"],
+    }
+    if editions:
+        for edition, path in (
+            ("W2020 (MyConv2d)", CHECKOUT / "reference" / "pa2-w2020" / "a2-cnn.ipynb"),
+            ("W2019 (MyConv2d)", CHECKOUT / "reference" / "pa2-w2019" / "colourization.ipynb"),
+            ("W2022 (YOLOv3 files)", w2022_folder(tmp / "w2022")),
+        ):
+            rows[f"{edition} `--no-train`"] = grade + [str(path), *report, "--no-train"]
+            rows[f"{edition} with training (CPU)"] = grade + [str(path), *report, "--device", "cpu"]
+    return rows
+
+
+def knows_verbose() -> bool:
+    """Whether the measured checkout's `grade` has --verbose (where the time went)."""
+    env = dict(os.environ, PYTHONPATH=str(CHECKOUT))
+    usage = subprocess.run(
+        [sys.executable, "-m", "grader.cli", "--help"], cwd=CHECKOUT, env=env, capture_output=True, text=True
+    )
+    return "--verbose" in usage.stdout
+
+
+def measure_gradings(runs: int, editions: bool) -> tuple[dict, list[str]]:
+    """Each run measures the floor and every grading back to back; medians per row."""
+    notes = [f"load average before: {load_average()}"]
+    with tempfile.TemporaryDirectory(prefix="bench-grade-") as tmp:
+        commands = gradings(Path(tmp), editions)
+        samples: dict[str, list[dict]] = {label: [] for label in commands}
+        for _ in range(runs):
+            for label, cmd in commands.items():
+                result = run(cmd)
+                if label != FLOOR and result["code"] not in (0, 1):
+                    raise SystemExit(f"{label}: exit {result['code']}\n{result['stderr'][-3000:]}")
+                if label != FLOOR:
+                    data = json.loads(Path(tmp, "results.json").read_text())
+                    result["score"] = f"{data['score']:g}/{sum(t['max_score'] for t in data['tests']):g}"
+                    # `grade --verbose` prints where the time went (results.json for Gradescope
+                    # has no `grader` block).
+                    result["timings"] = re.findall(r"^time: (.*)$", result["stdout"], re.M)
+                    result["failed"] = [t["name"] for t in data["tests"] if t["status"] != "passed"]
+                samples[label].append(result)
+    notes.append(f"load average after: {load_average()}")
+    rows = {}
+    for label, results in samples.items():
+        roles = {}
+        for name in sorted({k for r in results for k in r["roles"]}):
+            roles[name] = statistics.median(r["roles"].get(name, 0.0) for r in results)
+        rows[label] = {
+            "wall": statistics.median(r["wall"] for r in results),
+            "walls": [r["wall"] for r in results],
+            "pss_mib": statistics.median(r["pss_mib"] for r in results),
+            "roles": roles,
+            "score": ", ".join(sorted({r.get("score", "") for r in results})),
+            "timings": results[-1].get("timings", []),
+            "failed": sorted({n for r in results for n in r.get("failed", [])}),
+        }
+    return rows, notes
+
+
+def measure_batch(count: int) -> dict:
+    """A `--jobs 2` batch of bench_batch.py's class (no training) against standalone runs."""
+    sys.path.insert(0, str(BENCH))
+    import bench_batch
+
+    bench_batch.ROOT = CHECKOUT  # grade with that checkout's engine and notebooks
+    bench_batch.REFERENCE = CHECKOUT / "reference" / "pa2-w2021" / "a2-cnn.ipynb"
+    bench_batch.TEMPLATE = CHECKOUT / "student_template" / "pa2-w2021" / "a2-cnn.ipynb"
+    grade = [sys.executable, "-m", "grader.cli"]
+    with tempfile.TemporaryDirectory(prefix="bench-grade-batch-") as tmp:
+        tmp = Path(tmp)
+        mix = bench_batch.make_class(tmp / "class", count)
+        alone = {}
+        for label, notebook in (("reference", bench_batch.REFERENCE), ("template", bench_batch.TEMPLATE)):
+            walls = [
+                bench_batch.timed(grade + [str(notebook), "--json", str(tmp / "one.json"), "--no-train"])[0]
+                for _ in range(3)
+            ]
+            alone[label] = statistics.median(walls)
+        standalone = sum(alone[k] * n for k, n in mix.items()) / count
+        wall, _, proc = bench_batch.timed(
+            grade + [str(tmp / "class"), "--out", str(tmp / "out"), "--jobs", "2", "--quiet", "--no-train"]
+        )
+        if proc.returncode != 0:
+            raise SystemExit(f"batch: exit {proc.returncode}\n{proc.stderr[-3000:]}")
+    return {"count": count, "per_submission": wall / count, "standalone": standalone, "wall": wall}
+
+
+def measure_selfcheck() -> list[float]:
+    """Seconds of check()'s calls in a simulated warm kernel (the first, then later ones)."""
+    proc = subprocess.run(
+        [sys.executable, str(CHECKOUT / "benchmarks" / "bench_selfcheck.py"), "--calls", "4"],
+        cwd=CHECKOUT,
+        env=dict(os.environ, PYTHONPATH=str(CHECKOUT)),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [float(m) for m in re.findall(r"check\(\) call \d+: ([0-9.]+) s", proc.stdout)]
+
+
+# -- the report -----------------------------------------------------------------------------------
+def table(rows: dict, runs: int) -> list[str]:
+    floor = rows[FLOOR]["wall"]
+    lines = [
+        "| command | wall s (median) | x floor | peak PSS MiB (tree) "
+        "| of which grader / server / children | score |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, row in rows.items():
+        roles = row["roles"]
+        split = (
+            " / ".join(f"{roles.get(k, 0):.0f}" for k in ("grader", "warm server", "sandbox child"))
+            if label != FLOOR
+            else ""
+        )
+        lines.append(
+            f"| {label} | {row['wall']:.2f} | {row['wall'] / floor:.2f} | {row['pss_mib']:.0f} | {split} | "
+            f"{row['score']} |"
+        )
+    return lines
+
+
+def stage_lines(rows: dict) -> list[str]:
+    """Where the time of the W2021 gradings went (`grade --verbose`, the last run)."""
+    out = []
+    for label, row in rows.items():
+        if row.get("timings"):
+            out.append(f"- {label}: {row['timings'][0]}")
+        if row.get("failed"):
+            out.append(f"  - checks that failed in some run: {'; '.join(row['failed'])}")
+    return out
+
+
+def report(rows, notes, runs, batch, selfcheck) -> list[str]:
+    floor = rows[FLOOR]["wall"]
+    no_train = rows["W2021 `grade --json --no-train`, all parts"]["wall"] / floor
+    training = rows["W2021 `grade --json` with training (CPU)"]
+    lines = [
+        f"Measured {datetime.date.today().isoformat()} on {os.cpu_count()} CPUs "
+        f"({'; '.join(notes)}), medians of {runs} runs, each run the floor and every grading back to back.",
+        "",
+        *table(rows, runs),
+        "",
+        "| target (issue 22) | measured | target |",
+        "|---|---|---|",
+        f"| `grade --no-train`, W2021 reference, all parts | {no_train:.2f}x floor | <= 2x |",
+        f"| `grade` with training (CPU) | {training['wall'] / floor:.2f}x floor | <= 4x |",
+        f"| peak PSS summed over the process tree, with training | {training['pss_mib'] / 1024:.2f} GiB "
+        "| <= 1.5 GiB |",
+    ]
+    if batch:
+        share = batch["per_submission"] / batch["standalone"]
+        lines.append(
+            f"| batch `--jobs 2`, cost per submission vs a standalone run ({batch['count']} submissions, "
+            f"no training) | {batch['per_submission']:.2f} s / {batch['standalone']:.2f} s = {share:.0%} "
+            "| <= 20% |"
+        )
+    if selfcheck:
+        later = statistics.median(selfcheck[1:]) if len(selfcheck) > 1 else selfcheck[0]
+        lines.append(
+            f"| `check()` in a warm kernel (later calls; the first {selfcheck[0]:.2f} s) | {later:.2f} s "
+            "| < 0.5 s |"
+        )
+    lines += ["", "Where the time went (the last run's `grade --verbose`):", ""]
+    lines += stage_lines(rows)
+    return lines
+
+
+def write_readme(lines: list[str]) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise SystemExit(f"README.md has no {README_BEGIN} ... {README_END} section")
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(head + README_BEGIN + "\n" + "\n".join(lines) + "\n" + README_END + tail)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--notebook", default="reference/pa2-w2021/a2-cnn.ipynb")
-    args = parser.parse_args()
-    grade = [sys.executable, "-m", "grader.cli", args.notebook]
-    with tempfile.TemporaryDirectory() as tmp:
-        out = str(Path(tmp, "results.json"))
-        commands = {
-            "floor: import torch, torchvision": [sys.executable, "-c", "import torch, torchvision"],
-            "grade --json --no-train": grade + ["--json", out, "--no-train"],
-            "grade --json --no-train, A-C only": grade
-            + ["--json", out, "--no-train"]
-            + [a for p in ("A.1", "B.1", "C.1") for a in ("--part", p)],
-            "grade --json (with training, cpu)": grade + ["--json", out, "--device", "cpu"],
-        }
-        rows = {}
-        for label, cmd in commands.items():
-            runs = [run(cmd) for _ in range(args.runs)]
-            rows[label] = (
-                statistics.median(r[0] for r in runs),
-                statistics.median(r[1] for r in runs),
-                {r[2] for r in runs},
-            )
-        score = json.loads(Path(out).read_text())["score"]
-    floor = rows["floor: import torch, torchvision"][0]
-    full = rows["grade --json --no-train"][0]
-    abc = rows["grade --json --no-train, A-C only"][0]
-    print(f"{'command':38} {'wall s':>8} {'x floor':>8} {'peak MiB':>9} exit")
-    for label, (wall, mem, codes) in rows.items():
-        print(f"{label:38} {wall:8.2f} {wall / floor:8.2f} {mem:9.0f} {sorted(codes)}")
-    print(
-        f"Part D adds {full - abc:.2f} s (target <= 5); grading (no training) / floor = "
-        f"{full / floor:.2f} (target <= 3); medians of {args.runs} runs; cpus={os.cpu_count()}; "
-        f"score with training: {score:g}"
+    parser.add_argument("--editions", action="store_true", help="also the MyConv2d and W2022 editions")
+    parser.add_argument("--batch", action="store_true", help="also a --jobs 2 batch's cost per submission")
+    parser.add_argument("--batch-count", type=int, default=16, help="submissions in that batch")
+    parser.add_argument("--selfcheck", action="store_true", help="also check() in a warm kernel")
+    parser.add_argument("--all", action="store_true", help="--editions --batch --selfcheck")
+    parser.add_argument("--write-readme", action="store_true", help="put the tables into README.md")
+    parser.add_argument(
+        "--checkout", metavar="DIR", help="measure the engine of another checkout (e.g. an earlier commit)"
     )
+    args = parser.parse_args()
+    if args.checkout:
+        global CHECKOUT
+        CHECKOUT = Path(args.checkout).resolve()
+    if args.all:
+        args.editions = args.batch = args.selfcheck = True
+    rows, notes = measure_gradings(args.runs, args.editions)
+    batch = measure_batch(args.batch_count) if args.batch else None
+    selfcheck = measure_selfcheck() if args.selfcheck else None
+    lines = report(rows, notes, args.runs, batch, selfcheck)
+    print("\n".join(lines))
+    walls = (f"{label}: {', '.join(f'{w:.2f}' for w in row['walls'])}" for label, row in rows.items())
+    print("\nseconds of every run: " + "; ".join(walls))
+    try:
+        import torch
+
+        cuda = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    except Exception:
+        cuda = None
+    print(
+        f"CUDA: {cuda} (run benchmarks/bench_training.py --device cuda for the training checks on it)"
+        if cuda
+        else "CUDA: no GPU on this machine; the training checks on CUDA are still to be measured "
+        "(benchmarks/bench_training.py --device cuda)"
+    )
+    if args.write_readme:
+        write_readme(lines)
 
 
 if __name__ == "__main__":

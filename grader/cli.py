@@ -104,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print only the score line (batch: plain log lines instead of a progress bar)",
     )
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also print each check's seconds and where the grading's time went (stages, "
+        "slowest checks); results.json's `grader` block has them either way",
+    )
     batch = p.add_argument_group("batch mode (see docs/batch.md)")
     batch.add_argument(
         "--jobs",
@@ -206,7 +212,7 @@ def main(argv=None) -> int:
     if args.quiet:
         print(f"Score: {points(result.score)} / {points(result.max_score)}")
     else:
-        terminal(result)
+        terminal(result, timings=args.verbose)
     return result.exit_code
 
 

@@ -301,8 +301,8 @@ def planted_pairs() -> set[tuple[str, str, str]]:
 
 
 # The suite's mutants built from one shared text (pa2_colourization_cases' `_UNET`, `_B1` and
-# `_A1_BLOCKS`/`_A1_IGNORING` templates): each is that text with a one-line mistake, which is
-# just what a copy with a small edit looks like. A flag between two of one family (or their
+# `_A1_BLOCKS`/`_A1_IGNORING` templates; myconv_cases' `blocks` for W2020): each is that text
+# with a one-line mistake, which is just what a copy with a small edit looks like. A flag between two of one family (or their
 # re-headed versions in another edition) is therefore not a false flag; every other pair of
 # the suite is independent work.
 SIBLING_FAMILIES = (
@@ -318,6 +318,14 @@ SIBLING_FAMILIES = (
         "a1_ignores_kernel",
         "a1_ignores_num_filters",
         "a1_ignores_num_colours",
+    },
+    {
+        "w2020_batchnorm_before_pooling",
+        "w2020_two_skips",
+        "w2020_grey_plus_one",
+        "w2020_nn_conv2d",
+        "w2020_relu_before_bn",
+        "w2020_greyscale_only",
     },
 )
 

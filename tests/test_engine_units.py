@@ -429,6 +429,22 @@ def test_a_training_report_may_hold_only_the_predictions_its_request_can_give():
     assert replies.byte_limit({"x": torch.zeros(2**28)}) == replies.MAX_REPLY_BYTES
 
 
+def test_a_wrong_but_honest_forward_output_reaches_the_checks_and_a_flood_does_not():
+    import torch
+
+    from grader.sandbox import replies
+
+    payload = {"x": torch.zeros(1, 1, 32, 32), "trace": False}
+    # PoolUpsampleNet with pooling kernel 1: two upsamplings make 16 times the pixels, a shape
+    # mistake the checks report as such, never a malformed answer
+    replies.check("forward", payload, {"output": torch.zeros(1, 2, 128, 128), "layers": None})
+    replies.check("forward", payload, {"output": torch.zeros(4, 9, 128, 128), "layers": None})
+    with pytest.raises(replies.Malformed, match="elements, more than"):
+        replies.check("forward", payload, {"output": torch.zeros(3000, 3000), "layers": None})
+    with pytest.raises(replies.Malformed, match="nobody asked for"):
+        replies.check("forward", payload, {"output": torch.zeros(1, 2, 32, 32), "layers": []})
+
+
 def test_student_text_reaches_every_writer_with_its_control_characters_visible():
     nasty = "\x1b]0;owned\x07\x1b[2J\rScore: 30 / 30\u202e\x9b"
     result = GradingResult(

@@ -10,7 +10,8 @@ from pa2_finetune_cases import FINETUNE_NOTEBOOKS, MUTANTS, VARIANTS
 # End to end (`make test-fast` leaves it out); the session's batches grade meanwhile (conftest.py).
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
-NOTEBOOKS = FINETUNE_NOTEBOOKS
+# The reference notebook too (test_pa2_colourization declares it as well), so this file runs alone.
+NOTEBOOKS = {"reference": {}, **FINETUNE_NOTEBOOKS}
 
 
 @pytest.mark.parametrize("case", MUTANTS, ids=lambda c: c.name)

@@ -21,12 +21,14 @@ def finetune_verdict(submission, reference, assignment, device, secret):
     grader's own run with only classifier.4 trainable (and the same kind of new layer) does,
     else why not (PA2's machinery, this family's reference and [finetune] table)."""
     spec = assignment.data["finetune"]
-    mine = pa2.in_background(
-        pa2.reproduce_finetune, reference, spec["model_factory"], device, secret, pa2.spec_items(spec)
-    )
     try:
         run = pa2.finetune_run(submission, spec, device, secret)
     except pa2.HeadDoesNotFit as exc:
         return f"{exc}."
-    mine.result()  # cached now: finetune_mismatch reads it
     return pa2.finetune_mismatch(reference, spec, device, secret, run)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def grader_runs_started(request, reference, assignment, device, secret):
+    """Instructor side: the grader's own fine-tuning runs start before the first check."""
+    pa2.start_grader_runs_for(request.session.items, reference, assignment, device, secret)

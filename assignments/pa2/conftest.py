@@ -16,13 +16,14 @@ def finetune_verdict(submission, reference, assignment, device, secret):
     else why not. The requires_grad flags the child lists are its claim; this is how the
     model behaves."""
     spec = assignment.data["finetune"]
-    # The usual 1x1 head's reproduction runs here while the child fine-tunes.
-    mine = pa2.in_background(
-        pa2.reproduce_finetune, reference, spec["model_factory"], device, secret, pa2.spec_items(spec)
-    )
     try:
         run = pa2.finetune_run(submission, spec, device, secret)
     except pa2.HeadDoesNotFit as exc:
         return f"{exc}."
-    mine.result()  # cached now: finetune_mismatch reads it
     return pa2.finetune_mismatch(reference, spec, device, secret, run)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def grader_runs_started(request, reference, assignment, device, secret):
+    """Instructor side: the grader's own fine-tuning runs start before the first check."""
+    pa2.start_grader_runs_for(request.session.items, reference, assignment, device, secret)

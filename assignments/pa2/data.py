@@ -109,5 +109,7 @@ def segmentation_set(n: int, size: int = 64, seed: int = 0):
         flower = np.array([0.9, rng.uniform(0.2, 0.9), 0.2])
         raw[i] = np.where(mask[..., None], flower, background).clip(0, 1)
         masks[i] = mask
-    images = ((raw - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2)
+    # Contiguous, as the sandbox child receives them over the wire: convolutions on another
+    # memory layout round differently, and the grader's own runs must match the child's.
+    images = np.ascontiguousarray(((raw - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2))
     return torch.tensor(images, dtype=torch.float32), torch.tensor(masks), raw

@@ -3,15 +3,15 @@ domains the handout allows, and the reference networks to compare against.
 
 Check modules import it with `grader.editions.assignment.import_sibling(__file__, "pa2")`."""
 
-import concurrent.futures
-import copy
 import functools
-import importlib
 import itertools
+import json
 
 import pytest
 import torch
 from hypothesis import strategies as st
+
+from grader.checks import build_recipe, offload, recipe_key
 
 COLOUR_MODELS = {
     # name: (part, kernels the handout's fixed padding allows)
@@ -54,6 +54,9 @@ def fixed_settings(name):
 
 # What D.2's loss may be called: v1.0 of the notebook used the second name.
 IOU_LOSS_NAMES = ("compute_iou_loss", "compute_IoU_loss")
+# The readings of the handout's IoU an edition may accept ([iou] accepted_variants), and the
+# reference's function for each.
+IOU_READINGS = {"whole batch": "compute_iou_loss", "per image": "compute_iou_loss_per_image"}
 
 
 def reference_variants(reference, name, hp):
@@ -109,7 +112,11 @@ def build_head(spec, head=ONE_BY_ONE):
     left unset (the caller gives it the grader's): it draws nothing from torch's global
     random state, which one of the grader's runs may be using in another thread."""
     layer = torch.nn.Conv2d(spec["head_in_channels"], device="meta", **dict(head))
-    return layer.to_empty(device="cpu")
+    # Fresh storage per parameter (Module.to_empty would take torch's reference
+    # implementations, whose first use imports sympy: half a second).
+    for name, value in list(layer.named_parameters(recurse=False)):
+        setattr(layer, name, torch.nn.Parameter(torch.empty(value.shape)))
+    return layer
 
 
 def starting_head(spec, secret, head=ONE_BY_ONE):
@@ -181,9 +188,7 @@ def finetune_run(submission, spec, device, secret) -> dict:
 def _finetune_run(submission, spec, device, secret) -> dict:
     b = FINETUNE[device]
     images, masks, raw = _data().segmentation_set(b["n"], b["size"])
-    model = submission.build_trusted(
-        spec["model_factory"], weights=None, weights_backbone=None, aux_loss=True
-    )
+    model = submission.build_trusted(spec["model"])
     model = submission.run_region("driver", bindings={"model": model}, keep=["model"])["model"]
     head = head_settings(spec, model.describe(spec["head"]))
     model.set_parameters(starting_head(spec, secret, head))
@@ -221,22 +226,25 @@ def train_in_child(model, images, masks, loss, device, head=ONE_BY_ONE):
     )
 
 
-@functools.lru_cache(maxsize=2)
-def _library_model(factory):
-    """The library model as the child's build_trusted makes it (seed 0), built once: building
-    DeepLabV3-ResNet101 takes seconds, a copy a tenth of one."""
-    module_name, attr = factory.split(":")
+def model_key(spec) -> str:
+    """The [finetune] model's recipe as hashable text: what the cached runs below are keyed by
+    (they build the model from it)."""
+    return recipe_key(spec["model"])
+
+
+def _library_model(recipe):
+    """The [finetune] model (`recipe`: model_key) as the child's build_trusted makes it (seed
+    0). Built for each run (a tenth of a second), not kept: the runs are few, cached per seed,
+    and the model is a hundred MB."""
     torch.manual_seed(0)
-    return getattr(importlib.import_module(module_name), attr)(
-        weights=None, weights_backbone=None, aux_loss=True
-    )
+    return build_recipe(json.loads(recipe))
 
 
-def reference_model_with_starting_head(reference, factory, spec, secret, head=ONE_BY_ONE):
-    """In the parent: the library model as the child's build_trusted makes it (seed 0), with
-    the reference's freezing, the student's kind of new layer (`head`, by default the
-    reference's 1x1) and the grader's starting head."""
-    model = reference.replace_head_and_freeze(copy.deepcopy(_library_model(factory)))
+def reference_model_with_starting_head(reference, recipe, spec, secret, head=ONE_BY_ONE):
+    """In the parent: the library model (`recipe`: model_key) as the child's build_trusted
+    makes it (seed 0), with the reference's freezing, the student's kind of new layer
+    (`head`, by default the reference's 1x1) and the grader's starting head."""
+    model = reference.replace_head_and_freeze(_library_model(recipe))
     if head != ONE_BY_ONE:
         model.set_submodule(spec["head"], build_head(spec, head))
     params = dict(model.named_parameters())
@@ -246,7 +254,7 @@ def reference_model_with_starting_head(reference, factory, spec, secret, head=ON
     return model
 
 
-def train_in_parent(reference, factory, device, secret, spec, loss_fn, head=ONE_BY_ONE):
+def train_in_parent(reference, recipe, device, secret, spec, loss_fn, head=ONE_BY_ONE):
     """The grader's own fine-tuning run: the same library model, the reference's freezing,
     the student's kind of new layer, the same starting head, data, seed and loop as the
     child's, on one thread as in the child. Returns (model, the training report)."""
@@ -254,7 +262,7 @@ def train_in_parent(reference, factory, device, secret, spec, loss_fn, head=ONE_
 
     b = FINETUNE[device]
     images, masks, _ = _data().segmentation_set(b["n"], b["size"])
-    model = reference_model_with_starting_head(reference, factory, spec, secret, head)
+    model = reference_model_with_starting_head(reference, recipe, spec, secret, head)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -269,32 +277,58 @@ def train_in_parent(reference, factory, device, secret, spec, loss_fn, head=ONE_
             seed=0,
             device=device,
             output_key="out",
+            track_changes=False,
         )
     finally:
         torch.set_num_threads(threads)
     return model, report
 
 
-@functools.lru_cache(maxsize=4)
-def reproduce_finetune(reference, factory, device, secret, spec_items, head=ONE_BY_ONE):
+# -- the grader's own runs, in its helper process ------------------------------------------
+# They build the library model: they run in the grader's helper process (grader.engine.offload),
+# forked from the sandbox's warm server, which has torchvision imported. The grading process
+# never imports it, and the runs, which depend on the secret seed only, start with the first
+# check (start_grader_runs) and are done by the time Part D's checks need them. Each function
+# here returns a future; the helper caches every run per seed (a batch shares one seed).
+def start_grader_runs(reference, spec, device, secret, freezing=True, iou=True) -> None:
+    """Start what D.1's freezing check (`freezing`) and D.2's fine-tuning check (`iou`) will
+    need; called once per grading before any check runs (the family's conftest.py)."""
+    if freezing:
+        reproduce_finetune(reference, spec, device, secret)
+    if iou:
+        held_out_head_input(reference, spec, device, secret)
+        reference_iou_finetune(reference, spec, device, secret)
+
+
+# The checks that need them, by function name.
+FREEZING_CHECKS = {"test_only_head_trainable", "test_finetune_trains_only_head"}
+IOU_FINETUNE_CHECK = "test_finetune_with_iou_loss"
+
+
+def start_grader_runs_for(items, reference, assignment, device, secret) -> None:
+    """start_grader_runs for what a grading's checks (`items`, pytest's) will ask for: on the
+    instructor's side only (a secret seed), and only for the fine-tuning checks it runs."""
+    if secret is None or reference is None or "finetune" not in assignment.data:
+        return
+    names = {getattr(item, "originalname", item.name) for item in items}
+    freezing, iou = bool(names & FREEZING_CHECKS), IOU_FINETUNE_CHECK in names
+    if freezing or iou:
+        start_grader_runs(reference, assignment.data["finetune"], device, secret, freezing, iou)
+
+
+def reproduce_finetune(reference, spec, device, secret, head=ONE_BY_ONE):
     """The head's final values after the grader's own cross-entropy run with only the new
-    layer trainable (what D.1's freezing leads to). Depends on the submission only through
-    the kind of new layer: cached per seed and layer."""
+    layer trainable (what D.1's freezing leads to), a future. Depends on the submission only
+    through the kind of new layer: cached per seed and layer."""
+    return offload(_reproduce_finetune, reference, model_key(spec), device, secret, spec_items(spec), head)
+
+
+@functools.lru_cache(maxsize=4)
+def _reproduce_finetune(reference, recipe, device, secret, spec_items, head):
     spec = dict(spec_items)
-    model, _ = train_in_parent(reference, factory, device, secret, spec, torch.nn.CrossEntropyLoss(), head)
+    model, _ = train_in_parent(reference, recipe, device, secret, spec, torch.nn.CrossEntropyLoss(), head)
     params = dict(model.named_parameters())
     return {name: params[name].detach().cpu().clone() for name in head_names(spec, head)}
-
-
-_BACKGROUND = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pa2-reference")
-
-
-def in_background(function, *args):
-    """Start one of the grader's own (cached) runs above in a thread, so the parent trains
-    while the child does: torch releases the GIL, and both runs use one thread each. Nothing
-    else in the parent draws from torch's global random state meanwhile (the data are numpy,
-    the starting head has its own generator), so the run is the same as in the foreground."""
-    return _BACKGROUND.submit(function, *args)
 
 
 def finetune_mismatch(reference, spec, device, secret, run) -> str | None:
@@ -303,7 +337,7 @@ def finetune_mismatch(reference, spec, device, secret, run) -> str | None:
     layer moved, and so did its weights: requires_grad flags and "changed" lists the child
     reports cannot hide that."""
     head = run.get("head", ONE_BY_ONE)
-    want = reproduce_finetune(reference, spec["model_factory"], device, secret, spec_items(spec), head)
+    want = reproduce_finetune(reference, spec, device, secret, head).result()
     steps = FINETUNE[device]["steps"]
     for name, value in want.items():
         mine = run["final"].get(name)
@@ -328,13 +362,17 @@ def held_out_set(device, secret):
     return images, masks
 
 
+def held_out_head_input(reference, spec, device, secret):
+    """What reaches the new layer on the held-out set (a future): the frozen model up to
+    classifier[3], in train mode (batch statistics, as in training). Nothing before the new
+    layer trains, so it is the same for every submission: computed once per seed."""
+    return offload(_held_out_head_input, reference, model_key(spec), device, secret, spec_items(spec))
+
+
 @functools.lru_cache(maxsize=4)
-def held_out_head_input(reference, factory, device, secret, spec_items):
-    """What reaches the new layer on the held-out set: the frozen model up to classifier[3],
-    in train mode (batch statistics, as in training). Nothing before the new layer trains, so
-    it is the same for every submission: computed once per seed."""
+def _held_out_head_input(reference, recipe, device, secret, spec_items):
     spec = dict(spec_items)
-    model = reference_model_with_starting_head(reference, factory, spec, secret)
+    model = reference_model_with_starting_head(reference, recipe, spec, secret)
     images, _ = held_out_set(device, secret)
     model.train()
     head_path, _, index = spec["head"].rpartition(".")
@@ -343,12 +381,12 @@ def held_out_head_input(reference, factory, device, secret, spec_items):
         return before_head(model.backbone(images)["out"])
 
 
-def held_out_outputs(reference, factory, device, secret, spec, head_values, head=ONE_BY_ONE):
+def held_out_outputs(reference, device, secret, spec, head_values, head=ONE_BY_ONE):
     """The model's 'out' on the held-out set with the new layer holding `head_values`,
     computed here (as DeepLabV3's forward does: the new layer, then bilinear upsampling to
     the image size). The child's own answer on these images is never used: a lookup table
     could give it without any training."""
-    features = held_out_head_input(reference, factory, device, secret, spec_items(spec))
+    features = held_out_head_input(reference, spec, device, secret).result()
     layer = build_head(spec, head)
     own = dict(layer.named_parameters())
     prefix = spec["head"] + "."
@@ -361,24 +399,30 @@ def held_out_outputs(reference, factory, device, secret, spec, head_values, head
         )
 
 
-@functools.lru_cache(maxsize=4)
-def held_out_iou_before_training(reference, factory, device, secret, spec_items):
+def held_out_iou_before_training(reference, spec, device, secret):
     """The reference's IoU loss on the held-out set for the frozen model with the grader's
     starting head, before any training."""
-    spec = dict(spec_items)
     _, masks = held_out_set(device, secret)
-    out = held_out_outputs(reference, factory, device, secret, spec, starting_head(spec, secret))
+    out = held_out_outputs(reference, device, secret, spec, starting_head(spec, secret))
     return float(reference.compute_iou_loss(out, masks))
 
 
+def reference_iou_finetune(reference, spec, device, secret, reading="whole batch"):
+    """The grader's own run with the reference's IoU loss (of the given reading, IOU_READINGS)
+    from the same secret starting head (a future): its loss curve and its IoU loss (whole
+    batch) on the held-out set afterwards, i.e. what a correct loss of that reading reaches.
+    On a random-weight (offline) backbone both vary with the starting head: on some seeds the
+    curve falls by under 2% and the 4 held-out images do not improve. Cached per seed and
+    reading."""
+    return offload(
+        _reference_iou_finetune, reference, model_key(spec), device, secret, spec_items(spec), reading
+    )
+
+
 @functools.lru_cache(maxsize=4)
-def reference_iou_finetune(reference, factory, device, secret, spec_items):
-    """The grader's own run with the reference's compute_iou_loss from the same secret
-    starting head: its loss curve and its IoU loss on the held-out set afterwards, i.e. what
-    a correct loss reaches. On a random-weight (offline) backbone both vary with the starting
-    head: on some seeds the curve falls by under 2% and the 4 held-out images do not improve."""
+def _reference_iou_finetune(reference, recipe, device, secret, spec_items, reading):
     model, report = train_in_parent(
-        reference, factory, device, secret, dict(spec_items), reference.compute_iou_loss
+        reference, recipe, device, secret, dict(spec_items), getattr(reference, IOU_READINGS[reading])
     )
     held_images, held_masks = held_out_set(device, secret)
     model.train()

@@ -9,12 +9,11 @@ It must be deterministic (the engine seeds torch and runs it on one thread).
 
 from __future__ import annotations
 
-import importlib
 import random
 
 import torch
 
-from grader.checks import import_sibling
+from grader.checks import build_recipe, import_sibling
 from grader.checks import sketch_trace
 from grader.checks import layer_config, layer_state, load_layer_states, ordered_layers, trace
 
@@ -166,10 +165,7 @@ def _perturb_batchnorm(model, seed):
 # -- D.1 ---------------------------------------------------------------------------------
 def finetune(reference, assignment) -> dict:
     spec = assignment.data["finetune"]
-    module_name, attr = spec["model_factory"].split(":")
-    kwargs = {"weights": None, "weights_backbone": None, "aux_loss": True}
-    model = getattr(importlib.import_module(module_name), attr)(**kwargs)
-    model = reference.replace_head_and_freeze(model)
+    model = reference.replace_head_and_freeze(build_recipe(spec["model"]))
     ignored = tuple(spec["ignored_prefixes"])
     names = {id(p): n for n, p in model.named_parameters()}
     trainable = [n for n, p in model.named_parameters() if p.requires_grad and not n.startswith(ignored)]
@@ -180,8 +176,7 @@ def finetune(reference, assignment) -> dict:
         out = model.eval()(torch.randn(*shape, generator=torch.Generator().manual_seed(0)))["out"]
     config = layer_config(head)
     return {
-        "model_factory": spec["model_factory"],
-        "factory_kwargs": kwargs,
+        "model": spec["model"],
         "head": spec["head"],
         "head_type": type(head).__name__,
         "head_in_channels": config["in_channels"],
@@ -198,7 +193,7 @@ def finetune(reference, assignment) -> dict:
 
 # -- D.2 ---------------------------------------------------------------------------------
 def _readings(reference, assignment):
-    readings = {"whole batch": reference.compute_iou_loss, "per image": reference.compute_iou_loss_per_image}
+    readings = {name: getattr(reference, function) for name, function in pa2.IOU_READINGS.items()}
     accepted = [r for r in assignment.data["iou"]["accepted_variants"] if r in readings]
 
     def values(pred, gt):

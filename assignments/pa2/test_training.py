@@ -106,9 +106,9 @@ def colourization_verdict(submission, name, setting, ref_model, candidates, devi
     else:
         yours = got["predictions"]
     feedback(f"Trained {run['steps']} steps on {device} in {got['seconds']:.1f} s.")
-    feedback.image(
+    feedback.image(  # rendered only for a page that shows it (grade --html)
         f"{name}: greyscale input, your colourization, the reference's, the truth",
-        prediction_grid(
+        lambda: prediction_grid(
             {
                 "input": [g[0].numpy() for g in grey[:4]],
                 "yours": [colours[p.long().numpy()] for p in yours],
@@ -143,7 +143,7 @@ def colourization_verdict(submission, name, setting, ref_model, candidates, devi
 def segmentation_picture(title, images, got, masks, feedback):
     feedback.image(
         title,
-        prediction_grid(
+        lambda: prediction_grid(
             {
                 "image": list(images[:4]),
                 "predicted mask": [p.float().numpy() for p in got["predictions"]],
@@ -204,9 +204,7 @@ def test_finetune_with_iou_loss(submission, assignment, reference, device, feedb
         submission.require(pa2.IOU_LOSS_NAMES[0])
     b = pa2.FINETUNE[device]
     images, masks, raw = data.segmentation_set(b["n"], b["size"])
-    model = submission.build_trusted(
-        spec["model_factory"], weights=None, weights_backbone=None, aux_loss=True
-    )
+    model = submission.build_trusted(spec["model"])
     model.set_submodule(
         spec["head"],
         "torch.nn:Conv2d",
@@ -216,10 +214,8 @@ def test_finetune_with_iou_loss(submission, assignment, reference, device, feedb
         trainable_prefixes=[spec["head"] + "."],
     )
     model.set_parameters(pa2.starting_head(spec, secret))
-    # The grader's own run with the reference's loss, in the parent while the child trains.
-    ref = pa2.in_background(
-        pa2.reference_iou_finetune, reference, spec["model_factory"], device, secret, pa2.spec_items(spec)
-    )
+    # The grader's own run with the reference's loss (started before the checks: conftest.py).
+    ref = pa2.reference_iou_finetune(reference, spec, device, secret)
     got = pa2.train_in_child(model, images, masks, name, device)
     segmentation_picture(f"DeepLabV3 head trained with your {name}", raw, got, masks, feedback)
     # What the same run with the reference's loss does, from the same secret starting head.
@@ -236,19 +232,25 @@ def test_finetune_with_iou_loss(submission, assignment, reference, device, feedb
         assert key in trained_head and trained_head[key].shape == value.shape, (
             f"after fine-tuning, the model has no {key} of shape {list(value.shape)}."
         )
-    out = pa2.held_out_outputs(reference, spec["model_factory"], device, secret, spec, trained_head)
+    out = pa2.held_out_outputs(reference, device, secret, spec, trained_head)
     after = float(reference.compute_iou_loss(out, held_masks))
-    before = pa2.held_out_iou_before_training(
-        reference, spec["model_factory"], device, secret, pa2.spec_items(spec)
-    )
+    before = pa2.held_out_iou_before_training(reference, spec, device, secret)
     if after <= before - HELD_OUT_GAIN:
         return
     # Not lower by the gain: on some seeds no loss helps these few held-out images. Then the
-    # grader's own run with the reference's loss says what a correct loss reaches.
-    reached = ref["held_out"]
-    assert after <= reached + HELD_OUT_TOLERANCE, (
+    # grader's own run with the reference's loss says what a correct loss reaches, for each
+    # reading of IoU the edition accepts (a correct per-image loss ends elsewhere than a
+    # whole-batch one, within the tolerance or not): computed only here, where it decides.
+    reached = {"whole batch": ref["held_out"]}
+    for reading in assignment.data["iou"]["accepted_variants"]:
+        if reading not in reached:
+            reached[reading] = pa2.reference_iou_finetune(reference, spec, device, secret, reading).result()[
+                "held_out"
+            ]
+    assert any(after <= value + HELD_OUT_TOLERANCE for value in reached.values()), (
         f"on {b['n']} images it did not train on, the IoU loss (the reference's) is {after:.4f} "
-        f"after fine-tuning with your {name}, {before:.4f} before, and {reached:.4f} after the same "
-        f"fine-tuning with the reference's loss. Does your loss pull the foreground probability "
-        "towards the mask?"
+        f"after fine-tuning with your {name}, {before:.4f} before, and "
+        + " or ".join(f"{v:.4f} (IoU {r})" for r, v in reached.items())
+        + " after the same fine-tuning with the reference's loss. Does your loss pull the "
+        "foreground probability towards the mask?"
     )

@@ -51,6 +51,8 @@ from grader.sandbox import server
 SERVER_PRELOAD = [
     "torch",
     "torchvision",
+    "matplotlib.pyplot",
+    "nbconvert.filters.strings",  # the load stage's IPython translation
     "grader.sandbox.child",
     "grader.engine.pipeline",
     "grader.engine.plugin",
@@ -58,6 +60,7 @@ SERVER_PRELOAD = [
     "grader.batch.pool",
     "pytest",
     "hypothesis",
+    "grader.sandbox.warm",  # last: see grader/sandbox/warm.py
 ]
 
 MAX_ATTEMPTS = 2  # a submission whose worker died is graded once more, then recorded as an error

@@ -18,8 +18,10 @@ from grader.checks.compare import (
 )
 from grader.checks.pictures import prediction_grid
 from grader.editions.assignment import import_shared, import_sibling
+from grader.engine.offload import submit as offload
 from grader.engine.layers import layer_config, layer_state, load_layer_states, ordered_layers, trace
 from grader.engine.proxy import attrdict
+from grader.engine.recipes import build as build_recipe, key as recipe_key
 from grader.engine.reproduce import reproducible, with_reproduction
 from grader.engine.training import run_training
 from grader.errors import MissingDefinition, StudentCodeError, StudentCrash, StudentTimeout
@@ -46,6 +48,9 @@ __all__ = [
     "trace",
     "prediction_grid",
     "attrdict",
+    "offload",
+    "build_recipe",
+    "recipe_key",
     "run_training",
     "reproducible",
     "with_reproduction",

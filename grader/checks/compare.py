@@ -6,6 +6,7 @@ values by running both networks on the same input with the same weights.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -283,15 +284,23 @@ def sketch(tensor: torch.Tensor | None, size: int = SKETCH_SIZE) -> list[float] 
     n = x.numel()
     if n == 0:
         return [0.0] * (size + 1)
-    index = torch.arange(n, dtype=torch.int64)
     out = [float(x.pow(2).mean().sqrt())]
+    out += [float(v) / math.sqrt(n) for v in (x * _sketch_signs(n, size)).sum(dim=1)]
+    return [float(f"{v:.9g}") for v in out]
+
+
+@functools.lru_cache(maxsize=64)
+def _sketch_signs(n: int, size: int) -> torch.Tensor:
+    """sketch's `size` fixed +-1 directions of length n, one per row (a grading sketches
+    thousands of tensors of a few dozen sizes: made once per size)."""
+    index = torch.arange(n, dtype=torch.int64)
+    rows = []
     for j in range(size):
         h = (index * 2654435761 + (j + 1) * 40503) % _MASK32
         h = ((h ^ (h >> 16)) * 73244475) % _MASK32
         h = h ^ (h >> 16)
-        signs = ((h & 1) * 2 - 1).to(torch.float64)
-        out.append(float((x * signs).sum()) / math.sqrt(n))
-    return [float(f"{v:.9g}") for v in out]
+        rows.append(((h & 1) * 2 - 1).to(torch.float64))
+    return torch.stack(rows)
 
 
 def sketch_close(

@@ -276,8 +276,9 @@ class Given:
 def _chosen_names(trees, given: Given) -> tuple[set[str], set[str]]:
     """The names the student chose: those bound in the region (assigned, parameters, loop
     targets, definitions, exception names) that the starter does not give, those the starter
-    gives but the student assigns anew (`gt = gt.float()`: from then on it is the student's
-    variable), and the attributes a method sets on its instance (`self.conv1 = ...`)."""
+    gives but the student assigns anew (`x = x.float()` where the starter gave `x`: from
+    then on it is the student's variable), and the attributes a method sets on its instance
+    (`self.conv1 = ...`)."""
     names, stored, attributes = set(), set(), set()
     for tree in trees:
         instances = {

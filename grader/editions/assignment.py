@@ -51,7 +51,7 @@ FAMILY_FILE = "family.toml"
 # its own (read by its checks); an edition may override those too, but nothing else.
 EDITION_KEYS = {
     "name", "family", "title", "notebook", "reference_module", "parts", "not_graded",
-    "detect", "harvest", "regions", "limits", "public", "files", "file_regions",
+    "detect", "harvest", "regions", "limits", "public", "files", "file_regions", "checks",
 }  # fmt: skip
 FAMILY_KEYS = {
     "name",
@@ -64,6 +64,7 @@ FAMILY_KEYS = {
     "public",
     "files",
     "file_regions",
+    "checks",
 }
 PART_KEYS = {"id", "title", "task", "points"}
 REQUIRED_PART_KEYS = ("id", "title")

@@ -8,6 +8,8 @@ import contextlib
 import io
 import os
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from grader.public import expectations as public
@@ -33,6 +35,10 @@ def pytest_args(assignment: Assignment, options: Options, targets: list | None =
         "no:cacheprovider",
         "-p",
         "no:randomly",
+        # Its collection after the checks (a full gc.collect, for warnings about exceptions
+        # in finalizers) is nothing a grading reports.
+        "-p",
+        "no:unraisableexception",
         "--import-mode=importlib",
         "--rootdir",
         folder,
@@ -81,19 +87,54 @@ def _forget_other_families_checks(assignment: Assignment) -> None:
             del sys.modules[name]
 
 
-def run_checks(submission, assignment: Assignment, options: Options, result: GradingResult) -> None:
+@dataclass
+class Prepared:
+    """What a grading's checks get from the trusted side: the reference (None: public checks
+    only), the secret seed of its challenges, and the expectations (grader.public.expectations)."""
+
+    reference: object
+    seed: int | None
+    expectations: public.Expectations
+
+
+def prepare_checks(assignment: Assignment, options: Options, eager: bool = False) -> Prepared:
+    """Load the reference and draw the seed. `eager`: compute the expectations now (the
+    stored cases and the secret challenges) unless only training checks will run; else the
+    first check that asks computes them."""
+    # the one rule for public-only gradings
+    reference = None if public.public_only(assignment, options) else assignment.load_reference()
+    seed = None
+    if reference is not None:
+        seed = options.seed if options.seed is not None else int.from_bytes(os.urandom(6), "big")
+    expectations = public.Expectations(assignment, reference, challenge_seed=seed)
+    if eager and not (options.kinds and set(options.kinds) <= {"training"}):
+        started = time.perf_counter()
+        try:
+            expectations.cases()
+        except Exception:  # the check that asks for them fails with the reason, as before
+            pass
+        expectations.seconds = time.perf_counter() - started
+    return Prepared(reference, seed, expectations)
+
+
+def run_checks(
+    submission,
+    assignment: Assignment,
+    options: Options,
+    result: GradingResult,
+    prepared: Prepared | None = None,
+) -> None:
     """Run the assignment's checks on `submission` (a proxy: grader.engine.proxy, or the in-process
     one of grader.student.selfcheck) and put their results into `result`. Without the reference
-    solution only the public checks run, and the result says so."""
+    solution only the public checks run, and the result says so. `prepared`: prepare_checks's
+    (made now when not given)."""
     from grader.engine.plugin import GradingPlugin
 
-    public_only = public.public_only(assignment, options)  # the one rule for it
-    reference = None if public_only else assignment.load_reference()
-    seed = None
+    prepared = prepared or prepare_checks(assignment, options)
+    reference, seed, expectations = prepared.reference, prepared.seed, prepared.expectations
+    public_only = reference is None
     if not public_only:
-        seed = options.seed if options.seed is not None else int.from_bytes(os.urandom(6), "big")
         result.challenge_seed = seed
-    expectations = public.Expectations(assignment, reference, challenge_seed=seed)
     plugin = GradingPlugin(
         submission,
         reference,
@@ -111,6 +152,9 @@ def run_checks(submission, assignment: Assignment, options: Options, result: Gra
             "the assignment's checks could not be loaded:\n" + "\n".join(plugin.collection_errors)
         )
     result.checks = plugin.ordered_results()
+    spent = expectations.seconds or plugin.expectations_seconds
+    if spent:
+        result.timings.setdefault("stages", {})["expectations"] = spent
     result.notes.extend(expectations.notes)
     not_graded = assignment.data.get("not_graded")
     if not_graded:  # parts of the handout this grader has no checks for (yet)

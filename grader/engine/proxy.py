@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from grader.engine import training
+from grader.engine import recipes, training
+from grader.engine.memory import release_free_memory
 from grader.errors import MissingDefinition, StudentCodeError, StudentCrash, StudentTimeout
 from grader.engine.harvest import Harvest, Statement
 from grader.sandbox import Sandbox
@@ -156,6 +157,45 @@ class Submission:
         self._fatal_count: dict[tuple, int] = {}
         self._fatal_check: dict[int, str | None] = {}  # which check first met each failure
         self.current_check: str | None = None  # set by the plugin before each check
+        self._handles: list[str] = []  # objects made in the child since the check began
+        self._forgetting = True
+        self._shared: dict = {}  # key -> (the child it lives in, the value): see shared()
+
+    def _new_handle(self) -> str:
+        handle = f"h{next(self._ids)}"
+        self._handles.append(handle)
+        return handle
+
+    def shared(self, key, make):
+        """What `make()` returns (child objects), made once for all the checks that ask with
+        `key` and kept past the check that made it: several checks that only look at the same
+        object (a model after the student's driver cell) need not each build it again. Made
+        again when the child was replaced since; not kept when `make()` fails (each check
+        then meets the failure itself)."""
+        kept = self._shared.get(key)
+        if kept is not None and kept[0] == self._child_number():
+            return kept[1]
+        first = len(self._handles)
+        value = make()
+        del self._handles[first:]  # not the check's to forget
+        self._shared[key] = (self._child_number(), value)
+        return value
+
+    def _child_number(self) -> int:
+        return getattr(self.sandbox, "children_started", 0)
+
+    def check_finished(self) -> None:
+        """Let the child drop the objects the check made (a fine-tuning model each): it would
+        hold every check's until the grading ends. Never starts a child for it; a child that
+        does not answer is not asked again (it only costs memory)."""
+        handles, self._handles = self._handles, []
+        release_free_memory()  # what the check itself held in the grader
+        if not (handles and self._forgetting and self.sandbox.running):
+            return
+        try:
+            self.sandbox.request("forget", handles=handles)
+        except StudentCodeError:
+            self._forgetting = False
 
     def use_child_for(self, hidden: bool) -> None:
         """Hidden checks get a child process of their own (grader.engine.plugin): nothing a child
@@ -242,7 +282,7 @@ class Submission:
 
     def build(self, name: str, *args, seed: int = 0, timeout: float | None = None, **kwargs) -> Remote:
         self.require(name)
-        handle = f"h{next(self._ids)}"
+        handle = self._new_handle()
         label = f"{name}({', '.join(map(repr, args))})"
         try:
             self.ask(
@@ -261,10 +301,11 @@ class Submission:
             return Remote(self, handle, label)
         raise type(error)(f"{label} failed: {error}")  # outside `except`: no chained context
 
-    def build_trusted(self, factory: str, timeout: float | None = None, **kwargs) -> Remote:
-        """An object built from a library factory (e.g. a torchvision model) inside the child,
-        for student code to act on. Cached there: each call gets a fresh deep copy."""
-        handle = f"h{next(self._ids)}"
+    def build_trusted(self, factory: str | dict, timeout: float | None = None, **kwargs) -> Remote:
+        """An object built from library code inside the child, for student code to act on:
+        `factory` is "module:attribute" (called with `kwargs`, e.g. a torchvision model) or a
+        recipe (grader.engine.recipes). Cached there: each call gets a fresh deep copy."""
+        handle = self._new_handle()
         # Not student code: its own, generous limit, so a busy machine cannot cost points.
         self.ask(
             "build_trusted",
@@ -273,7 +314,7 @@ class Submission:
             kwargs=kwargs,
             handle=handle,
         )
-        return Remote(self, handle, factory.split(":")[-1])
+        return Remote(self, handle, recipes.label(factory))
 
     def call(
         self, name: str, *args, grad_wrt=(), source_pattern=None, wanted=None, timeout=None, **kwargs
@@ -301,7 +342,7 @@ class Submission:
         if region not in self.regions:
             raise StudentCodeError(self.region_errors.get(region, f"region {region} not found"))
         self._boot()
-        handles = {name: f"h{next(self._ids)}" for name in keep}
+        handles = {name: self._new_handle() for name in keep}
         statements = [st.to_wire() for st in self.regions[region]]
         self.ask(
             "run_region",

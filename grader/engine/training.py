@@ -89,7 +89,7 @@ def parameter_digests(module: nn.Module) -> dict[str, str]:
     out = {}
     for name, p in own_named_parameters(module):
         data = p.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy()
-        out[name] = hashlib.blake2b(data.tobytes(), digest_size=8).hexdigest()
+        out[name] = hashlib.blake2b(data, digest_size=8).hexdigest()  # read in place, not copied
     return out
 
 
@@ -107,9 +107,12 @@ def run_training(
     preview: int = 4,
     optimizer=DEFAULT_OPTIMIZER,
     optimizer_options: dict | None = None,
+    track_changes: bool = True,
 ) -> dict:
     """Train `module` for `steps` steps with `loss_fn(output, target)` and `optimizer` (a
-    torch.optim class or its dotted name, built with lr and `optimizer_options`)."""
+    torch.optim class or its dotted name, built with lr and `optimizer_options`).
+    `track_changes`: say which parameters changed (a digest of every parameter before and
+    after: a tenth of a second for a large model); the grader's own runs need no such list."""
     torch.manual_seed(seed)
     nn.Module.to(module, device)
     nn.Module.train(module, True)
@@ -119,7 +122,7 @@ def run_training(
     trainable = [p for _, p in named if p.requires_grad]
     if not trainable:
         raise ValueError("no parameter of the model requires a gradient, so nothing can train")
-    before = parameter_digests(module)
+    before = parameter_digests(module) if track_changes else {}
     requires_grad = {n: p.requires_grad for n, p in named}
     optimizer = optimizer_class(optimizer)(trainable, lr=lr, **(optimizer_options or {}))
     order = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(seed))
@@ -144,7 +147,7 @@ def run_training(
         loss.backward()
         optimizer.step()
     seconds = time.perf_counter() - started
-    after = parameter_digests(module)
+    after = parameter_digests(module) if track_changes else {}
     nn.Module.train(module, False)
     with torch.no_grad():
         out = module(inputs[:preview].to(device))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from grader.engine.checkrun import list_checks
 from grader.public.expectations import compute, points_text
-from grader.public.store import differences, public_folder, read, roundtrip, write
+from grader.public.store import differences, keep_stored, public_folder, read, roundtrip, write
 from grader.verbs import run_verb, verb_parser
 
 
@@ -61,6 +61,10 @@ def build_public(args) -> int:
         else:
             print(f"{folder}: up to date")
         return 1 if changed else 0
+    try:
+        data = keep_stored(read(folder), roundtrip(data))
+    except (OSError, ValueError, RuntimeError):  # nothing stored yet, or unreadable: all fresh
+        pass
     paths = write(data, folder)
     checks = data["checks"]
     print(

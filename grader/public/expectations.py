@@ -33,7 +33,7 @@ from grader.public.store import (
     fingerprint,
     has_public_checks,
     public_folder,
-    read,
+    read_once,
     roundtrip,
 )
 
@@ -96,13 +96,14 @@ class Expectations:
         self.reference = reference
         self.challenge_seed = challenge_seed
         self.notes: list[str] = []
+        self.seconds = 0.0  # spent computing them ahead of the checks (grader.engine.checkrun)
         self._data: dict | None = None
         self._cases: dict | None = None
 
     def data(self) -> dict:
         if self._data is None:
             folder = public_folder(self.assignment)
-            stored = read(folder) if (folder / EXPECTED_FILE).is_file() else None
+            stored = read_once(folder) if (folder / EXPECTED_FILE).is_file() else None
             if self.reference is not None and (
                 stored is None or stored.get("fingerprint") != fingerprint(self.assignment)
             ):

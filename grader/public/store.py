@@ -136,6 +136,25 @@ def read(folder: Path) -> dict:
     return resolve(tree, tensors)
 
 
+_READ: dict = {}
+
+
+def read_once(folder: Path) -> dict:
+    """read(folder), kept while the files stay the same (check() in a student's kernel reads
+    them at every call; a batch worker at every submission). The checks only read it."""
+    stamp = tuple(
+        (s.st_mtime_ns, s.st_size) if s else None
+        for s in (
+            (folder / name).stat() if (folder / name).exists() else None
+            for name in (EXPECTED_FILE, TENSOR_FILE)
+        )
+    )
+    key = str(folder.resolve())
+    if _READ.get(key, (None,))[0] != stamp:
+        _READ[key] = (stamp, read(folder))
+    return _READ[key][1]
+
+
 def resolve(tree, tensors: dict):
     def walk(value):
         if isinstance(value, dict):
@@ -199,6 +218,19 @@ def differences(stored, fresh, path: str = "") -> list[str]:
             return [path or "/"]
         return [d for i, (a, b) in enumerate(zip(stored, fresh)) for d in differences(a, b, f"{path}/{i}")]
     return [] if stored == fresh else [path or "/"]
+
+
+def keep_stored(stored, fresh):
+    """`fresh` with every value that `stored` already holds within floating-point noise (see
+    differences) taken from `stored`: a rebuild on another machine then rewrites only what
+    really changed, and the stored files' history shows it."""
+    if not differences(stored, fresh):
+        return stored
+    if isinstance(stored, dict) and isinstance(fresh, dict) and sorted(stored) == sorted(fresh):
+        return {k: keep_stored(stored[k], fresh[k]) for k in fresh}
+    if isinstance(stored, list) and isinstance(fresh, list) and len(stored) == len(fresh):
+        return [keep_stored(a, b) for a, b in zip(stored, fresh)]
+    return fresh
 
 
 def is_current(assignment) -> bool:

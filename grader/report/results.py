@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
+from grader.report.timings import rounded
+
 # Student text (messages, notes, file names, exception names) goes to terminals, CSV, JUnit,
 # JSON and HTML. Control characters there can move a terminal's cursor, print a fake score,
 # set its title or write the clipboard (ESC, OSC, CSI, BEL, C1 codes), hide text (carriage
@@ -58,7 +60,8 @@ class CheckResult:
     hidden: bool = False  # a hidden check (not public: its inputs are never published)
     number: str = ""
     seconds: float = 0.0
-    images: list = field(default_factory=list)  # (title, PNG bytes): for the HTML page only
+    # (title, PNG bytes or a function that makes them): for the HTML page only
+    images: list = field(default_factory=list)
     nodeid: str = ""  # the pytest item that ran it (not serialised)
 
     @property
@@ -98,6 +101,9 @@ class GradingResult:
     # The largest resident memory of the sandbox process that ran the submission's code, in
     # bytes (None: no sandbox started, or not measurable here).
     peak_memory_bytes: int | None = None
+    # Seconds per stage of the pipeline ({"stages": {"load": ..., ...}}, grader.report.timings); each
+    # check's own time is in its `seconds`.
+    timings: dict = field(default_factory=dict)
 
     def shown(self) -> GradingResult:
         """This result as every writer shows it: student text with its control characters
@@ -180,7 +186,7 @@ class GradingResult:
     def to_dict(self) -> dict:
         """Gradescope's results.json schema (one entry per check, everything shown) plus a
         `grader` block holding the rest, so that from_dict gives the same result back
-        (pictures and per-check seconds aside). grader.report.writers derives the files students
+        (pictures aside; times rounded to milliseconds). grader.report.writers derives the files students
         see from this. Student text is made visible and notes capped (shown())."""
         self = self.shown()
         tests = [
@@ -212,6 +218,9 @@ class GradingResult:
                 "budget_seconds": self.budget_seconds,
                 "peak_memory_bytes": self.peak_memory_bytes,
                 "hidden": [c.number for c in self.checks if c.hidden],
+                "timings": rounded(
+                    dict(self.timings, checks={c.number: c.seconds for c in self.checks if c.seconds})
+                ),
             },
         }
 
@@ -220,6 +229,8 @@ class GradingResult:
         """The result to_dict wrote (a batch's results file; keys it does not know are left)."""
         meta = data.get("grader") or {}
         hidden = set(meta.get("hidden") or [])
+        timings = dict(meta.get("timings") or {})
+        seconds = timings.pop("checks", None) or {}
         checks = []
         for t in data.get("tests") or []:
             tags = list(t.get("tags") or []) + ["", ""]
@@ -236,6 +247,7 @@ class GradingResult:
                     visibility=str(t.get("visibility", "visible")),
                     hidden=number in hidden,
                     number=number,
+                    seconds=float(seconds.get(number, 0.0)),
                 )
             )
         loaded = cls(
@@ -250,6 +262,7 @@ class GradingResult:
             challenge_seed=meta.get("challenge_seed"),
             budget_seconds=meta.get("budget_seconds"),
             peak_memory_bytes=meta.get("peak_memory_bytes"),
+            timings=timings,
         )
         return loaded.shown()
 

@@ -10,7 +10,9 @@ from pathlib import Path
 from grader.report.results import GradingResult, points
 
 
-def terminal(result: GradingResult, console=None, verbose: bool = True) -> None:
+def terminal(result: GradingResult, console=None, verbose: bool = True, timings: bool = False) -> None:
+    """The table of checks, feedback for each failure (`verbose`), and with `timings` each
+    check's seconds and where the grading's time went (grade --verbose)."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -35,11 +37,12 @@ def terminal(result: GradingResult, console=None, verbose: bool = True) -> None:
         table.add_column("Kind")
         table.add_column("Points", justify="right")
         table.add_column("Result")
+        if timings:
+            table.add_column("s", justify="right")
         for c in result.checks:
             status = Text("pass", style="green") if c.passed else Text("FAIL", style="red")
-            table.add_row(
-                Text(c.number), Text(c.name), Text(c.kind), f"{points(c.score)}/{points(c.max_score)}", status
-            )
+            row = [Text(c.number), Text(c.name), Text(c.kind), f"{points(c.score)}/{points(c.max_score)}", status]
+            table.add_row(*row, *([f"{c.seconds:.2f}"] if timings else []))
         console.print(table)
         failed = [c for c in result.checks if not c.passed]
         if failed and verbose:
@@ -62,6 +65,11 @@ def terminal(result: GradingResult, console=None, verbose: bool = True) -> None:
             ),
             soft_wrap=True,
         )
+    if timings:
+        from grader.report.timings import lines
+
+        for line in lines(result):
+            console.print(Text(line, style="dim"), soft_wrap=True)
     console.print(Text(f"Score: {points(result.score)} / {points(result.max_score)}"))
 
 
@@ -134,7 +142,7 @@ def to_html(result: GradingResult) -> str:
         pictures = "".join(
             f'<figure><img alt="{esc(title)}" src="data:image/png;base64,'
             f'{base64.b64encode(png).decode()}"><figcaption>{esc(title)}</figcaption></figure>'
-            for title, png in c.images
+            for title, png in ((t, p() if callable(p) else p) for t, p in c.images)
         )
         message = f"<pre>{esc(c.output)}</pre>" if c.output else ""
         rows.append(

@@ -25,7 +25,8 @@ from torch import nn
 
 from grader.sandbox import confine as os_layers
 from grader.sandbox import server
-from grader.engine import layers
+from grader.engine import layers, recipes
+from grader.engine.memory import release_free_memory
 from grader.sandbox import wire
 
 try:
@@ -307,13 +308,16 @@ class Child:
         return {"type": type(obj).__name__, "is_module": isinstance(obj, nn.Module)}
 
     def op_build_trusted(self, factory, kwargs, handle, seed=0):
-        """Build an object from a library factory named by the parent (e.g. a torchvision
-        model); the pristine copy is cached so each later request gets a fresh deep copy."""
-        if factory not in self.pristine:
-            module_name, attr = factory.split(":")
+        """Build an object from library code named by the parent: "module:attribute" called
+        with `kwargs` (e.g. a torchvision model), or a recipe (grader.engine.recipes: nested calls of
+        torch and torchvision callables). The pristine copy is cached so each later request
+        gets a fresh deep copy."""
+        recipe = recipes.as_recipe(factory, kwargs)
+        key = (recipes.key(recipe), seed)
+        if key not in self.pristine:
             torch.manual_seed(seed)
-            self.pristine[factory] = getattr(importlib.import_module(module_name), attr)(**kwargs)
-        self.objects[handle] = copy.deepcopy(self.pristine[factory])
+            self.pristine[key] = recipes.build(recipe)
+        self.objects[handle] = copy.deepcopy(self.pristine[key])
         return {"type": type(self.objects[handle]).__name__}
 
     def op_forward(
@@ -396,6 +400,14 @@ class Child:
                         f"values {list(value.shape)}"
                     )
                 params[name].copy_(value)
+        return {}
+
+    def op_forget(self, handles):
+        """Drop objects the parent no longer needs (a check's models): a grading builds many,
+        and a child would otherwise hold them all until it ends."""
+        for handle in handles:
+            self.objects.pop(handle, None)
+        release_free_memory()
         return {}
 
     def op_get_parameters(self, handle, names):

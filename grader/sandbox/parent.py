@@ -25,7 +25,11 @@ from pathlib import Path
 from grader.sandbox import confine, host, replies, server, wire
 from grader.errors import BudgetSpent, StudentCodeError, StudentCrash, StudentTimeout
 
-PRELOAD = ["torch", "torchvision", "grader.sandbox.child"]
+# What the warm server imports before forking children: the engine's side, and what nearly
+# every notebook imports (matplotlib.pyplot takes half a second, which each child, public and
+# hidden, would otherwise pay again). A module that is not installed is left out. Last,
+# grader.sandbox.warm hides what is imported by then from the garbage collector.
+PRELOAD = ["torch", "torchvision", "matplotlib.pyplot", "grader.sandbox.child", "grader.sandbox.warm"]
 
 
 @dataclass
@@ -330,10 +334,16 @@ class Sandbox:
 
     def use_group(self, group: str) -> None:
         """Requests from now on go to a child of `group`: a child that served another group
-        is stopped first (the next request starts a fresh one, with a fresh working folder)."""
-        if group != self._group and self._process is not None:
+        is stopped first (the next request starts a fresh one, with a fresh working folder).
+        The first child, which only said what protections held, serves the first group."""
+        if self._group is not None and group != self._group and self._process is not None:
             self._kill()
         self._group = group
+
+    @property
+    def running(self) -> bool:
+        """Whether a child is up with the submission loaded (a request would not start one)."""
+        return self._booted and self._process is not None
 
     def ensure_started(self) -> BootReport:
         if not self._booted:
@@ -496,6 +506,7 @@ REQUEST_TEXT = {
     "layer_states": "reading the trained layers",
     "call_until_optimizer": "running train() until it builds its optimizer",
     "transplant": "running your code in the grader's harness",
+    "forget": "freeing a check's objects",
 }
 
 

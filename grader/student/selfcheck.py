@@ -99,8 +99,6 @@ def run(
                 "-p",
                 "no:faulthandler",
                 "-p",
-                "no:unraisableexception",
-                "-p",
                 "no:threadexception",
                 "--capture=sys",
             ),
@@ -227,6 +225,11 @@ class KernelSubmission(Submission):
 
     def use_child_for(self, hidden: bool) -> None:
         pass  # a student's own kernel runs public checks only
+
+    def check_finished(self) -> None:
+        handles, self._handles = self._handles, []
+        for handle in handles:
+            self.child.objects.pop(handle, None)
 
     def ask(self, op: str, timeout: float | None = None, _memo: tuple | None = None, **payload):
         from grader.sandbox import format_error, wire

@@ -17,6 +17,8 @@ The family's conftest.py provides `finetune_verdict` (the instructor side's repr
 fine-tuning run). An edition may restrict the new layer's kernel with
 `[finetune] head_kernels = [1]` (any kernel when absent)."""
 
+import json
+
 import pytest
 import torch
 
@@ -40,13 +42,20 @@ def spec(expected):
 
 
 def fresh_model(submission, spec):
-    # aux_loss=True mirrors the pretrained model the notebook loads (it has an aux head).
-    return submission.build_trusted(spec["model_factory"], **spec["factory_kwargs"])
+    # The model the assignment's [finetune] recipe describes (grader.engine.recipes): the notebook's
+    # DeepLabV3 module tree, aux head included, with random weights.
+    return submission.build_trusted(spec["model"])
 
 
 def model_after_driver(submission, spec):
-    model = fresh_model(submission, spec)
-    return submission.run_region("driver", bindings={"model": model}, keep=["model"])["model"]
+    """The model as the student's driver cell leaves it, made once for the checks that only
+    look at it (head, flags, output shape)."""
+
+    def make():
+        model = fresh_model(submission, spec)
+        return submission.run_region("driver", bindings={"model": model}, keep=["model"])["model"]
+
+    return submission.shared(("model after the driver cell", json.dumps(spec["model"], sort_keys=True)), make)
 
 
 def describe_names(names, limit=3):

@@ -1,0 +1,101 @@
+"""Trusted library objects described as data: a "recipe" is a nested call of library callables,
+so that an assignment can say in its TOML which model its checks hand to student code (a
+torchvision model, or a smaller one with the same module tree), and the child and the parent
+build exactly the same object from it.
+
+    {"call": "torchvision.models.resnet:ResNet",
+     "args": [{"object": "torchvision.models.resnet:Bottleneck"}, [3, 4, 23, 3]],
+     "width_per_group": 4}
+
+A recipe is a table with `call` (the callable, "module:attribute"), optional `args` (positional
+arguments) and keyword arguments. An argument is plain data (numbers, strings, booleans, lists,
+tables), another recipe (a table with `call`), or a library object itself, uncalled, as
+{"object": "module:attribute"} (a block class handed to a network's constructor). A plain table
+argument therefore has no `call` key. Keyword arguments are evaluated in sorted order, so
+that a recipe read back from JSON with sorted keys builds the same object from the same seed.
+
+Names are looked up under LIBRARIES only, through public names (no part starting with "_"),
+and what they name must live there too: a recipe names library code and reaches nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+
+LIBRARIES = ("torch", "torchvision")
+CALL, ARGS, OBJECT = "call", "args", "object"
+
+
+class RecipeError(ValueError):
+    """A recipe that does not name library code, or has the wrong form."""
+
+
+def library_object(name: str):
+    """The object "module:attribute" names, under LIBRARIES only."""
+    if not isinstance(name, str) or name.count(":") != 1:
+        raise RecipeError(f"{name!r} is not a library name of the form module:attribute")
+    module_name, attr = name.split(":")
+    parts = module_name.split(".") + [attr]
+    if parts[0] not in LIBRARIES:
+        raise RecipeError(f"{name!r} is not under {' or '.join(LIBRARIES)}")
+    if not all(p.isidentifier() and not p.startswith("_") for p in parts):
+        raise RecipeError(f"{name!r} is not a public library name")
+    try:
+        found = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise RecipeError(f"{name!r} names nothing ({exc})") from None
+    home = found.__name__ if inspect.ismodule(found) else getattr(found, "__module__", None)
+    if not isinstance(home, str) or home.split(".")[0] not in LIBRARIES:
+        raise RecipeError(f"{name!r} reaches outside {' and '.join(LIBRARIES)}")
+    return found
+
+
+def as_recipe(factory, kwargs: dict | None = None) -> dict:
+    """A recipe from what a build request names: a recipe (with `kwargs` added to its top
+    call) or "module:attribute" called with `kwargs`."""
+    if isinstance(factory, dict):
+        return {**factory, **(kwargs or {})}
+    return {CALL: factory, **(kwargs or {})}
+
+
+def build(recipe: dict):
+    """Evaluate a recipe (the caller seeds torch's generator first: initial weights are drawn
+    in evaluation order)."""
+    if not isinstance(recipe, dict) or not isinstance(recipe.get(CALL), str):
+        raise RecipeError(f"a recipe is a table with a `{CALL}` name, not {type(recipe).__name__}")
+    function = library_object(recipe[CALL])
+    if not callable(function):
+        raise RecipeError(f"{recipe[CALL]!r} cannot be called")
+    args = recipe.get(ARGS, [])
+    if not isinstance(args, list):
+        raise RecipeError(f"`{ARGS}` of {recipe[CALL]} must be a list")
+    positional = [_value(a) for a in args]
+    keywords = {k: _value(recipe[k]) for k in sorted(recipe) if k not in (CALL, ARGS)}
+    return function(*positional, **keywords)
+
+
+def _value(value):
+    if isinstance(value, dict):
+        if CALL in value:
+            return build(value)
+        if set(value) == {OBJECT}:
+            return library_object(value[OBJECT])
+        return {k: _value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_value(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise RecipeError(f"a recipe holds only data, recipes and library objects, not {type(value).__name__}")
+
+
+def key(recipe: dict) -> str:
+    """The recipe as canonical text: equal recipes, equal keys (a cache key, hashable)."""
+    return json.dumps(recipe, sort_keys=True, separators=(",", ":"))
+
+
+def label(factory) -> str:
+    """How feedback names what a recipe builds: its outermost callable's name."""
+    name = factory.get(CALL, "") if isinstance(factory, dict) else str(factory)
+    return name.split(":")[-1]
