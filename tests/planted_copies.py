@@ -302,9 +302,9 @@ def planted_pairs() -> set[tuple[str, str, str]]:
 
 # The suite's mutants built from one shared text (pa2_colourization_cases' `_UNET`, `_B1` and
 # `_A1_BLOCKS`/`_A1_IGNORING` templates; myconv_cases' `blocks` for W2020): each is that text
-# with a one-line mistake, which is just what a copy with a small edit looks like. A flag between two of one family (or their
-# re-headed versions in another edition) is therefore not a false flag; every other pair of
-# the suite is independent work.
+# with a one-line mistake, which is just what a copy with a small edit looks like. A flag
+# between two of one family (or their re-headed versions in another edition) is therefore
+# not a false flag; every other pair of the suite is independent work.
 SIBLING_FAMILIES = (
     {"c1_skip_before_activation", "c1_missing_skip", "c1_missing_input_skip", "c1_grey_channel_hardcoded"},
     {"b1_stride_1", "b1_output_padding_0", "b1_returns_intermediate", "b1_relu_after_final"},

@@ -41,7 +41,13 @@ def terminal(result: GradingResult, console=None, verbose: bool = True, timings:
             table.add_column("s", justify="right")
         for c in result.checks:
             status = Text("pass", style="green") if c.passed else Text("FAIL", style="red")
-            row = [Text(c.number), Text(c.name), Text(c.kind), f"{points(c.score)}/{points(c.max_score)}", status]
+            row = [
+                Text(c.number),
+                Text(c.name),
+                Text(c.kind),
+                f"{points(c.score)}/{points(c.max_score)}",
+                status,
+            ]
             table.add_row(*row, *([f"{c.seconds:.2f}"] if timings else []))
         console.print(table)
         failed = [c for c in result.checks if not c.passed]
