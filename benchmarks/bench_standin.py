@@ -34,9 +34,9 @@ REAL = "width_per_group = 64, replace_stride_with_dilation = [false, true, true]
 
 def real_model_checkout(into: Path) -> Path:
     """A copy of this checkout's tracked files whose PA2 recipe builds the real backbone."""
-    files = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
-    ).stdout.split(b"\0")
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(
+        b"\0"
+    )
     for name in filter(None, files):
         source = ROOT / name.decode()
         if source.is_file():
@@ -99,7 +99,8 @@ def main() -> None:
     for name in names:
         shipped, full = verdicts(work / "results-stand-in", name), verdicts(work / "results-real", name)
         failed = sorted(check for check, ok in shipped.items() if not ok)
-        diff = sorted(check for check in shipped.keys() | full.keys() if shipped.get(check) != full.get(check))
+        checks = shipped.keys() | full.keys()
+        diff = sorted(check for check in checks if shipped.get(check) != full.get(check))
         differing += bool(diff)
         status = f"DIFFERS: {', '.join(diff)}" if diff else "same verdicts"
         print(f"{name:36s} {status}; failed: {', '.join(failed) or 'none'}")

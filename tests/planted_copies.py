@@ -301,7 +301,8 @@ def planted_pairs() -> set[tuple[str, str, str]]:
 
 
 # The suite's mutants built from one shared text (pa2_colourization_cases' `_UNET`, `_B1` and
-# `_A1_BLOCKS`/`_A1_IGNORING` templates; myconv_cases' `blocks` for W2020): each is that text
+# `_A1_BLOCKS`/`_A1_IGNORING` templates; myconv_cases' `blocks` for W2020, test_myconv_w2019's
+# `unet`): each is that text
 # with a one-line mistake, which is just what a copy with a small edit looks like. A flag
 # between two of one family (or their re-headed versions in another edition) is therefore
 # not a false flag; every other pair of the suite is independent work.
@@ -327,6 +328,7 @@ SIBLING_FAMILIES = (
         "w2020_relu_before_bn",
         "w2020_greyscale_only",
     },
+    {"w2019_unet_width_3", "w2019_unet_width_3_two_skips"},
 )
 
 
