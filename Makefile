@@ -56,7 +56,7 @@ docs: $(DEPS_STAMP)
 	$(BIN)/python scripts/make_docs.py
 
 benchmark: $(PKG_STAMP)
-	$(BIN)/python benchmarks/bench_grade.py
+	$(BIN)/python benchmarks/bench_grade.py --all --write-readme
 	$(BIN)/python benchmarks/bench_training.py
 
 clean:

@@ -169,7 +169,7 @@ FLOOR = 'floor: `python -c "import torch, torchvision"`'
 
 def w2022_folder(folder: Path) -> Path:
     """The W2022 reference: its notebook with the reference's train.py and utils/loss.py."""
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the checkout, not an installed grader
     from yolo_files import correct_loss_py, correct_train_py, w2022_folder as make
 
     return make(folder, train=correct_train_py(), loss=correct_loss_py())

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 STAND_IN = "width_per_group = 4, replace_stride_with_dilation = [false, false, true]"
 REAL = "width_per_group = 64, replace_stride_with_dilation = [false, true, true]"

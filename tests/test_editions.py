@@ -155,12 +155,21 @@ def test_two_editions_headers_in_one_notebook_are_not_guessed(tmp_path):
     path = write(nb, tmp_path / "mixed.ipynb")
     with pytest.raises(EditionUnclear, match="pa2-w2021 and pa2-w2023"):
         detect(path, installed())
+    # --assignment decides.
+    assert detect(path, [edition("pa2-w2023")]).name == "pa2-w2023"
+
+
+@pytest.mark.slow  # `grade` in a subprocess
+def test_grade_says_in_one_line_that_two_editions_headers_are_unclear(tmp_path):
+    nb = read_notebook(reference_notebook("pa2-w2021"))
+    w2023 = next(c for c in read_notebook(template_notebook("pa2-w2023")).cells if c.cell_type == "markdown")
+    w2023.id = "w2023-header"
+    nb.cells.insert(1, w2023)
+    path = write(nb, tmp_path / "mixed.ipynb")
     # The command says so in one line and exits 2, grading nothing.
     run = run_grader(path, timeout=120)
     assert run.returncode == 2, run.stdout + run.stderr
     assert "pa2-w2021 and pa2-w2023" in run.stdout + run.stderr
-    # --assignment decides.
-    assert detect(path, [edition("pa2-w2023")]).name == "pa2-w2023"
 
 
 def test_a_w2021_notebook_saved_by_colab_with_outputs_is_w2021(tmp_path):

@@ -357,6 +357,7 @@ box.request("call", name="spin", args=[], kwargs={})
 """
 
 
+@pytest.mark.slow  # a fresh interpreter that imports torch and starts its own warm server
 def test_a_child_stuck_in_student_code_exits_when_its_grader_is_killed(tmp_path):
     """A batch worker killed outright (OOM killer, SIGKILL) must not leave its sandbox child
     spinning until the CPU-time limit."""
