@@ -7,8 +7,10 @@ listed in SUBCOMMANDS, each implemented by a `main(argv) -> int` in its own modu
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import os
+import shutil
 import sys
 import tempfile
 
@@ -146,9 +148,15 @@ def main(argv=None) -> int:
 
     forget_working_folder()
     # Hypothesis keeps a cache folder (`.hypothesis/`) in the working folder even without a
-    # database: a grading writes nothing into the folder it is run from.
-    cache = os.path.join(tempfile.gettempdir(), f"grader-hypothesis-{os.getuid()}")
-    os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", cache)
+    # database, and torch one in /tmp (`torchinductor_<user>`, made when an optimizer is
+    # built): both go into a private folder of this run, removed at its end, so a grading
+    # leaves nothing behind in the folder it is run from or in /tmp (a shared, predictable
+    # folder could also be planted by another user). A batch's workers inherit it.
+    if "HYPOTHESIS_STORAGE_DIRECTORY" not in os.environ:
+        cache = tempfile.mkdtemp(prefix="grader-cache-")
+        os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = os.path.join(cache, "hypothesis")
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(cache, "torchinductor"))
+        atexit.register(shutil.rmtree, cache, ignore_errors=True)
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in SUBCOMMANDS:
         module_name, function = SUBCOMMANDS[argv[0]].split(":")

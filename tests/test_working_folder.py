@@ -60,11 +60,12 @@ def installed(tmp_path_factory) -> Path:
     return root
 
 
-def run_grade(installed: Path, cwd: Path, *args) -> subprocess.CompletedProcess:
+def run_grade(installed: Path, cwd: Path, *args, tmpdir: Path | None = None) -> subprocess.CompletedProcess:
+    extra = {"TMPDIR": str(tmpdir)} if tmpdir else {}
     return subprocess.run(
         [sys.executable, str(installed / "bin" / "grade"), *map(str, args)],
         cwd=cwd,
-        env=grader_env(installed / "engine"),
+        env=grader_env(installed / "engine", **extra),
         capture_output=True,
         text=True,
         timeout=600,
@@ -94,9 +95,15 @@ def score(path: Path) -> tuple[float, dict]:
 
 def test_one_grading_from_a_students_folder_imports_nothing_from_it(installed, planted, tmp_path):
     folder, markers = planted
-    inside = run_grade(installed, folder, "a2-cnn.ipynb", "--part", "A.1", "--json", tmp_path / "in.json")
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    inside = run_grade(
+        installed, folder, "a2-cnn.ipynb", "--part", "A.1", "--json", tmp_path / "in.json", tmpdir=temporary
+    )
     assert inside.returncode in (0, 1), inside.stdout + inside.stderr
     assert not list(markers.iterdir()), f"imported from the working folder: {sorted(os.listdir(markers))}"
+    # nothing left behind in the temporary folder either (the sandbox's, hypothesis's cache)
+    assert not list(temporary.iterdir()), sorted(os.listdir(temporary))
     # The same notebook graded from an empty folder: the same verdicts (the training check
     # included: it imports the engine lazily in the child).
     empty = tmp_path / "empty"
@@ -112,12 +119,15 @@ def test_a_batch_from_a_students_folder_imports_nothing_from_it(installed, plant
     other = tmp_path / "other"
     other.mkdir()
     shutil.copy(REFERENCE_NOTEBOOK, other / "second.ipynb")
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
     proc = run_grade(
         installed, folder, "a2-cnn.ipynb", other / "second.ipynb", "--out", tmp_path / "results",
-        "--jobs", "2", "--part", "A.1", "--no-train", "--quiet",
+        "--jobs", "2", "--part", "A.1", "--no-train", "--quiet", tmpdir=temporary,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not list(markers.iterdir()), f"imported from the working folder: {sorted(os.listdir(markers))}"
+    assert not list(temporary.iterdir()), sorted(os.listdir(temporary))
     for name in ("a2-cnn", "second"):
         data = json.loads((tmp_path / "results" / f"{name}.json").read_text())
         assert data["grader"]["error"] is None and all(t["status"] == "passed" for t in data["tests"])

@@ -42,7 +42,8 @@ ENVIRONMENT_KEPT = (
     "OPENBLAS_L2_SIZE",
     "OPENBLAS_NUM_THREADS",
     "PYTHONHASHSEED",
-    "HYPOTHESIS_STORAGE_DIRECTORY",  # a batch worker's cache folder, never the working folder
+    "HYPOTHESIS_STORAGE_DIRECTORY",  # the run's private cache folders (grader.cli.main), never
+    "TORCHINDUCTOR_CACHE_DIR",  # the working folder or a shared one in /tmp
 )
 SANDBOX_ARGV = ["grader-sandbox"]
 
