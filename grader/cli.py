@@ -176,9 +176,9 @@ def main(argv=None) -> int:
     if not os.path.lexists(args.path):  # a typo or a verb that does not exist: the person's
         print(visible(f"grade: {args.path}: no such file or folder"), file=sys.stderr)
         return 2
-    # Start the warm sandbox server first: it imports torch in its own process while this
-    # one imports torch, pytest and hypothesis.
-    from grader.sandbox import warm_up
+    # Start the warm sandbox server first (grader.sandbox.server imports no torch): it imports
+    # torch in its own process while this one imports torch, pytest and hypothesis.
+    from grader.sandbox.server import warm_up
 
     warm_up()
     from grader.editions.assignment import for_submission

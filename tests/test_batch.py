@@ -351,18 +351,20 @@ def test_shard_slices_are_disjoint_and_cover_everything():
 
 
 def test_scheduler_does_not_import_torch():
-    """The batch scheduler stays light: torch is imported once, by the warm server."""
+    """The batch scheduler stays light: torch is imported once, by the warm server; and `grade`
+    starts that server before anything imports torch in its own process."""
     code = (
         "import sys, grader.cli, grader.batch.scheduler, grader.batch.pool, grader.authoring.gradescope; "
+        "from grader.sandbox import warm_up; "  # `grade` starts the server before its own torch import
         "print('torch' in sys.modules)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "False"
-    from grader.sandbox import parent  # imports torch, so only here
+    from grader.sandbox import server
 
-    assert set(parent.PRELOAD) <= set(pool.SERVER_PRELOAD)
+    assert set(server.PRELOAD) <= set(pool.SERVER_PRELOAD)
 
 
 def test_second_batch_on_the_same_folder_is_refused(tmp_path):

@@ -61,6 +61,12 @@ def network(reference, model: str, hp, reading: dict):
     )
 
 
+def reading_network(reference, model: str, hp, reading_items: tuple):
+    """network() with the reading as hashable items: what the training check hands to the
+    grader's helper process (pa2.reference_colourization_run) to build the reference."""
+    return network(reference, model, hp, dict(reading_items))
+
+
 def default_reading(model: str, assignment) -> dict:
     """The first reading the edition accepts on each axis: the training check's reference."""
     acc = readings.accepted(assignment)

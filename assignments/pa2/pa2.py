@@ -11,7 +11,7 @@ import pytest
 import torch
 from hypothesis import strategies as st
 
-from grader.checks import build_recipe, offload, recipe_key
+from grader.checks import build_recipe, offload, recipe_key, run_training
 
 COLOUR_MODELS = {
     # name: (part, kernels the handout's fixed padding allows)
@@ -79,6 +79,44 @@ def seeded_input(shape, seed=0):
 
 def call_text(name, hp):
     return f"{name}(kernel={hp[0]}, num_filters={hp[1]}, num_colours={hp[2]}, num_in_channels={hp[3]})"
+
+
+# -- the colourization training check's reference run ---------------------------------------
+COLOURIZATION_BUDGET = {  # per device: training set size, steps, batch size
+    "cpu": {"n": 64, "steps": 30, "batch_size": 16},
+    "cuda": {"n": 512, "steps": 200, "batch_size": 64},
+}
+COLOURIZATION_LR = 0.01
+
+
+def colourization_run(device) -> dict:
+    """run_training's settings for the colourization training check, the child's run and the
+    reference's alike."""
+    budget = COLOURIZATION_BUDGET[device]
+    return dict(
+        steps=budget["steps"], batch_size=budget["batch_size"], lr=COLOURIZATION_LR, seed=0, device=device
+    )
+
+
+def reference_colourization_run(build, device):
+    """The reference network trained as the colourization check trains the student's (a
+    future of its report and its trained weights), in the grader's helper process
+    (grader.engine.offload) while the student's network trains in the child. `build`:
+    (module, name of a function or class in it, its arguments), which builds the reference
+    network; built there from seed 0. It depends on nothing secret: the helper keeps it for
+    every grading of a batch."""
+    module, function, args = build
+    return offload(_reference_colourization_run, module, function, tuple(args), device)
+
+
+@functools.lru_cache(maxsize=16)
+def _reference_colourization_run(module, function, args, device):
+    torch.manual_seed(0)
+    model = getattr(module, function)(*args)
+    grey, labels, _ = _data().colourization_set(COLOURIZATION_BUDGET[device]["n"])
+    report = run_training(model, grey, labels, torch.nn.CrossEntropyLoss(), **colourization_run(device))
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return {"report": report, "state": state}
 
 
 # -- D.1 fine-tuning, verified by the grader -------------------------------------------------
@@ -290,14 +328,20 @@ def train_in_parent(reference, recipe, device, secret, spec, loss_fn, head=ONE_B
 # never imports it, and the runs, which depend on the secret seed only, start with the first
 # check (start_grader_runs) and are done by the time Part D's checks need them. Each function
 # here returns a future; the helper caches every run per seed (a batch shares one seed).
-def start_grader_runs(reference, spec, device, secret, freezing=True, iou=True) -> None:
+def start_grader_runs(reference, spec, device, secret, freezing=True, iou=True, readings=()) -> None:
     """Start what D.1's freezing check (`freezing`) and D.2's fine-tuning check (`iou`) will
-    need; called once per grading before any check runs (the family's conftest.py)."""
+    need; called once per grading before any check runs (the family's conftest.py).
+    `readings`: the other readings of IoU the edition accepts, whose runs D.2 asks for only
+    on the seeds where they decide; started last, so that the helper does them while the
+    checks go on instead of while D.2 waits."""
     if freezing:
         reproduce_finetune(reference, spec, device, secret)
     if iou:
         held_out_head_input(reference, spec, device, secret)
         reference_iou_finetune(reference, spec, device, secret)
+        for reading in readings:
+            if reading != "whole batch":
+                reference_iou_finetune(reference, spec, device, secret, reading)
 
 
 # The checks that need them, by function name.
@@ -313,7 +357,8 @@ def start_grader_runs_for(items, reference, assignment, device, secret) -> None:
     names = {getattr(item, "originalname", item.name) for item in items}
     freezing, iou = bool(names & FREEZING_CHECKS), IOU_FINETUNE_CHECK in names
     if freezing or iou:
-        start_grader_runs(reference, assignment.data["finetune"], device, secret, freezing, iou)
+        readings = assignment.data.get("iou", {}).get("accepted_variants", ())
+        start_grader_runs(reference, assignment.data["finetune"], device, secret, freezing, iou, readings)
 
 
 def reproduce_finetune(reference, spec, device, secret, head=ONE_BY_ONE):

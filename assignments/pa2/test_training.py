@@ -11,19 +11,15 @@ import pytest
 import torch
 
 
-from grader.checks import NotVerified, import_sibling, prediction_grid, run_training, verified_network
+from grader.checks import NotVerified, import_sibling, prediction_grid, verified_network
 
 pa2 = import_sibling(__file__, "pa2")
 data = import_sibling(__file__, "data")
 
 pytestmark = pytest.mark.grade(kind="training")
 
-BUDGET = {  # per device: training set size, steps, batch size
-    "cpu": {"n": 64, "steps": 30, "batch_size": 16},
-    "cuda": {"n": 512, "steps": 200, "batch_size": 64},
-}
+BUDGET = pa2.COLOURIZATION_BUDGET  # per device: training set size, steps, batch size
 SETTING = (3, 8, 24, 1)  # kernel, num_filters, num_colours, num_in_channels
-LR = 0.01
 # Pass: the average of the last TAIL losses is below (1 - drop) times the first loss, and,
 # where a reference run exists, within FACTOR of the reference's. Colourization must drop by
 # a tenth; fine-tuning a head on a random-weight (offline) backbone plateaus sooner, and there
@@ -68,23 +64,32 @@ def held_out_loss(outputs, labels):
 @pytest.mark.grade(points=1)
 def test_colourization_learns(submission, reference, device, feedback, secret, name):
     """Short training run: every layer learns and the loss falls like the reference's"""
-    torch.manual_seed(0)
-    ref_model = getattr(reference, name)(*SETTING)
     candidates = pa2.reference_variants(reference, name, SETTING)
-    colourization_verdict(submission, name, SETTING, ref_model, candidates, device, secret, feedback)
+    colourization_verdict(
+        submission, name, SETTING, (reference, name, SETTING), candidates, device, secret, feedback
+    )
 
 
-def colourization_verdict(submission, name, setting, ref_model, candidates, device, secret, feedback):
+def colourization_verdict(submission, name, setting, build, candidates, device, secret, feedback):
     """The colourization training check, for any family: `name` built with `setting` trains
-    next to `ref_model` (the reference network, freshly built from seed 0); `candidates`
-    are the (label, network[, transform]) the student's trained weights may be verified in
+    next to the reference network that `build` makes (module, function or class name,
+    arguments: pa2.reference_colourization_run); `candidates` are the (label, network[,
+    transform]) the student's trained weights may be verified in
     (grader.checks.verified_network)."""
     budget = BUDGET[device]
     grey, labels, colours = data.colourization_set(budget["n"])
-    run = dict(steps=budget["steps"], batch_size=budget["batch_size"], lr=LR, seed=0, device=device)
-    ref = run_training(ref_model, grey, labels, torch.nn.CrossEntropyLoss(), **run)
+    run = pa2.colourization_run(device)
     model = submission.build(name, *setting)
+    # The reference trains in the grader's helper process while the student's network trains
+    # in the child; its trained weights come back into a network built here.
+    future = pa2.reference_colourization_run(build, device)
     got = model.train(grey, labels, loss="torch.nn.CrossEntropyLoss", timeout=120, **run)
+    reference_run = future.result()
+    ref = reference_run["report"]
+    module, function, args = build
+    torch.manual_seed(0)
+    ref_model = getattr(module, function)(*args)
+    ref_model.load_state_dict(reference_run["state"])
     # The verdict rests on what the grader computes itself: the weights the network ends
     # training with run here, in the reference network, on secret held-out images, scored
     # against the reference trained the same way. First they must be tied to the student's

@@ -46,12 +46,10 @@ from pathlib import Path
 
 from grader.sandbox import server
 
-# Imported once by the forkserver: a superset of grader.sandbox.PRELOAD (the sandbox children
-# need those) plus what a worker needs to grade. Keep it in step with sandbox.PRELOAD.
+# Imported once by the forkserver: grader.sandbox.server.PRELOAD (the sandbox children need
+# it) plus what a worker needs to grade.
 SERVER_PRELOAD = [
-    "torch",
-    "torchvision",
-    "matplotlib.pyplot",
+    *server.LIBRARIES,
     "nbconvert.filters.strings",  # the load stage's IPython translation
     "grader.sandbox.child",
     "grader.engine.pipeline",

@@ -136,10 +136,10 @@ class _Helper:
 
     @classmethod
     def start(cls) -> _Helper | None:
-        from grader.sandbox import server, warm_up
+        from grader.sandbox import server
 
         try:
-            warm_up()
+            server.warm_up()
             context = multiprocessing.get_context("forkserver")
             mine, theirs = context.Pipe(duplex=True)
             process = context.Process(target=_serve, args=(theirs,), daemon=True, name="grader-offload")

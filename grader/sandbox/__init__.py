@@ -9,14 +9,19 @@ that answers the grader's requests over a pipe.
     server   the warm forkserver and what a started process is told of its parent
     replies  what the parent accepts from a child, checked against each request
 
-The front below re-exports the parent's names lazily: `wire` (and so `parent`) imports torch,
-and the batch scheduler, which must not, imports `grader.sandbox.server` through this package.
+The front below re-exports names lazily: `wire` (and so `parent`) imports torch, and the batch
+scheduler, which must not, imports `grader.sandbox.server` through this package; `warm_up`
+comes from `server`, so that `grade` starts the server before its own torch import.
 """
 
 __all__ = ["Limits", "Sandbox", "format_error", "has_file_system_isolation", "warm_up"]
 
 
 def __getattr__(name: str):
+    if name == "warm_up":
+        from grader.sandbox import server
+
+        return server.warm_up
     if name in __all__:
         from grader.sandbox import parent
 

@@ -25,12 +25,6 @@ from pathlib import Path
 from grader.sandbox import confine, host, replies, server, wire
 from grader.errors import BudgetSpent, StudentCodeError, StudentCrash, StudentTimeout
 
-# What the warm server imports before forking children: the engine's side, and what nearly
-# every notebook imports (matplotlib.pyplot takes half a second, which each child, public and
-# hidden, would otherwise pay again). A module that is not installed is left out. Last,
-# grader.sandbox.warm hides what is imported by then from the garbage collector.
-PRELOAD = ["torch", "torchvision", "matplotlib.pyplot", "grader.sandbox.child", "grader.sandbox.warm"]
-
 
 @dataclass
 class Limits:
@@ -55,14 +49,6 @@ class Limits:
             "threads": self.threads,
             "processes": self.processes,
         }
-
-
-def warm_up() -> None:
-    """Start the forkserver now (it imports torch in its own process, in parallel with
-    whatever the parent does next), with a minimal environment (a sandbox child's memory holds
-    the environment its process was started with) and nothing from the working folder on its
-    import path (grader.sandbox.server)."""
-    server.start(PRELOAD)
 
 
 WORKDIR_CAPPED = "working folder capped"  # how the isolation line names the size limit
@@ -166,7 +152,7 @@ class Sandbox:
     def start_child(self) -> list[str]:
         """Fork a fresh child from the warm server (not yet loaded with the submission);
         return the protections it put in place."""
-        warm_up()
+        server.warm_up()
         readable, keep_search, secrets, hide = _readable_roots(tuple(self.hidden_paths))
         sweep_orphaned_workdirs()
         self._workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")

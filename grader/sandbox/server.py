@@ -47,6 +47,15 @@ ENVIRONMENT_KEPT = (
 )
 SANDBOX_ARGV = ["grader-sandbox"]
 
+# What the warm server imports before forking children, so that no child pays it again: the
+# libraries every child needs or nearly every notebook uses (matplotlib.pyplot takes half a
+# second; torch._dynamo a second and a half, imported by the first torch optimizer a process
+# builds or steps, in the student's training code and in the grader's), then the child's side
+# of the engine. A module that is not installed is left out. Last, grader.sandbox.warm hides
+# what is imported by then from the garbage collector.
+LIBRARIES = ["torch", "torchvision", "torch._dynamo", "matplotlib.pyplot"]
+PRELOAD = [*LIBRARIES, "grader.sandbox.child", "grader.sandbox.warm"]
+
 
 def minimal_environment(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k in ENVIRONMENT_KEPT or k.startswith("NVIDIA_")}
@@ -150,6 +159,13 @@ def start(preload: list[str]) -> None:
     with main_module_hidden(), _environment(env), _neutral_folder():
         resource_tracker.ensure_running()
         forkserver.ensure_running()
+
+
+def warm_up() -> None:
+    """Start the forkserver now: it imports torch in its own process, in parallel with
+    whatever the grader does next (its own torch import first). This module imports no torch,
+    so `grade` can call this before anything heavy."""
+    start(PRELOAD)
 
 
 def multiprocessing_preload(preload: list[str]) -> None:

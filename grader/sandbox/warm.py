@@ -1,4 +1,4 @@
-"""Imported last by the warm server (grader.sandbox.parent.PRELOAD): once torch and the rest
+"""Imported last by the warm server (grader.sandbox.server.PRELOAD): once torch and the rest
 are imported, their objects are moved out of the cyclic garbage collector's sight
 (`gc.freeze`). Every child forked from the server then starts with a collector that skips
 them: a full collection takes microseconds instead of a fifth of a second, and it no longer
