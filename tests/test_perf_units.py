@@ -6,10 +6,12 @@ grader's reproduction of a fine-tuning run bit-identical to the child's."""
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
 import sys
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -165,6 +167,36 @@ def test_offloaded_work_runs_in_another_process_with_modules_and_errors_carried(
         offload.stop()
         for module in modules.values():
             sys.modules.pop(module.__name__, None)
+
+
+def test_the_helpers_results_thread_keeps_no_result_and_ends_at_exit(tmp_path):
+    # At the end of a grading the thread that received the helper's results freed the last
+    # one (a reference's trained weights) during the interpreter's shutdown, and freeing a
+    # tensor then aborted the process after its report was printed (exit status 134).
+    import importlib.util
+    import weakref
+
+    helper = tmp_path / "tensor_module.py"
+    helper.write_text("import torch\n\ndef weights():\n    return {'state': {'w': torch.ones(1000)}}\n")
+    spec = importlib.util.spec_from_file_location("_perf_test_tensor_module", helper)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    try:
+        future = offload.submit(module.weights)
+        weights = weakref.ref(future.result(60)["state"]["w"])
+        receiver = offload._helper._receiver
+        del future  # the grading drops the result: nothing else may keep it
+        deadline = time.monotonic() + 10
+        while weights() is not None and time.monotonic() < deadline:
+            gc.collect()
+            time.sleep(0.05)
+        assert weights() is None, "the helper's results thread still holds the last result"
+        offload._stop_at_exit()  # what runs at the process's end
+        assert offload._helper is None and not receiver.is_alive()
+    finally:
+        offload.stop()
+        sys.modules.pop(spec.name, None)
 
 
 # -- results, writers and the proxy ----------------------------------------------------------------

@@ -409,8 +409,9 @@ def held_out_set(device, secret):
 
 def held_out_head_input(reference, spec, device, secret):
     """What reaches the new layer on the held-out set (a future): the frozen model up to
-    classifier[3], in train mode (batch statistics, as in training). Nothing before the new
-    layer trains, so it is the same for every submission: computed once per seed."""
+    classifier[3], in train mode (batch statistics, as in training) with dropout off, so that
+    it is the same each time it is computed. Nothing before the new layer trains, so it is the
+    same for every submission: computed once per seed."""
     return offload(_held_out_head_input, reference, model_key(spec), device, secret, spec_items(spec))
 
 
@@ -420,6 +421,12 @@ def _held_out_head_input(reference, recipe, device, secret, spec_items):
     model = reference_model_with_starting_head(reference, recipe, spec, secret)
     images, _ = held_out_set(device, secret)
     model.train()
+    # ASPP's projection ends in Dropout(0.5): in train mode it would draw a new mask from
+    # torch's global random state each time, and a held-out score computed twice (the
+    # student's head, the grader's own run) would differ by more than the tolerance.
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+            module.eval()
     head_path, _, index = spec["head"].rpartition(".")
     before_head = torch.nn.Sequential(*list(model.get_submodule(head_path).children())[: int(index)])
     with torch.no_grad():
@@ -432,6 +439,12 @@ def held_out_outputs(reference, device, secret, spec, head_values, head=ONE_BY_O
     the image size). The child's own answer on these images is never used: a lookup table
     could give it without any training."""
     features = held_out_head_input(reference, spec, device, secret).result()
+    return head_outputs(spec, features, head_values, device, head)
+
+
+def head_outputs(spec, features, head_values, device, head=ONE_BY_ONE):
+    """The new layer holding `head_values` on `features` (held_out_head_input's), upsampled to
+    the image size: held_out_outputs, and the grader's own runs scored the same way."""
     layer = build_head(spec, head)
     own = dict(layer.named_parameters())
     prefix = spec["head"] + "."
@@ -466,13 +479,19 @@ def reference_iou_finetune(reference, spec, device, secret, reading="whole batch
 
 @functools.lru_cache(maxsize=4)
 def _reference_iou_finetune(reference, recipe, device, secret, spec_items, reading):
+    spec = dict(spec_items)
     model, report = train_in_parent(
-        reference, recipe, device, secret, dict(spec_items), getattr(reference, IOU_READINGS[reading])
+        reference, recipe, device, secret, spec, getattr(reference, IOU_READINGS[reading])
     )
-    held_images, held_masks = held_out_set(device, secret)
-    model.train()
-    with torch.no_grad():
-        out = model(held_images.to(device))["out"].cpu()
+    # Scored exactly as the student's trained head is (held_out_outputs): the same features
+    # (this process's cached ones) through the new layer. A forward of the whole model here
+    # drew its own dropout mask, and on some seeds the reference notebook itself then fell
+    # short of its own run by more than the tolerance.
+    params = dict(model.named_parameters())
+    trained = {name: params[name].detach().cpu() for name in head_names(spec)}
+    features = _held_out_head_input(reference, recipe, device, secret, spec_items)
+    out = head_outputs(spec, features, trained, device)
+    _, held_masks = held_out_set(device, secret)
     return {"losses": list(report["losses"]), "held_out": float(reference.compute_iou_loss(out, held_masks))}
 
 

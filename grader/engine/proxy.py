@@ -40,7 +40,7 @@ class Remote:
         # A request that hung, killed the child or answered nonsense fails at once when the
         # same class is asked the same again (and after two such failures, anything of that
         # kind): a hostile class costs at most two time limits or two fresh children.
-        memo = (op, self.label.split("(", 1)[0], _signature(self.label, payload))
+        memo = (op, self.label.split("(", 1)[0], lambda: _signature(self.label, payload))
         return self._submission.ask(op, handle=self.handle, _memo=memo, **payload)
 
     def forward(
@@ -248,9 +248,12 @@ class Submission:
     def ask(self, op: str, timeout: float | None = None, _memo: tuple | None = None, **payload):
         """One request. `_memo` = (kind, name, arguments): a request that hung or killed the
         child fails at once when repeated with the same arguments, and after two such
-        failures with any arguments, so hostile code costs at most two time limits."""
+        failures with any arguments, so hostile code costs at most two time limits. The
+        arguments may be given as a function of none that returns them: their text (tensors'
+        repr) is made only when a failure is remembered or looked up."""
         error = None
-        if _memo:
+        if _memo and self._fatal:
+            _memo = _with_arguments(_memo)
             error = self._fatal.get(_memo) or self._fatal.get(_memo[:2])
         repeated = error is not None and self._fatal_check.get(id(error)) != self.current_check
         if error is None:
@@ -260,6 +263,7 @@ class Submission:
                 error = exc
                 self._fatal_check[id(exc)] = self.current_check
                 if _memo:
+                    _memo = _with_arguments(_memo)
                     self._fatal[_memo] = exc
                     self._fatal_count[_memo[:2]] = self._fatal_count.get(_memo[:2], 0) + 1
                     if self._fatal_count[_memo[:2]] >= 2:
@@ -288,7 +292,7 @@ class Submission:
             self.ask(
                 "construct",
                 timeout,
-                _memo=("construct", name, repr((args, kwargs))),
+                _memo=("construct", name, lambda: repr((args, kwargs))),
                 name=name,
                 args=list(args),
                 kwargs=kwargs,
@@ -327,7 +331,7 @@ class Submission:
         return self.ask(
             "call",
             timeout,
-            _memo=("call", name, repr(args)),
+            _memo=("call", name, lambda: repr(args)),
             name=name,
             args=[_arg(a) for a in args],
             kwargs={k: _arg(v) for k, v in kwargs.items()},
@@ -373,7 +377,7 @@ class Submission:
         answer = self.ask(
             "transplant",
             timeout,
-            _memo=("transplant", entry, repr((regions, args, kwargs))),
+            _memo=("transplant", entry, lambda: repr((regions, args, kwargs))),
             source=harness.read_text(encoding="utf-8"),
             filename=harness.name,
             entry=entry,
@@ -409,6 +413,13 @@ class Submission:
             source_pattern=source_pattern,
             wanted=wanted,
         )
+
+
+def _with_arguments(memo: tuple) -> tuple:
+    """A request's memo (kind, name, arguments) with its arguments' text made, where they
+    were given as a function."""
+    kind, name, arguments = memo
+    return (kind, name, arguments() if callable(arguments) else arguments)
 
 
 def _signature(label: str, payload) -> str:

@@ -7,10 +7,10 @@ which parameters changed, a few predictions for pictures).
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import inspect
 import time
+import zlib
 
 import torch
 from torch import nn
@@ -85,11 +85,14 @@ def prediction_dtype(classes: int) -> torch.dtype:
 
 
 def parameter_digests(module: nn.Module) -> dict[str, str]:
-    """A short digest of every parameter's bytes: 'bit-identical' means the same digest."""
+    """A short digest of every parameter's bytes: 'bit-identical' means the same digest.
+    CRC-32 and Adler-32 together (64 bits): no adversary is kept out by it (the child computes
+    it, and its report is a claim the grader verifies otherwise), so it needs to tell an honest
+    change only, at five times blake2b's speed (a tenth of a second per digest of D.1's model)."""
     out = {}
     for name, p in own_named_parameters(module):
         data = p.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy()
-        out[name] = hashlib.blake2b(data, digest_size=8).hexdigest()  # read in place, not copied
+        out[name] = f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"  # read in place, not copied
     return out
 
 

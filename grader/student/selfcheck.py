@@ -80,9 +80,9 @@ def run(
     # thread count: the kernel gets its own state back.
     saved = _kernel_state()
     try:
-        spec = _edition(assignment, notebook)
+        spec, loaded = _edition(assignment, notebook)
         result.assignment = spec.name
-        cells, source = history_cells(namespace, notebook)
+        cells, source = history_cells(namespace, notebook, loaded)
         regions, region_errors = {}, {}
         for name, region in spec.regions.items():
             try:
@@ -114,18 +114,20 @@ def run(
 
 def _edition(name: str | None, notebook: str | None):
     """The edition to check against: named, the only one installed (a student's wheel), or
-    detected from the notebook file; a kernel alone does not say which edition it is."""
+    detected from the notebook file; a kernel alone does not say which edition it is. With
+    it, the notebook file as detection loaded it (None: not loaded), so it is read once."""
     from grader.editions.assignment import available, for_submission, load_assignment
     from grader.errors import UsageError
 
     if name is None and notebook is not None and len(available()) > 1:
-        return for_submission(notebook)[0]  # the one rule (grader.editions.assignment)
+        spec, _, loaded = for_submission(notebook)  # the one rule (grader.editions.assignment)
+        return spec, loaded
     if name is None and len(available()) > 1:
         raise UsageError(
             f"several editions are installed ({', '.join(available())}): "
             "call check(assignment=...) with one, or check(notebook=...) with your notebook file"
         )
-    return load_assignment(name)
+    return load_assignment(name), None
 
 
 def _file_regions(spec, folder, regions: dict, region_errors: dict, notes: list) -> None:
@@ -181,13 +183,13 @@ def _restore_kernel_state(saved: dict) -> None:
         torch.set_num_threads(saved["threads"])
 
 
-def history_cells(namespace: dict, notebook: str | None) -> tuple[tuple[Cell, ...], str]:
-    """The cells to look for regions in: the notebook file's, or the kernel's input history
-    (newest first, so the latest run of a cell wins)."""
+def history_cells(namespace: dict, notebook: str | None, loaded=None) -> tuple[tuple[Cell, ...], str]:
+    """The cells to look for regions in: the notebook file's (`loaded`: already read), or the
+    kernel's input history (newest first, so the latest run of a cell wins)."""
     if notebook:
         from grader.engine.load import load_submission
 
-        return load_submission(notebook).cells, notebook
+        return (loaded or load_submission(notebook)).cells, notebook
     history = namespace.get("In") or namespace.get("_ih") or []
     cells = [
         Cell(i - 1, src, name=f"In [{i}]")
