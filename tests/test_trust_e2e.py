@@ -11,6 +11,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -26,6 +27,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batches")]
 
 NO_LANDLOCK = [sys.executable, str(Path(__file__).parent / "no_landlock.py")]
 HAVE_CAPSH = shutil.which("capsh") is not None
+
+
+def readable_by_others(path: Path) -> bool:
+    """Whether a user neither owning `path` nor in its group can read it: the sandbox's own uid
+    can read the reference only then (a checkout cloned into a mode-700 folder, as `mktemp -d`
+    makes, hides it from that uid, and the grader rightly counts that as isolation)."""
+    path = path.resolve()
+    return all(folder.stat().st_mode & stat.S_IXOTH for folder in path.parents) and bool(
+        path.stat().st_mode & stat.S_IROTH
+    )
+
 
 # B.1's class reports, in its error message, every setting PoolUpsampleNet was built with in
 # this child: a child that served A.1's hidden checks would list their secret settings.
@@ -93,6 +105,11 @@ def test_a_slow_child_ends_within_the_gradings_budget(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not HAVE_CAPSH, reason="needs root and capsh (libcap2-bin)")
+@pytest.mark.skipif(
+    not readable_by_others(REPO / "reference" / "pa2" / "solution.py"),
+    reason="the checkout is not readable by other users (a mode-700 folder above it): no sandbox "
+    "uid can read the reference there, so there is no unsafe machine to refuse",
+)
 def test_no_file_system_isolation_records_nothing_for_any_student(tmp_path):
     """Instructor grading on a kernel without Landlock and without CAP_SYS_ADMIN (no mount
     namespace), where the sandbox's uid could still read the reference (this checkout is
