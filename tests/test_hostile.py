@@ -5,6 +5,7 @@ earned, and stay within a time bound computed from its limits."""
 
 import json
 import os
+import re
 
 import pytest
 
@@ -134,7 +135,9 @@ def test_fake_results_printed_by_student_code_go_nowhere(graded_hostile, hostile
     result.expect()
     assert result.score == result.max_score == 19
     written = (hostile_batch.out / "h_prints_fake_results.json").read_text()
-    assert FAKE_MARK not in written and "999" not in written
+    # The fake's scores (999) as numbers of their own: the digits turn up by chance inside the
+    # secret seed, a time or a memory size (a seed of 119205336899921 failed this test).
+    assert FAKE_MARK not in written and not re.search(r"(?<![\d.])999(?![\d.])", written)
     assert FAKE_MARK not in hostile_batch.stdout + hostile_batch.stderr
     for path in hostile_batch.out.rglob("*"):
         if path.is_file():
