@@ -109,10 +109,18 @@ def reference_colourization_run(build, device):
     return offload(_reference_colourization_run, module, function, tuple(args), device)
 
 
+def build_reference_network(build):
+    """The reference network `build` names ((module, function or class name, arguments)),
+    built from seed 0: in the helper, which trains it, and in the grading process, which loads
+    the trained weights into it."""
+    module, function, args = build
+    torch.manual_seed(0)
+    return getattr(module, function)(*args)
+
+
 @functools.lru_cache(maxsize=16)
 def _reference_colourization_run(module, function, args, device):
-    torch.manual_seed(0)
-    model = getattr(module, function)(*args)
+    model = build_reference_network((module, function, args))
     grey, labels, _ = _data().colourization_set(COLOURIZATION_BUDGET[device]["n"])
     report = run_training(model, grey, labels, torch.nn.CrossEntropyLoss(), **colourization_run(device))
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

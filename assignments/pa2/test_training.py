@@ -86,9 +86,7 @@ def colourization_verdict(submission, name, setting, build, candidates, device, 
     got = model.train(grey, labels, loss="torch.nn.CrossEntropyLoss", timeout=120, **run)
     reference_run = future.result()
     ref = reference_run["report"]
-    module, function, args = build
-    torch.manual_seed(0)
-    ref_model = getattr(module, function)(*args)
+    ref_model = pa2.build_reference_network(build)
     ref_model.load_state_dict(reference_run["state"])
     # The verdict rests on what the grader computes itself: the weights the network ends
     # training with run here, in the reference network, on secret held-out images, scored

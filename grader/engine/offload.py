@@ -51,16 +51,16 @@ def submit(function, *args) -> concurrent.futures.Future:
     return helper.submit(function, *args)
 
 
-def stop() -> None:
-    """Stop the helper (the next submit starts a new one)."""
+def stop(wait: bool = True) -> None:
+    """Stop the helper, after the work it was given (`wait`) or at once; the next submit
+    starts a new one."""
     global _helper
     with _lock:
         helper, _helper = _helper, None
     if helper is not None:
-        helper.stop()
+        helper.stop(wait)
 
 
-@atexit.register
 def _stop_at_exit() -> None:
     """At the process's end the helper is stopped at once (what it still has queued is not
     wanted) and its results' thread ends while the interpreter still runs: freeing a tensor
@@ -68,11 +68,10 @@ def _stop_at_exit() -> None:
     thread inside torch's destructor, and the process aborted ("terminate called without an
     active exception", exit status 134) after printing its results, in 5 of 90 W2022
     gradings."""
-    global _helper
-    with _lock:
-        helper, _helper = _helper, None
-    if helper is not None:
-        helper.stop(wait=False)
+    stop(wait=False)
+
+
+atexit.register(_stop_at_exit)
 
 
 _THREAD = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="grader-offload")
