@@ -62,13 +62,15 @@ PYEOF
 )
 chmod -R a+rX "$WORK/notebooks"
 
+# One secret seed for every mode: the modes must agree on the same grading, and a mutant's
+# hidden checks can go differently on another seed (a1_greyscale_only's A.1 once got 0 and 1).
 run_mode() {  # name, then the command prefix
   local mode=$1; shift
   local out="$WORK/out-$mode"
   mkdir -p "$out" && chmod 777 "$out"
   echo "== mode: $mode"
   "$@" "cd '$REPO' && PYTHONPATH='$PYPATH' HOME='$out' $PYRUN -m pytest -q -p no:cacheprovider tests/test_sandbox_escape.py"
-  "$@" "cd '$out' && PYTHONPATH='$PYPATH' HOME='$out' $PYRUN -m grader.cli '$WORK/notebooks' --out '$out/results' --no-train --quiet --timeout 20 > '$out/batch.log' 2>&1 || true"
+  "$@" "cd '$out' && PYTHONPATH='$PYPATH' HOME='$out' $PYRUN -m grader.cli '$WORK/notebooks' --out '$out/results' --no-train --quiet --timeout 20 --seed 1 > '$out/batch.log' 2>&1 || true"
   grep -i "isolation" "$out/batch.log" || true
   cut -d, -f1-9 "$out/results/gradebook.csv" > "$WORK/scores-$mode.csv"
 }
