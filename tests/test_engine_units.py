@@ -282,7 +282,7 @@ def test_verbs_fail_in_one_line_with_status_2(capsys):
 
 CHECKS_FILE = """
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import example, given, strategies as st
 from grader.checks import reproducible
 from grader.errors import MissingDefinition, StudentCodeError
 
@@ -320,6 +320,14 @@ def test_crash_with_reproduction(submission, n):
 
 
 @pytest.mark.grade(part="A.1", kind="equivalence")
+@example(n=3, colour=True)
+@given(n=st.integers(0, 2), colour=st.booleans())
+def test_explicit_example(submission, n, colour):
+    "An input every grading tries"
+    assert not colour or n < 3, "colour input breaks it"
+
+
+@pytest.mark.grade(part="A.1", kind="equivalence")
 def test_missing_definition_has_nothing_to_reproduce(submission):
     with reproducible("Net()"):
         raise MissingDefinition("`Net` is not defined anywhere in the submission")
@@ -352,10 +360,11 @@ def test_plugin_turns_checks_into_results_in_the_assignments_order(tmp_path):
         "A.1: A property with a counterexample",
         "A.1: broken check",
         "A.1: A crash of student code on a drawn input",
+        "A.1: An input every grading tries",
         "A.1: missing definition has nothing to reproduce",
         "D.2: A check that passes",
     ]
-    assert [c.number for c in plugin.results] == ["1", "2", "3", "4", "5", "6"]
+    assert [c.number for c in plugin.results] == ["1", "2", "3", "4", "5", "6", "7"]
     # A crash carries the code that reproduces it, after the shrunk input, whole even when
     # the message is cut to size; a missing definition has no code to run.
     crash = by_name["A.1: A crash of student code on a drawn input"].output
@@ -379,6 +388,9 @@ def test_plugin_turns_checks_into_results_in_the_assignments_order(tmp_path):
     )
     shrunk = by_name["A.1: A property with a counterexample"].output
     assert shrunk == "10 is too big\nSmallest failing input: n = 10"
+    # An explicit example (@example) is the input as written, not shrunk: named as such.
+    explicit = by_name["A.1: An input every grading tries"].output
+    assert explicit == "colour input breaks it\nFailing input: n = 3, colour = True", explicit
     broken = by_name["A.1: broken check"].output
     assert broken.startswith("the check itself failed (KeyError") and "please report this" in broken
 

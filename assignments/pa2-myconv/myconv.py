@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import strategies as st
 
 from grader.checks import import_sibling
 
@@ -36,13 +35,6 @@ SETTINGS = [(3, 4, 6, 1), (3, 5, 7, 3), (5, 3, 4, 1)]
 
 def colour_model_params():
     return [pytest.param(name, marks=pytest.mark.grade(part=name, subject=name), id=name) for name in MODELS]
-
-
-def hyper_parameters(input_channels):
-    """(kernel, num_filters, num_colours, num_in_channels) from the edition's domain."""
-    return st.tuples(
-        st.sampled_from(KERNELS), st.integers(1, 12), st.integers(2, 24), st.sampled_from(input_channels)
-    )
 
 
 def seeded_input(shape, seed=0):

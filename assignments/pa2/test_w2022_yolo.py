@@ -7,7 +7,7 @@ import random
 
 import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import example, given, strategies as st
 
 from grader.checks import import_sibling, with_reproduction
 
@@ -38,7 +38,16 @@ def reference_loss(reference, assignment):
     return ReferenceLoss(reference, assignment)
 
 
+def each_hyp(test):
+    """Every grading tries each set of hyper-parameters once, whatever its secret seed draws:
+    a loss right only under some of them (no pos_weight is right with cls_pw 1) fails every time."""
+    for label in sorted(w2022_yolo.HYPS):
+        test = example(seed=7, batch=2, grids=(8, 4, 2), count=5, label=label)(test)
+    return test
+
+
 @pytest.mark.grade(kind="loss", points=1)
+@each_hyp
 @given(
     seed=st.integers(0, 2**20),
     batch=st.integers(1, 3),

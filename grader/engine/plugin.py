@@ -287,9 +287,13 @@ def failure_message(excinfo, fixtures: set[str] = frozenset()) -> str:
     else:
         text = f"the check itself failed ({type(exc).__name__}: {exc}); please report this"
     text = shorten(text)
-    drawn = failing_input(getattr(exc, "__notes__", []) or getattr(excinfo.value, "__notes__", []), fixtures)
+    notes = getattr(exc, "__notes__", []) or getattr(excinfo.value, "__notes__", [])
+    drawn = failing_input(notes, fixtures)
     if drawn and not isinstance(exc, MissingDefinition):
-        text = place_before_reproduction(text, "Smallest failing input: " + drawn[:300])
+        # An explicit example (@example) is not shrunk: it is the input, not the smallest one.
+        explicit = any(note.startswith(_EXPLICIT) for note in notes)
+        heading = "Failing input: " if explicit else "Smallest failing input: "
+        text = place_before_reproduction(text, heading + drawn[:300])
     return text
 
 
@@ -316,6 +320,7 @@ def _assertion_text(raw: str) -> str:
     return "\n".join([first, *rest]).strip() or "assertion failed"
 
 
+_EXPLICIT = "Failing explicit example"  # hypothesis's note on a failed @example
 _DRAW = re.compile(r"^Draw \d+(?: \(([^)]*)\))?: (.*)$", re.S)
 
 
@@ -326,7 +331,7 @@ def failing_input(notes: list[str], fixtures: set[str] = frozenset()) -> str:
         match = _DRAW.match(note)
         if match:
             pairs.append(f"{match.group(1) or 'value'} = {match.group(2).strip()}")
-        elif note.startswith(("Falsifying example", "Failing test case")):
+        elif note.startswith(("Falsifying example", "Failing test case", _EXPLICIT)):
             body = note.split("(", 1)[1].rsplit(")", 1)[0] if "(" in note else ""
             for part in body.split(",\n"):
                 part = part.strip().rstrip(",")
