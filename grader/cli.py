@@ -170,23 +170,20 @@ def main(argv=None) -> int:
         from grader.batch.scheduler import run_batch
 
         return run_batch(args)
-    from grader.report.results import GradingResult, points, visible
+    from grader.report.results import visible
 
     args.path = args.paths[0]
     if not os.path.lexists(args.path):  # a typo or a verb that does not exist: the person's
         print(visible(f"grade: {args.path}: no such file or folder"), file=sys.stderr)
         return 2
-    # Start the warm sandbox server first (grader.sandbox.server imports no torch): it imports
-    # torch in its own process while this one imports torch, pytest and hypothesis.
-    from grader.sandbox.server import warm_up
-
-    warm_up()
+    # Start the warm sandbox server first (it imports no torch here): it imports torch,
+    # pytest and the engine in its own process, then builds the library objects the assignments
+    # ask for ([checks] prebuild); meanwhile this process tells the edition.
+    from grader.batch.pool import run_in_worker, start_server
     from grader.editions.assignment import for_submission
-    from grader.engine.pipeline import grade
-    from grader.errors import MachineError, UsageError
-    from grader.engine.options import Options
-    from grader.report.writers import terminal, write_json
+    from grader.errors import UsageError
 
+    start_server()
     try:
         assignment, detection, loaded = for_submission(args.path, args.assignment)
     except UsageError as exc:
@@ -194,6 +191,32 @@ def main(argv=None) -> int:
         return 2
     if not args.quiet and args.assignment is None:
         print(visible(detection.line()))
+    # The grading runs in a process forked from that server, as a batch's workers do: torch is
+    # then held once, by the server, and not also by this process (grader.batch.pool).
+    # (Named by this module's real name: under `python -m grader.cli` it is __main__, where the
+    # grading process would look for the function in vain.)
+    this = importlib.import_module(__spec__.name if __spec__ else __name__)
+    code = run_in_worker(this.grade_and_report, args, assignment.name)
+    if code is None:  # no process could be started that way: grade here
+        return grade_and_report(args, assignment.name, loaded)
+    if code not in (0, 1, 2, 130):
+        why = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+        _report_failure(args, assignment.name, f"the grading process ended ({why})")
+        return 2
+    return code
+
+
+def grade_and_report(args, assignment_name: str, loaded=None) -> int:
+    """Grade one submission and write what `args` asks for (terminal, --json, --html): the
+    exit status. Run in the process grader.batch.pool.run_in_worker starts."""
+    from grader.editions.assignment import load_assignment
+    from grader.engine.options import Options
+    from grader.engine.pipeline import grade
+    from grader.errors import MachineError, UsageError
+    from grader.report.results import points, visible
+    from grader.report.writers import terminal, write_json
+
+    assignment = load_assignment(assignment_name)
     failure = None
     try:
         result = grade(args.path, assignment, Options.from_args(args).resolved(), loaded=loaded)
@@ -205,11 +228,7 @@ def main(argv=None) -> int:
     except Exception as exc:  # the grader itself broke: not the student's failure either
         failure = f"internal error in the grader: {type(exc).__name__}: {exc}"
     if failure is not None:
-        print(f"grade: {visible(failure)}", file=sys.stderr)
-        if args.json:  # so that Gradescope shows why there is no score
-            write_json(
-                GradingResult(args.path, assignment.name, error=failure), args.json, args.hidden_details
-            )
+        _report_failure(args, assignment_name, failure)
         return 2
     if args.json:
         write_json(result, args.json, args.hidden_details)
@@ -222,6 +241,17 @@ def main(argv=None) -> int:
     else:
         terminal(result, timings=args.verbose)
     return result.exit_code
+
+
+def _report_failure(args, assignment_name: str, failure: str) -> None:
+    """A grading that could not be done: one line, and a results.json that says why (so that
+    Gradescope shows why there is no score)."""
+    from grader.report.results import GradingResult, visible
+    from grader.report.writers import write_json
+
+    print(f"grade: {visible(failure)}", file=sys.stderr)
+    if args.json:
+        write_json(GradingResult(args.path, assignment_name, error=failure), args.json, args.hidden_details)
 
 
 def _is_class_folder(path: str, assignment: str | None) -> bool:

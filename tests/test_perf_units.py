@@ -10,6 +10,7 @@ import gc
 import io
 import json
 import os
+import subprocess
 import sys
 import time
 from types import SimpleNamespace
@@ -80,6 +81,74 @@ def test_a_build_request_names_a_factory_or_gives_a_recipe():
 
 
 # -- PA2's fine-tuning model ---------------------------------------------------------------------
+def test_a_prebuilt_object_is_copied_with_a_builds_weights_and_random_state():
+    recipe = tiny_resnet(num_classes=5)
+    torch.manual_seed(3)
+    built = recipes.build(recipe)
+    after_build = torch.rand(4)  # where a build leaves torch's random state
+    recipes.prebuild([recipe, {"call": "torch.nn:NoSuchLayer"}], seed=3)  # the second is left out
+    try:
+        assert list(recipes._PREBUILT) == [(recipes.key(recipe), 3)]
+        torch.manual_seed(99)
+        copied = recipes.fresh(recipe, seed=3)
+        assert torch.equal(torch.rand(4), after_build)
+        assert copied is not recipes.pristine(recipe, 3) and recipes.pristine(recipe, 3) is recipes.pristine(
+            recipe, 3
+        )
+        assert built.state_dict().keys() == copied.state_dict().keys()
+        assert all(
+            torch.equal(a, b) for a, b in zip(built.state_dict().values(), copied.state_dict().values())
+        )
+        copied.fc.weight.data.zero_()  # a copy: the prebuilt object is untouched
+        assert torch.equal(recipes.pristine(recipe, 3).fc.weight, built.fc.weight)
+        torch.manual_seed(4)
+        other_seed = recipes.build(recipe)  # not prebuilt for seed 4: built, the same as a build
+        assert torch.equal(recipes.fresh(recipe, seed=4).fc.weight, other_seed.fc.weight)
+    finally:
+        recipes._PREBUILT.clear()
+
+
+def test_the_warm_server_prebuilds_what_every_edition_asks_and_its_processes_find_it(tmp_path):
+    """[checks] prebuild, read from the TOML files before the server starts, names the same
+    recipes as the loaded editions hold; a process forked from the server (the helper) has
+    them built already."""
+
+    from grader.editions.assignment import available
+    from grader.editions.prebuild import prebuild_recipes
+
+    prebuilt = {recipes.key(r) for r in prebuild_recipes()}
+    asked = set()
+    for name in available():
+        data = load_assignment(name).data
+        for dotted in data.get("checks", {}).get("prebuild", []):
+            value = data
+            for part in dotted.split("."):
+                value = value[part]
+            asked.add(recipes.key(value))
+    assert load_assignment("pa2-w2021").data["checks"]["prebuild"] == ["finetune.model"]
+    assert prebuilt == asked and len(prebuilt) == 1  # PA2 and the MyConv2d family share one model
+
+    # In a process of its own: this one's server may have been started by another test's sandbox.
+    helper = tmp_path / "prebuilt_module.py"
+    helper.write_text(
+        "from grader.engine import recipes\n\ndef prebuilt():\n    return [k for k, _ in recipes._PREBUILT]\n"
+    )
+    script = (
+        "import importlib.util, json, sys\n"
+        "from grader.engine import offload\n"
+        f"spec = importlib.util.spec_from_file_location('prebuilt_module', {str(helper)!r})\n"
+        "module = importlib.util.module_from_spec(spec); sys.modules[spec.name] = module\n"
+        "spec.loader.exec_module(module)\n"
+        "print(json.dumps(offload.submit(module.prebuilt).result(300)))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert set(json.loads(proc.stdout.splitlines()[-1])) == prebuilt
+
+
 def test_pa2s_stand_in_has_deeplabv3_resnet101s_module_tree():
     """What a driver cell can see of the model (module names and types, parameter and buffer
     names, the head it replaces) is the real model's; only the inner widths of the backbone's
@@ -124,16 +193,24 @@ def test_the_graders_reproduction_of_d1_is_bit_identical_to_the_childs_run():
     spec = assignment.data["finetune"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the child and in the grader's helper
+    runs = []
     try:
-        run = pa2._finetune_run(KernelSubmission(namespace, loaded.cells, regions, {}), spec, "cpu", 7)
-        want = pa2._reproduce_finetune(
-            reference, pa2.model_key(spec), "cpu", 7, pa2.spec_items(spec), run["head"]
-        )
+        # built where needed, then copied from the model the warm server prebuilds: the same runs
+        for prebuilt in ([], [spec["model"]]):
+            recipes.prebuild(prebuilt)
+            run = pa2._finetune_run(KernelSubmission(namespace, loaded.cells, regions, {}), spec, "cpu", 7)
+            want = pa2._reproduce_finetune(
+                reference, pa2.model_key(spec), "cpu", 7, pa2.spec_items(spec), run["head"]
+            )
+            runs.append((run["final"], want))
     finally:
         torch.set_num_threads(threads)
-    assert set(want) == {"classifier.4.weight", "classifier.4.bias"}
-    for name, value in want.items():
-        assert torch.equal(run["final"][name], value), name
+        recipes._PREBUILT.clear()
+    for final, want in runs:
+        assert set(want) == {"classifier.4.weight", "classifier.4.bias"}
+        for name, value in want.items():
+            assert torch.equal(final[name], value), name
+            assert torch.equal(value, runs[0][1][name]), name
 
 
 # -- the helper process --------------------------------------------------------------------------
@@ -252,3 +329,15 @@ def test_a_rebuild_keeps_stored_values_that_agree_within_noise():
     kept = keep_stored(stored, fresh)
     assert kept["a"] is stored["a"] and kept["b"] == 0.75
     assert keep_stored(stored, {"other": 1}) == {"other": 1}
+
+
+# -- a standalone grading in a process forked from the warm server ------------------------------
+def test_a_standalone_grading_process_gives_back_its_exit_status_or_the_signal_that_ended_it():
+    """`grade` grades in a process forked from the warm server (torch held once, by the
+    server); the exit status of that process is the grading's, and a process that died says
+    how (grader.cli reports it as the grader's failure, exit status 2)."""
+    from grader.batch import pool
+
+    assert pool.run_in_worker(int, "1") == 1  # int("1"): the function's return is the status
+    assert pool.run_in_worker(os.abort) == -6  # SIGABRT
+    assert pool.run_in_worker(len, None) == 2  # the function raised: the grader broke

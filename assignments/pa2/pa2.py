@@ -11,7 +11,7 @@ import pytest
 import torch
 from hypothesis import example
 
-from grader.checks import build_recipe, offload, recipe_key, run_training
+from grader.checks import offload, recipe_key, recipe_object, run_training
 
 COLOUR_MODELS = {
     # name: (part, kernels the handout's fixed padding allows)
@@ -293,10 +293,9 @@ def model_key(spec) -> str:
 
 def _library_model(recipe):
     """The [finetune] model (`recipe`: model_key) as the child's build_trusted makes it (seed
-    0). Built for each run (a tenth of a second), not kept: the runs are few, cached per seed,
-    and the model is a hundred MB."""
-    torch.manual_seed(0)
-    return build_recipe(json.loads(recipe))
+    0): a copy of the one the warm server prebuilt ([checks] prebuild), made for each run and
+    not kept (the runs are few, cached per seed, and the model is a hundred MB)."""
+    return recipe_object(json.loads(recipe), seed=0)
 
 
 def reference_model_with_starting_head(reference, recipe, spec, secret, head=ONE_BY_ONE):

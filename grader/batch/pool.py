@@ -39,11 +39,13 @@ import json
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from multiprocessing import connection, forkserver
 from pathlib import Path
 
+from grader.editions.prebuild import prebuild_recipes
 from grader.sandbox import server
 
 # Imported once by the forkserver: grader.sandbox.server.PRELOAD (the sandbox children need
@@ -68,8 +70,9 @@ START_SECONDS = 600  # a worker not ready by then (importing, listing the checks
 
 def start_server() -> None:
     """Start the forkserver with SERVER_PRELOAD (or start a new one if it died), with nothing
-    from the working folder on its import path (grader.sandbox.server)."""
-    server.start(SERVER_PRELOAD)
+    from the working folder on its import path (grader.sandbox.server), and the library objects
+    the assignments ask for built once, for every worker and child ([checks] prebuild)."""
+    server.start(SERVER_PRELOAD, prebuild_recipes())
 
 
 # -- the worker ---------------------------------------------------------------------------------
@@ -208,6 +211,57 @@ def worker_main(conn, setup: dict) -> None:
             _send(conn, {"id": task["id"], "server_lost": True})
             return
         _send(conn, {"id": task["id"], "result": result.to_dict()})
+
+
+# -- one grading, standalone ----------------------------------------------------------------------
+def run_in_worker(function, *args) -> int | None:
+    """`function(*args)` (a module-level function that returns an exit status) in one trusted
+    process forked from the warm server, as a batch worker is: it keeps that server for its
+    own sandbox children and the grader's helper, so a standalone `grade` holds torch once, in
+    the server, and not a second time in a grading process of its own (about 220 MiB less at
+    the peak, in the same time). Its output goes where this process's goes. Returns its exit
+    status (negative: the signal that ended it); None when it could not start, and the caller
+    grades in its own process instead."""
+    start_server()
+    process = multiprocessing.get_context("forkserver").Process(
+        target=_standalone_main,
+        args=(server.trusted_environment(dict(os.environ)), function, args),
+        daemon=False,  # it starts processes of its own (its sandbox children)
+        name="grader",
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        with server.handing_over(sandbox=False):
+            process.start()
+    except (OSError, EOFError):
+        return None
+    try:
+        process.join()
+    except KeyboardInterrupt:  # Ctrl-C reached the grading too (same process group)
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+        raise
+    return process.exitcode
+
+
+def _standalone_main(environ: dict, function, args) -> None:
+    # The server started with a minimal environment; the grading is trusted and gets its caller's.
+    os.environ.update(environ)
+    _reuse_server()
+    code = 2
+    try:
+        code = function(*args)
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:  # the grader broke: exit status 2, never 1 (checks failed)
+        print(f"grade: internal error in the grader: {type(exc).__name__}: {exc}", file=sys.stderr)
+    finally:
+        from grader.engine import offload
+
+        offload.stop(wait=False)  # the grader's helper, before this process ends
+    sys.exit(code)
 
 
 # -- the scheduler ------------------------------------------------------------------------------

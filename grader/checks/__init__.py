@@ -21,7 +21,7 @@ from grader.editions.assignment import import_shared, import_sibling
 from grader.engine.offload import submit as offload
 from grader.engine.layers import layer_config, layer_state, load_layer_states, ordered_layers, trace
 from grader.engine.proxy import attrdict
-from grader.engine.recipes import build as build_recipe, key as recipe_key
+from grader.engine.recipes import build as build_recipe, fresh as recipe_object, key as recipe_key
 from grader.engine.reproduce import reproducible, with_reproduction
 from grader.engine.training import run_training
 from grader.errors import MissingDefinition, StudentCodeError, StudentCrash, StudentTimeout
@@ -50,6 +50,7 @@ __all__ = [
     "attrdict",
     "offload",
     "build_recipe",
+    "recipe_object",
     "recipe_key",
     "run_training",
     "reproducible",

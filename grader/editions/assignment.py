@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.editions.detect import EditionSigns, parse_signs
+from grader.editions.roots import data_root
 from grader.errors import AssignmentError, SubmissionError, UsageError
 from grader.engine.provided import provided_definitions
 from grader.engine.regions import RegionSpec
@@ -39,11 +40,6 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-_ROOT_PACKAGES = {
-    "assignments": "grader_assignments",
-    "reference": "grader_reference",
-    "student_template": "grader_templates",
-}
 EDITION_FILE = "assignment.toml"
 FAMILY_FILE = "family.toml"
 
@@ -68,17 +64,6 @@ FAMILY_KEYS = {
 }
 PART_KEYS = {"id", "title", "task", "points"}
 REQUIRED_PART_KEYS = ("id", "title")
-
-
-def data_root(kind: str) -> Path | None:
-    """The folder holding every edition's `kind` (assignments, reference, student_template)."""
-    checkout = Path(__file__).resolve().parents[2] / kind  # a source checkout
-    if checkout.is_dir():
-        return checkout
-    spec = importlib.util.find_spec(_ROOT_PACKAGES[kind])
-    if spec and spec.submodule_search_locations:
-        return Path(list(spec.submodule_search_locations)[0])
-    return None
 
 
 def available() -> list[str]:

@@ -152,10 +152,11 @@ class _Helper:
 
     @classmethod
     def start(cls) -> _Helper | None:
+        from grader.editions.prebuild import prebuild_recipes
         from grader.sandbox import server
 
         try:
-            server.warm_up()
+            server.warm_up(prebuild_recipes())  # already running in a grading: `grade` started it
             context = multiprocessing.get_context("forkserver")
             mine, theirs = context.Pipe(duplex=True)
             process = context.Process(target=_serve, args=(theirs,), daemon=True, name="grader-offload")

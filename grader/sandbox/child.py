@@ -310,13 +310,12 @@ class Child:
     def op_build_trusted(self, factory, kwargs, handle, seed=0):
         """Build an object from library code named by the parent: "module:attribute" called
         with `kwargs` (e.g. a torchvision model), or a recipe (grader.engine.recipes: nested calls of
-        torch and torchvision callables). The pristine copy is cached so each later request
-        gets a fresh deep copy."""
+        torch and torchvision callables). The pristine object (the warm server's, when it
+        prebuilt this recipe) is kept, and each request gets a fresh deep copy of it."""
         recipe = recipes.as_recipe(factory, kwargs)
         key = (recipes.key(recipe), seed)
         if key not in self.pristine:
-            torch.manual_seed(seed)
-            self.pristine[key] = recipes.build(recipe)
+            self.pristine[key] = recipes.pristine(recipe, seed)
         self.objects[handle] = copy.deepcopy(self.pristine[key])
         return {"type": type(self.objects[handle]).__name__}
 

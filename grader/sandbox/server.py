@@ -19,6 +19,7 @@ folder is where an instructor runs `grade` (often a student's own folder), so a 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import tempfile
@@ -108,6 +109,19 @@ def trusted_environment(base: dict) -> dict:
     return env
 
 
+# The recipes of the library objects the server builds before it forks (JSON), read and
+# removed from its environment by grader.sandbox.warm; the last ones start() was given, so
+# that a server started again builds them too.
+PREBUILD_VARIABLE = "GRADER_PREBUILD_RECIPES"
+_prebuild = "[]"
+
+
+def server_environment() -> dict:
+    """What the warm server starts with: the minimal environment, the trusted import path and
+    the recipes to prebuild."""
+    return trusted_environment(minimal_environment(**{PREBUILD_VARIABLE: _prebuild}))
+
+
 @contextlib.contextmanager
 def _environment(env: dict):
     saved = dict(os.environ)
@@ -150,22 +164,26 @@ def main_module_hidden():
         sys.modules["__main__"] = real
 
 
-def start(preload: list[str]) -> None:
+def start(preload: list[str], prebuild: list[dict] | None = None) -> None:
     """Start multiprocessing's forkserver with `preload` imported (or a new one if it died),
     and the resource tracker before it, both with the minimal environment and the trusted
-    import path."""
+    import path. `prebuild`: recipes (grader.engine.recipes) the server builds before it
+    forks anything (the installed assignments' [checks] prebuild, which the callers that know
+    them pass: grader.editions.prebuild); None keeps the last ones given."""
+    global _prebuild
+    if prebuild is not None:
+        _prebuild = json.dumps(prebuild)
     multiprocessing_preload(preload)
-    env = trusted_environment(minimal_environment())
-    with main_module_hidden(), _environment(env), _neutral_folder():
+    with main_module_hidden(), _environment(server_environment()), _neutral_folder():
         resource_tracker.ensure_running()
         forkserver.ensure_running()
 
 
-def warm_up() -> None:
+def warm_up(prebuild: list[dict] | None = None) -> None:
     """Start the forkserver now: it imports torch in its own process, in parallel with
     whatever the grader does next (its own torch import first). This module imports no torch,
-    so `grade` can call this before anything heavy."""
-    start(PRELOAD)
+    so `grade` can call this before anything heavy. `prebuild`: as for start()."""
+    start(PRELOAD, prebuild)
 
 
 def multiprocessing_preload(preload: list[str]) -> None:
@@ -200,7 +218,7 @@ def handing_over(sandbox: bool):
 
     # Should the server have died, starting the process starts a new one: with the same
     # environment as start() gives it.
-    with main_module_hidden(), _environment(trusted_environment(minimal_environment())):
+    with main_module_hidden(), _environment(server_environment()):
         spawn.get_preparation_data = preparation_data
         try:
             yield
