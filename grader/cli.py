@@ -195,8 +195,9 @@ def main(argv=None) -> int:
     # then held once, by the server, and not also by this process (grader.batch.pool).
     # (Named by this module's real name: under `python -m grader.cli` it is __main__, where the
     # grading process would look for the function in vain.)
+    # It gets the notebook as read here, and does not read it (nor import nbconvert) again.
     this = importlib.import_module(__spec__.name if __spec__ else __name__)
-    code = run_in_worker(this.grade_and_report, args, assignment.name)
+    code = run_in_worker(this.grade_and_report, args, assignment.name, loaded)
     if code is None:  # no process could be started that way: grade here
         return grade_and_report(args, assignment.name, loaded)
     if code not in (0, 1, 2, 130):

@@ -52,7 +52,8 @@ from grader.sandbox import server
 # it) plus what a worker needs to grade.
 SERVER_PRELOAD = [
     *server.LIBRARIES,
-    "nbconvert.filters.strings",  # the load stage's IPython translation
+    # Not nbconvert (the load stage's IPython translation, a fifth of a second): a standalone
+    # grading gets the notebook as `grade` read it, and a batch worker imports it once.
     "grader.sandbox.child",
     "grader.engine.pipeline",
     "grader.engine.plugin",

@@ -1,6 +1,10 @@
 """The grading pipeline: an ordered list of small stages, each with one job.
 
-    load -> harvest -> regions -> files -> prepare -> sandbox -> checks (grader.engine.checkrun)
+    load -> harvest -> regions -> files -> sandbox -> limits -> prepare -> isolation -> checks
+                                                                         (grader.engine.checkrun)
+
+(sandbox forks the first child and isolation waits for it to confine itself: the trusted
+side's work, limits and prepare, runs in between.)
 
 Each stage reads and fills one GradingContext. A stage that finds the submission unusable
 raises SubmissionError; everything else a student gets wrong ends up as failed checks.
@@ -73,9 +77,9 @@ def region_stage(ctx: GradingContext) -> None:
 
 
 def prepare_stage(ctx: GradingContext) -> None:
-    """What the checks need from the trusted side, done before the first child starts: the
-    warm server (grader.cli starts it first) is then usually still importing torch in its own
-    process, and no child can start before it is ready. The libraries the assignment's checks
+    """What the checks need from the trusted side, done while the first child starts and
+    confines itself (sandbox_stage forks it; it runs in another process, forked from the
+    warm server, and sees none of this process's memory). The libraries the assignment's checks
     use in the grader ([checks] preload, e.g. torchvision for a library model they rebuild),
     the reference, the secret seed, the stored expectations and the secret challenges."""
     for name in ctx.assignment.data.get("checks", {}).get("preload", []):
@@ -100,14 +104,35 @@ def _freeze_imports() -> None:
 
 def sandbox_stage(ctx: GradingContext) -> None:
     limits = Limits()
-    # Time limits as the assignment states them hold on the calibration machine: scaled by
-    # this machine's speed (grader.engine.budget). Limits given on the command line hold as given.
-    speed = machine_speed()
     stated = {k: v for k, v in ctx.assignment.limits.items() if k != "reference_seconds"}
     for key, value in (stated | ctx.options.limit_overrides).items():
         if not hasattr(limits, key):
             raise ValueError(f"unknown limit {key!r}")
         setattr(limits, key, type(getattr(limits, key))(value))
+    if ctx.options.device == "cuda":
+        # The CUDA driver reserves tens of GB of address space: RLIMIT_AS cannot bound it.
+        limits.memory_bytes = 0
+        ctx.result.notes.append("training on CUDA: the sandbox has no address-space limit")
+    hidden = [str(p) for p in ctx.assignment.secret_paths]
+    ctx.sandbox = Sandbox(
+        [st.to_wire() for st in ctx.harvest.statements],
+        limits,
+        hidden,
+        device=ctx.options.device,
+    )
+    # Forked now, it confines itself while this process sets the time limits and prepares the
+    # checks (limits_stage, prepare_stage); isolation_stage waits for it. It runs no student
+    # code before the first check asks, and only the limits it applies to itself (memory,
+    # CPU, files) go with it: the wall-time limits are the grader's, set next.
+    ctx.sandbox.launch_child()
+
+
+def limits_stage(ctx: GradingContext) -> None:
+    # Time limits as the assignment states them hold on the calibration machine: scaled by
+    # this machine's speed (grader.engine.budget, a fifth of a second to measure). Limits
+    # given on the command line hold as given.
+    speed = machine_speed()
+    limits = ctx.sandbox.limits
     for key in ("request_seconds", "boot_seconds", "library_seconds"):
         if key not in ctx.options.limit_overrides:
             setattr(limits, key, getattr(limits, key) * speed)
@@ -121,22 +146,14 @@ def sandbox_stage(ctx: GradingContext) -> None:
     )
     ctx.budget.started = ctx.started
     ctx.result.budget_seconds = round(ctx.budget.seconds, 1)
-    if ctx.options.device == "cuda":
-        # The CUDA driver reserves tens of GB of address space: RLIMIT_AS cannot bound it.
-        limits.memory_bytes = 0
-        ctx.result.notes.append("training on CUDA: the sandbox has no address-space limit")
-    hidden = [str(p) for p in ctx.assignment.secret_paths]
-    ctx.sandbox = Sandbox(
-        [st.to_wire() for st in ctx.harvest.statements],
-        limits,
-        hidden,
-        device=ctx.options.device,
-        budget=ctx.budget,
-    )
+    ctx.sandbox.budget = ctx.budget
+
+
+def isolation_stage(ctx: GradingContext) -> None:
     # The first child says which protections held; an instructor's grading (reference
     # installed) refuses to go on without file-system isolation unless told to.
     try:
-        isolation = ctx.sandbox.start_child()
+        isolation = ctx.sandbox.await_child()
     except StudentCodeError as exc:  # before any student code: the machine's problem
         raise MachineError(f"the sandbox could not start: {exc}")
     ctx.result.isolation = isolation
@@ -192,7 +209,17 @@ def checks_it_would_run(assignment: Assignment, options: Options) -> list[dict]:
         return []
 
 
-STAGES = [load_stage, harvest_stage, region_stage, file_stage, prepare_stage, sandbox_stage, check_stage]
+STAGES = [
+    load_stage,
+    harvest_stage,
+    region_stage,
+    file_stage,
+    sandbox_stage,
+    limits_stage,
+    prepare_stage,
+    isolation_stage,
+    check_stage,
+]
 
 
 def grade(

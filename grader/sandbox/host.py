@@ -129,11 +129,12 @@ def paths_to_hide(secrets: list[str], readable: list[str]) -> list[str]:
         return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
 
     real = [os.path.realpath(r) for r in readable]
-    return [
-        s
-        for s in secrets
-        if not any(holds(os.path.realpath(s), r) or holds(r, os.path.realpath(s)) for r in real)
-    ]
+    hidden = []
+    for secret in secrets:
+        resolved = os.path.realpath(secret)  # once per secret, not once per readable path
+        if not any(holds(resolved, r) or holds(r, resolved) for r in real):
+            hidden.append(secret)
+    return hidden
 
 
 def _loaded_library_folders() -> list[str]:

@@ -138,6 +138,7 @@ class Sandbox:
         self._uid = None
         self._booted = False
         self._last_progress = None
+        self._launched = 0.0  # when launch_child forked the current child (time.monotonic)
         self.isolation: list[str] | None = None  # what the first child reported
         self.boot: BootReport | None = None
         self.children_started = 0
@@ -152,6 +153,12 @@ class Sandbox:
     def start_child(self) -> list[str]:
         """Fork a fresh child from the warm server (not yet loaded with the submission);
         return the protections it put in place."""
+        self.launch_child()
+        return self.await_child()
+
+    def launch_child(self) -> None:
+        """Fork a fresh child and return at once: it confines itself while the caller does
+        other work (the pipeline prepares the checks meanwhile); await_child waits for it."""
         server.warm_up()
         readable, keep_search, secrets, hide = _readable_roots(tuple(self.hidden_paths))
         sweep_orphaned_workdirs()
@@ -196,7 +203,12 @@ class Sandbox:
         self._booted = False
         self._over_quota = False
         self.children_started += 1
-        deadline = time.monotonic() + self.limits.library_seconds
+        self._launched = time.monotonic()
+
+    def await_child(self) -> list[str]:
+        """Wait for the child launch_child started to say which protections it put in place
+        (raises StudentCodeError when it does not); return them."""
+        deadline = self._launched + self.limits.library_seconds
         hello = self._receive(deadline, "starting the sandbox", limit=self.limits.library_seconds)
         isolation = replies.isolation(hello.get("hello"))
         if not any(item.startswith(WORKDIR_CAPPED) for item in isolation):
