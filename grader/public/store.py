@@ -71,8 +71,10 @@ def fingerprint(assignment) -> str | None:
 
 
 # -- storing ---------------------------------------------------------------------------------
-def serialize(data: dict) -> tuple[str, dict]:
-    """(JSON text, {key: tensor}): tensors become {"$tensor": key}, keyed by their path."""
+def serialize(data: dict, readable: bool = True) -> tuple[str, dict]:
+    """(JSON text, {key: tensor}): tensors become {"$tensor": key}, keyed by their path.
+    `readable`: indented, keys sorted (the stored files, read in reviews); else compact, which
+    json writes five times faster (roundtrip's text is never seen)."""
     import torch
 
     tensors: dict = {}
@@ -93,7 +95,10 @@ def serialize(data: dict) -> tuple[str, dict]:
         raise TypeError(f"{'/'.join(path)}: cannot store a {type(value).__name__}")
 
     tree = walk(data, [])
-    text = json.dumps(tree, sort_keys=True, indent=1, ensure_ascii=True, allow_nan=False) + "\n"
+    if readable:
+        text = json.dumps(tree, sort_keys=True, indent=1, ensure_ascii=True, allow_nan=False) + "\n"
+    else:
+        text = json.dumps(tree, allow_nan=False)
     return text, dict(sorted(tensors.items()))
 
 
@@ -173,7 +178,7 @@ def resolve(tree, tensors: dict):
 
 def roundtrip(data: dict) -> dict:
     """What reading the stored files would give (JSON types, tensors cloned)."""
-    text, tensors = serialize(data)
+    text, tensors = serialize(data, readable=False)
     return resolve(json.loads(text), tensors)
 
 
