@@ -287,22 +287,18 @@ def entry_point() -> None:
 
 def _exit_at_once(code: int) -> None:
     """Exit with `code` after the exit handlers (the run's cache folder is removed), without
-    the interpreter's teardown: freeing every imported module's objects took a tenth of a second
-    after the report was out. Where a thread that is not a daemon still runs, exit normally
-    (the interpreter waits for it)."""
+    the interpreter's teardown (grader.sandbox.server.exit_now). Where a thread that is not a
+    daemon still runs, exit normally (the interpreter waits for it)."""
     import threading
 
     if not isinstance(code, int):  # None or a message: sys.exit says what it means
         sys.exit(code)
     if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         sys.exit(code)
+    from grader.sandbox.server import exit_now
+
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe (`grade ... | head`): nothing more to say
-            pass
-    os._exit(code)
+    exit_now(code)
 
 
 if __name__ == "__main__":

@@ -129,7 +129,7 @@ def sandbox_stage(ctx: GradingContext) -> None:
 
 def limits_stage(ctx: GradingContext) -> None:
     # Time limits as the assignment states them hold on the calibration machine: scaled by
-    # this machine's speed (grader.engine.budget, a fifth of a second to measure). Limits
+    # this machine's speed (grader.engine.budget, 0.06 s to measure). Limits
     # given on the command line hold as given.
     speed = machine_speed()
     limits = ctx.sandbox.limits

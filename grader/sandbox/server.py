@@ -89,6 +89,19 @@ def trusted_import_path() -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def exit_now(code: int) -> None:
+    """Flush the standard streams and end this process without the interpreter's teardown:
+    freeing every imported object one by one took 0.1 s in `grade` and 0.25 s in the warm
+    server (torch's ~400,000 objects) after the report was out. Callers run the exit handlers
+    they need first (grader.cli) or are the last one (grader/sandbox/warm.py)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`grade ... | head`): nothing more to say
+            pass
+    os._exit(code)
+
+
 def forget_working_folder() -> None:
     """Drop the working folder from this process's own import path (`python -m grader.cli`
     puts it first), unless the engine was imported from there (a source checkout): modules the
