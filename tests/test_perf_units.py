@@ -108,6 +108,44 @@ def test_a_prebuilt_object_is_copied_with_a_builds_weights_and_random_state():
         recipes._PREBUILT.clear()
 
 
+def test_a_copy_shares_the_originals_bytes_until_it_writes_and_the_original_stays_pristine():
+    from grader.engine.training import parameter_digests, run_training
+
+    torch.manual_seed(0)
+    original = recipes.build(tiny_resnet())
+    original.layer1[0].conv2.weight = original.layer1[0].conv1.weight  # tied: stays tied in a copy
+    state = {k: v.clone() for k, v in original.state_dict().items()}
+    digests = parameter_digests(original)
+    first, second = recipes.copy_of(original), recipes.copy_of(original)
+    assert first.layer1[0].conv2.weight is first.layer1[0].conv1.weight
+    lazy = hasattr(torch, "_lazy_clone")
+    if lazy:  # nothing is copied yet: the copy's frozen weights are the original's bytes
+        assert torch._C._is_cow_tensor(first.fc.weight) and torch._C._is_cow_tensor(first.bn1.running_mean)
+    assert parameter_digests(first) == digests  # read without copying, the same digests
+
+    # The first copy trains only its head, as D.1's driver leaves the stand-in: batch norm's
+    # statistics and the head are written, the rest stays shared and reported unchanged.
+    for name, p in first.named_parameters():
+        p.requires_grad = name.startswith("fc.")
+    images, labels = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    report = run_training(
+        first, images, labels, torch.nn.CrossEntropyLoss(), 2, 4, 0.1, seed=0, optimizer="torch.optim.SGD"
+    )
+    assert report["changed"] == ["fc.bias", "fc.weight"]
+    if lazy:
+        assert torch._C._is_cow_tensor(first.conv1.weight) and not torch._C._is_cow_tensor(first.fc.weight)
+    # The second copy is a mutant that trains everything, in place: its writes are its own.
+    report = run_training(
+        second, images, labels, torch.nn.CrossEntropyLoss(), 2, 4, 0.1, seed=0, optimizer="torch.optim.SGD"
+    )
+    assert "conv1.weight" in report["changed"] and "layer4.0.conv2.weight" in report["changed"]
+    assert not torch.equal(second.conv1.weight, original.conv1.weight)
+    assert all(torch.equal(v, state[k]) for k, v in original.state_dict().items())
+    assert parameter_digests(original) == digests
+    third = recipes.copy_of(original)  # later copies see the original as built
+    assert all(torch.equal(v, state[k]) for k, v in third.state_dict().items())
+
+
 def test_the_warm_server_prebuilds_what_every_edition_asks_and_its_processes_find_it(tmp_path):
     """[checks] prebuild, read from the TOML files before the server starts, names the same
     recipes as the loaded editions hold; a process forked from the server (the helper) has

@@ -27,6 +27,7 @@ build is built where it is needed, to the same object.
 
 from __future__ import annotations
 
+import collections
 import copy
 import importlib
 import inspect
@@ -127,8 +128,49 @@ def fresh(recipe: dict, seed: int = 0):
     """A new object, as `recipe` builds it after torch.manual_seed(seed) (a copy of the
     prebuilt one when there is one), torch's random state left as building it leaves it."""
     if (key(recipe), seed) in _PREBUILT:
-        return copy.deepcopy(pristine(recipe, seed))
+        return copy_of(pristine(recipe, seed))
     return pristine(recipe, seed)
+
+
+def copy_of(original):
+    """A deep copy of `original` (a pristine object) whose parameters and buffers share their
+    bytes with the original's until either side writes to them: torch's copy-on-write clones
+    (torch._lazy_clone). Whatever the copy's user writes (an optimizer step, batch norm's
+    running statistics, a mutant training the frozen backbone) first gets a copy of its own,
+    so the original stays pristine for the next copy, as with a plain deep copy; what nobody
+    writes (PA2's frozen stand-in, 86 MB) is neither copied nor held twice. A copy took 0.07 s,
+    now 0.02 s. Tensors that share storage with each other, carry a gradient or attributes of
+    their own, or live off the CPU are deep-copied as before, and so is everything where torch
+    has no lazy clone."""
+    import torch
+
+    lazy_clone = getattr(torch, "_lazy_clone", None)
+    if lazy_clone is None or not isinstance(original, torch.nn.Module):
+        return copy.deepcopy(original)
+    tensors = {}
+    for module in original.modules():
+        for table in (module._parameters, module._buffers):
+            for value in table.values():
+                if value is not None:
+                    tensors[id(value)] = value
+    storages = collections.Counter(t.untyped_storage()._cdata for t in tensors.values())
+    shared = {storage for storage, count in storages.items() if count > 1}
+    memo: dict = {}
+    for value in tensors.values():
+        if (
+            type(value) not in (torch.Tensor, torch.nn.Parameter)
+            or value.device.type != "cpu"
+            or value.grad is not None
+            or value.__dict__
+            or value.untyped_storage()._cdata in shared
+        ):
+            continue
+        clone = lazy_clone(value.detach())
+        if isinstance(value, torch.nn.Parameter):
+            clone = torch.nn.Parameter(clone, requires_grad=value.requires_grad)
+        memo[id(value)] = clone
+    memo[id(memo)] = list(tensors.values())  # deepcopy's rule: keep what the memo names alive
+    return copy.deepcopy(original, memo)
 
 
 def _value(value):

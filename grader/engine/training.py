@@ -84,15 +84,46 @@ def prediction_dtype(classes: int) -> torch.dtype:
     return torch.int64
 
 
-def parameter_digests(module: nn.Module) -> dict[str, str]:
+DIGEST_WINDOW_BYTES = 1 << 20  # how much of a copy-on-write parameter a digest reads at once
+
+
+def _shares_bytes(tensor: torch.Tensor) -> bool:
+    """Whether `tensor`'s bytes are shared copy-on-write (grader.engine.recipes.copy_of) and
+    not yet written to."""
+    is_cow = getattr(torch._C, "_is_cow_tensor", None)
+    return bool(is_cow is not None and is_cow(tensor))
+
+
+def parameter_digests(module: nn.Module, earlier: dict[str, str] | None = None) -> dict[str, str]:
     """A short digest of every parameter's bytes: 'bit-identical' means the same digest.
     CRC-32 and Adler-32 together (64 bits): no adversary is kept out by it (the child computes
     it, and its report is a claim the grader verifies otherwise), so it needs to tell an honest
-    change only, at five times blake2b's speed (a tenth of a second per digest of D.1's model)."""
+    change only, at five times blake2b's speed (a tenth of a second per digest of D.1's model).
+    `earlier`: this module's digests taken before, kept for each copy-on-write parameter
+    still unwritten (one written since has a copy of its own), without reading it again."""
     out = {}
+    window = None
     for name, p in own_named_parameters(module):
-        data = p.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy()
-        out[name] = f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"  # read in place, not copied
+        data = p.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
+        shared = _shares_bytes(data)
+        if shared and earlier is not None and name in earlier:
+            out[name] = earlier[name]
+            continue
+        if not shared:
+            array = data.numpy()  # read in place, not copied
+            out[name] = f"{zlib.crc32(array):08x}{zlib.adler32(array):08x}"
+            continue
+        # A copy-on-write clone (grader.engine.recipes.copy_of): numpy() would give it a copy
+        # of its own (as a write would). Read it through a small window instead; the digests
+        # are the same as of the whole.
+        if window is None:
+            window = torch.empty(DIGEST_WINDOW_BYTES, dtype=torch.uint8)
+        crc, adler = 0, 1
+        for start in range(0, data.numel(), DIGEST_WINDOW_BYTES):
+            piece = data[start : start + DIGEST_WINDOW_BYTES]
+            array = window[: piece.numel()].copy_(piece).numpy()
+            crc, adler = zlib.crc32(array, crc), zlib.adler32(array, adler)
+        out[name] = f"{crc:08x}{adler:08x}"
     return out
 
 
@@ -150,7 +181,7 @@ def run_training(
         loss.backward()
         optimizer.step()
     seconds = time.perf_counter() - started
-    after = parameter_digests(module) if track_changes else {}
+    after = parameter_digests(module, earlier=before) if track_changes else {}
     nn.Module.train(module, False)
     with torch.no_grad():
         out = module(inputs[:preview].to(device))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import copy
 import importlib
 import io
 import linecache
@@ -311,12 +310,13 @@ class Child:
         """Build an object from library code named by the parent: "module:attribute" called
         with `kwargs` (e.g. a torchvision model), or a recipe (grader.engine.recipes: nested calls of
         torch and torchvision callables). The pristine object (the warm server's, when it
-        prebuilt this recipe) is kept, and each request gets a fresh deep copy of it."""
+        prebuilt this recipe) is kept, and each request gets a copy of it of its own
+        (recipes.copy_of: copy-on-write, what the request's user writes is its own)."""
         recipe = recipes.as_recipe(factory, kwargs)
         key = (recipes.key(recipe), seed)
         if key not in self.pristine:
             self.pristine[key] = recipes.pristine(recipe, seed)
-        self.objects[handle] = copy.deepcopy(self.pristine[key])
+        self.objects[handle] = recipes.copy_of(self.pristine[key])
         return {"type": type(self.objects[handle]).__name__}
 
     def op_forward(
