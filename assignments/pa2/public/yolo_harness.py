@@ -385,9 +385,10 @@ def predictions(seed: int, batch: int = 2, grids=(8, 4, 2)) -> list:
     return [torch.randn(batch, 3, s, s, OUTPUTS, generator=g) * 1.5 for s in grids]
 
 
-def loss_model(hyp: dict) -> StandInYolo:
-    """What ComputeLoss(model) reads: its parameters' device, `model.hyp`, the Detect layer."""
-    model = build_model(0)
+def loss_model(hyp: dict, model: StandInYolo | None = None) -> StandInYolo:
+    """What ComputeLoss(model) reads: its parameters' device, `model.hyp`, the Detect layer.
+    A new stand-in from seed 0, or `model` (one made by build_model(0)) given the hyper-parameters."""
+    model = build_model(0) if model is None else model
     model.hyp = dict(DEFAULT_HYP) | dict(hyp)
     return model
 
@@ -405,11 +406,12 @@ def criterion_summary(criterion) -> dict:
     }
 
 
-def class_loss(regions, p, targets, hyp, grad=False) -> dict:
+def class_loss(regions, p, targets, hyp, grad=False, model=None) -> dict:
     """In the sandbox child (and in the parent for the reference): ComputeLoss(model)(p,
     targets) with the student's statements; the total loss, its three items and, with `grad`,
-    the gradient of the total loss with respect to the class logits p[i][..., 5:]."""
-    model = loss_model(hyp)
+    the gradient of the total loss with respect to the class logits p[i][..., 5:]. `model`:
+    see loss_model (a student's statements always get a new one)."""
+    model = loss_model(hyp, model)
     p = [x.detach().clone().requires_grad_(grad) for x in p]
     harness = LossHarness(model, regions)
     loss, items = harness(p, targets)
