@@ -218,6 +218,13 @@ def read(path):
 def stdin():
     import sys
     return sys.stdin.read()
+
+
+def torch_threads(set_to=None):
+    import torch
+    if set_to is not None:
+        torch.set_num_threads(set_to)  # as W2020's handout train() does
+    return torch.get_num_threads()
 """
 REQUEST_SECONDS = 2.0
 
@@ -264,6 +271,13 @@ def test_student_exceptions_are_one_line_errors_with_the_cell_line(sandbox):
 
 def test_stdin_is_closed(sandbox):
     assert call(sandbox, "stdin") == ""
+
+
+def test_student_code_sets_torchs_threads_for_its_own_request_only(sandbox):
+    assert call(sandbox, "torch_threads") == 1  # the sandbox's count (Limits.threads)
+    assert call(sandbox, "torch_threads", 5) == 5
+    assert call(sandbox, "torch_threads") == 1
+    assert sandbox.children_started == 1
 
 
 @ROOT_ONLY

@@ -223,8 +223,9 @@ class AttrDict(dict):
 
 
 class Child:
-    def __init__(self, conn, statements: list[dict]):
+    def __init__(self, conn, statements: list[dict], threads: int | None = None):
         self.conn = conn
+        self.threads = threads  # torch's threads, kept between requests (None: left alone)
         self.fd = conn.fileno() if conn is not None else None  # None: grader.student.selfcheck
         self.ns: dict = {"__name__": "__student__", "__builtins__": __builtins__}
         self.versions: dict[str, list] = {}  # every definition of each top-level function
@@ -251,6 +252,17 @@ class Child:
                 self.send({"ok": True, "result": result})
             except BaseException as exc:  # SystemExit and KeyboardInterrupt from students too
                 self.send({"ok": False, "error": describe_exception(exc)})
+            finally:
+                self._restore_threads()
+
+    def _restore_threads(self) -> None:
+        """Student code may set torch's thread count (W2020's handout train() sets 5, "to
+        prevent crash in Teaching Labs"): it holds for the request that ran it, and the next
+        request gets the sandbox's count again. Five threads on two cores, in every later
+        check, had made D.1's fine-tuning three times slower, and in a batch each child would
+        take the cores of its neighbours."""
+        if self.threads is not None and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
 
     # -- loading ----------------------------------------------------------------------
     def op_boot(self, skip: list[int]):
@@ -588,6 +600,6 @@ def main(conn, output, config: dict, statements: list[dict]):
     output.close()  # its descriptor number must not be closed twice later
     isolation = confine(config, conn.fileno(), output_fd)
     watch_parent(conn.fileno())
-    child = Child(conn, statements)
+    child = Child(conn, statements, threads=config["threads"])
     child.send({"hello": isolation})
     child.serve()
