@@ -220,11 +220,15 @@ def stdin():
     return sys.stdin.read()
 
 
-def torch_threads(set_to=None):
+def torch_settings(change=False):
     import torch
-    if set_to is not None:
-        torch.set_num_threads(set_to)  # as W2020's handout train() does
-    return torch.get_num_threads()
+    if change:
+        torch.set_num_threads(5)  # as W2020's handout train() does
+        torch.autograd.set_detect_anomaly(True)
+        torch.set_grad_enabled(False)
+        torch.set_default_dtype(torch.float64)
+    return repr((torch.get_num_threads(), torch.is_anomaly_enabled(), torch.is_grad_enabled(),
+                 str(torch.get_default_dtype())))
 """
 REQUEST_SECONDS = 2.0
 
@@ -273,10 +277,11 @@ def test_stdin_is_closed(sandbox):
     assert call(sandbox, "stdin") == ""
 
 
-def test_student_code_sets_torchs_threads_for_its_own_request_only(sandbox):
-    assert call(sandbox, "torch_threads") == 1  # the sandbox's count (Limits.threads)
-    assert call(sandbox, "torch_threads", 5) == 5
-    assert call(sandbox, "torch_threads") == 1
+def test_torch_settings_student_code_changes_hold_for_its_own_request_only(sandbox):
+    sandboxs = (1, False, False, "torch.float32")  # one thread: Limits.threads; a call runs without grad
+    assert ast.literal_eval(call(sandbox, "torch_settings")) == sandboxs
+    assert ast.literal_eval(call(sandbox, "torch_settings", True)) == (5, True, False, "torch.float64")
+    assert ast.literal_eval(call(sandbox, "torch_settings")) == sandboxs
     assert sandbox.children_started == 1
 
 

@@ -222,10 +222,35 @@ class AttrDict(dict):
         self[name] = value
 
 
+class _TorchSettings:
+    """torch's process-wide settings that student code may change (W2020's handout train()
+    sets 5 threads "to prevent crash in Teaching Labs"; notebooks turn on anomaly detection,
+    turn gradients off, change the default dtype): what a request changes holds for that
+    request only, and every request starts from the same state, whichever checks ran before.
+    Five threads on two cores in every later check had made W2020's fine-tuning check twice
+    as slow, and in a batch each child took its neighbours' cores."""
+
+    def __init__(self, threads: int):
+        self.saved = (threads, torch.is_grad_enabled(), torch.is_anomaly_enabled(), torch.get_default_dtype())
+
+    def restore(self) -> None:
+        threads, grad, anomaly, dtype = self.saved
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        if torch.is_grad_enabled() != grad:
+            torch.set_grad_enabled(grad)
+        if torch.is_anomaly_enabled() != anomaly:
+            torch.autograd.set_detect_anomaly(anomaly)
+        if torch.get_default_dtype() != dtype:
+            torch.set_default_dtype(dtype)
+
+
 class Child:
     def __init__(self, conn, statements: list[dict], threads: int | None = None):
         self.conn = conn
-        self.threads = threads  # torch's threads, kept between requests (None: left alone)
+        # torch's process-wide settings as the sandbox set them, put back after each request
+        # (None: left alone, as in a student's own kernel).
+        self.settings = None if threads is None else _TorchSettings(threads)
         self.fd = conn.fileno() if conn is not None else None  # None: grader.student.selfcheck
         self.ns: dict = {"__name__": "__student__", "__builtins__": __builtins__}
         self.versions: dict[str, list] = {}  # every definition of each top-level function
@@ -253,16 +278,8 @@ class Child:
             except BaseException as exc:  # SystemExit and KeyboardInterrupt from students too
                 self.send({"ok": False, "error": describe_exception(exc)})
             finally:
-                self._restore_threads()
-
-    def _restore_threads(self) -> None:
-        """Student code may set torch's thread count (W2020's handout train() sets 5, "to
-        prevent crash in Teaching Labs"): it holds for the request that ran it, and the next
-        request gets the sandbox's count again. Five threads on two cores, in every later
-        check, had made D.1's fine-tuning three times slower, and in a batch each child would
-        take the cores of its neighbours."""
-        if self.threads is not None and torch.get_num_threads() != self.threads:
-            torch.set_num_threads(self.threads)
+                if self.settings is not None:
+                    self.settings.restore()
 
     # -- loading ----------------------------------------------------------------------
     def op_boot(self, skip: list[int]):
