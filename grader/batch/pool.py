@@ -51,6 +51,7 @@ from grader.sandbox import server
 # Imported once by the forkserver: grader.sandbox.server.PRELOAD (the sandbox children need
 # it) plus what a worker needs to grade.
 SERVER_PRELOAD = [
+    "grader.sandbox.ending",  # first: see grader/sandbox/ending.py
     *server.LIBRARIES,
     # Not nbconvert (the load stage's IPython translation, a fifth of a second): a standalone
     # grading gets the notebook as `grade` read it, and a batch worker imports it once.

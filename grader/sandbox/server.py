@@ -52,10 +52,11 @@ SANDBOX_ARGV = ["grader-sandbox"]
 # libraries every child needs or nearly every notebook uses (matplotlib.pyplot takes half a
 # second; torch._dynamo a second and a half, imported by the first torch optimizer a process
 # builds or steps, in the student's training code and in the grader's), then the child's side
-# of the engine. A module that is not installed is left out. Last, grader.sandbox.warm hides
-# what is imported by then from the garbage collector.
+# of the engine. A module that is not installed is left out. First, grader.sandbox.ending
+# sets how the server ends; last, grader.sandbox.warm hides what is imported by then from the
+# garbage collector.
 LIBRARIES = ["torch", "torchvision", "torch._dynamo", "matplotlib.pyplot"]
-PRELOAD = [*LIBRARIES, "grader.sandbox.child", "grader.sandbox.warm"]
+PRELOAD = ["grader.sandbox.ending", *LIBRARIES, "grader.sandbox.child", "grader.sandbox.warm"]
 
 
 def minimal_environment(**extra) -> dict:
@@ -93,7 +94,7 @@ def exit_now(code: int) -> None:
     """Flush the standard streams and end this process without the interpreter's teardown:
     freeing every imported object one by one took 0.1 s in `grade` and 0.25 s in the warm
     server (torch's ~400,000 objects) after the report was out. Callers run the exit handlers
-    they need first (grader.cli) or are the last one (grader/sandbox/warm.py)."""
+    they need first (grader.cli) or are the last one (grader/sandbox/ending.py)."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

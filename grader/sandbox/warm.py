@@ -5,16 +5,14 @@ are imported, the library objects the assignments ask for are built (grader.engi
 building them, and starts with a collector that skips what the server holds: a full
 collection takes microseconds instead of a fifth of a second, and it no longer writes to their
 pages, which children would otherwise copy instead of sharing with the server.
-It also makes the server end at once when its last client is gone (server.exit_now).
 Nothing imports this module but the server."""
 
-import atexit
 import gc
 import json
 import os
 
 from grader.engine import recipes
-from grader.sandbox.server import PREBUILD_VARIABLE, exit_now
+from grader.sandbox.server import PREBUILD_VARIABLE
 
 try:
     recipes.prebuild(json.loads(os.environ.pop(PREBUILD_VARIABLE, "[]")))
@@ -25,9 +23,3 @@ except ValueError:  # not JSON: nothing is prebuilt, each process builds what it
 # before every grading could start.
 gc.collect(1)
 gc.freeze()
-
-
-# Registered last, so run first when the server ends (its last client gone): it owns no files
-# or processes to clean up (forked children never run exit handlers), and the teardown kept the
-# output pipe of the grading's caller open for a quarter of a second.
-atexit.register(exit_now, 0)
