@@ -9,8 +9,10 @@ training run of the reference is graded on its own)."""
 
 from __future__ import annotations
 
+import atexit
 import csv
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -439,7 +441,9 @@ def _headless_reference():
     per session next to the other inputs (make_notebook edits cells, it cannot delete one)."""
     nb = read_notebook(W2020_REFERENCE)
     del nb.cells[next(i for i, c in enumerate(nb.cells) if c.cell_type == "markdown")]
-    path = Path(tempfile.mkdtemp(prefix="myconv-headless-")) / "a2-cnn.ipynb"
+    folder = Path(tempfile.mkdtemp(prefix="myconv-headless-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # nothing left in /tmp
+    path = folder / "a2-cnn.ipynb"
     nbformat.write(nb, str(path))
     return path
 
