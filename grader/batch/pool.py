@@ -50,20 +50,16 @@ from grader.sandbox import server
 
 # Imported once by the forkserver: grader.sandbox.server.PRELOAD (the sandbox children need
 # it) plus what a worker needs to grade.
-SERVER_PRELOAD = [
-    "grader.sandbox.ending",  # first: see grader/sandbox/ending.py
-    *server.LIBRARIES,
+SERVER_PRELOAD = server.preload(
     # Not nbconvert (the load stage's IPython translation, a fifth of a second): a standalone
     # grading gets the notebook as `grade` read it, and a batch worker imports it once.
-    "grader.sandbox.child",
     "grader.engine.pipeline",
     "grader.engine.plugin",
     "grader.engine.checkrun",
     "grader.batch.pool",
     "pytest",
     "hypothesis",
-    "grader.sandbox.warm",  # last: see grader/sandbox/warm.py
-]
+)
 
 MAX_ATTEMPTS = 2  # a submission whose worker died is graded once more, then recorded as an error
 START_FAILURES_ALLOWED = 3  # workers dying before they are ready: the grader itself is broken

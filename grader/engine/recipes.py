@@ -153,22 +153,22 @@ def copy_of(original):
             for value in table.values():
                 if value is not None:
                     tensors[id(value)] = value
-    storages = collections.Counter(t.untyped_storage()._cdata for t in tensors.values())
-    shared = {storage for storage, count in storages.items() if count > 1}
+    storage = {key: t.untyped_storage()._cdata for key, t in tensors.items()}
+    users = collections.Counter(storage.values())
     memo: dict = {}
-    for value in tensors.values():
+    for key, value in tensors.items():
         if (
             type(value) not in (torch.Tensor, torch.nn.Parameter)
             or value.device.type != "cpu"
             or value.grad is not None
             or value.__dict__
-            or value.untyped_storage()._cdata in shared
+            or users[storage[key]] > 1
         ):
             continue
         clone = lazy_clone(value.detach())
         if isinstance(value, torch.nn.Parameter):
             clone = torch.nn.Parameter(clone, requires_grad=value.requires_grad)
-        memo[id(value)] = clone
+        memo[key] = clone
     memo[id(memo)] = list(tensors.values())  # deepcopy's rule: keep what the memo names alive
     return copy.deepcopy(original, memo)
 

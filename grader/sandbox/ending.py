@@ -1,4 +1,4 @@
-"""Imported first by the warm server (grader.sandbox.server.PRELOAD), before any library: the
+"""Imported first by the warm server (grader.sandbox.server.preload), before any library: the
 exit handler it registers therefore runs after every library's (atexit runs them last-in,
 first-out). Those clean up what the server made, such as the temporary configuration folder
 matplotlib makes in /tmp when the user's own is not writable. Then the server ends without the

@@ -56,7 +56,15 @@ SANDBOX_ARGV = ["grader-sandbox"]
 # sets how the server ends; last, grader.sandbox.warm hides what is imported by then from the
 # garbage collector.
 LIBRARIES = ["torch", "torchvision", "torch._dynamo", "matplotlib.pyplot"]
-PRELOAD = ["grader.sandbox.ending", *LIBRARIES, "grader.sandbox.child", "grader.sandbox.warm"]
+
+
+def preload(*engine: str) -> list[str]:
+    """The server's preload list: what every sandbox child needs, then the `engine` modules a
+    caller's processes need too (a batch worker's), in the order the server must import them."""
+    return ["grader.sandbox.ending", *LIBRARIES, "grader.sandbox.child", *engine, "grader.sandbox.warm"]
+
+
+PRELOAD = preload()
 
 
 def minimal_environment(**extra) -> dict:

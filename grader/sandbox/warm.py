@@ -1,4 +1,4 @@
-"""Imported last by the warm server (grader.sandbox.server.PRELOAD): once torch and the rest
+"""Imported last by the warm server (grader.sandbox.server.preload): once torch and the rest
 are imported, the library objects the assignments ask for are built (grader.engine.recipes:
 `[checks] prebuild`), then everything is moved out of the cyclic garbage collector's sight
 (`gc.freeze`). Every child forked from the server then copies those objects instead of
